@@ -1,0 +1,35 @@
+"""Built-in small model (and, later, data set) for the default job and the tests."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class TinyCNN(nn.Module):
+    """A small residual CNN for 1x1x16x16 .. 1x3x32x32 inputs (tests, default job).
+
+    Layout: conv3x3(Cin->16)+BN+ReLU, a residual block of two 3x3 convs (16->16),
+    a stride-2 3x3 conv (16->32)+BN+ReLU, a 1x1 conv (32->32)+ReLU, global average
+    pool, linear(32->num_classes).
+    """
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
+        self.conv1 = nn.Conv2d(16, 16, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.conv2 = nn.Conv2d(16, 16, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(16)
+        self.down = nn.Sequential(nn.Conv2d(16, 32, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU())
+        self.pw = nn.Sequential(nn.Conv2d(32, 32, 1), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(32, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        y = torch.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        x = torch.relu(x + y)
+        x = self.pw(self.down(x))
+        return self.fc(torch.flatten(self.pool(x), 1))

@@ -1,0 +1,123 @@
+"""Where models come from: torchvision names, ``file.py:factory`` specs, input shapes.
+
+No weights are downloaded: torchvision models are built with random initialisation
+(``weights=None``); a user's factory may load its own weights.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+import torch
+
+from ..errors import InvalidInputShapeError, UnknownModelError
+
+TORCHVISION_MODELS: tuple[str, ...] = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "mobilenet_v2",
+    "vgg11",
+    "vgg16",
+    "alexnet",
+)
+DEFAULT_INPUT_SHAPE: tuple[int, int, int, int] = (1, 3, 224, 224)
+
+
+def load_model(spec: str, seed: int = 0) -> torch.nn.Module:
+    """Build a model in eval mode from a torchvision name or ``path/to/file.py:factory``.
+
+    Args:
+        spec: ``resnet18`` etc. (see ``TORCHVISION_MODELS``, or any torchvision classification
+            model name), ``tiny_cnn`` (the built-in small CNN), or ``file.py:function`` where
+            ``function()`` returns an ``nn.Module``.
+        seed: torch seed for the random initialisation of torchvision models.
+
+    Raises:
+        UnknownModelError: unknown name, missing file or function, or a factory that does not
+            return an ``nn.Module``.
+    """
+    spec = str(spec).strip()
+    if ":" in spec and (spec.endswith(")") or ".py" in spec.split(":")[0] or os.sep in spec):
+        model = _load_factory(spec)
+    elif spec == "tiny_cnn":
+        from ..data import TinyCNN
+
+        torch.manual_seed(seed)
+        model = TinyCNN()
+    else:
+        import torchvision.models as tvm_models
+
+        names = set(tvm_models.list_models(module=tvm_models))
+        if spec not in names:
+            raise UnknownModelError(
+                f"unknown model {spec!r}; use a torchvision classification model "
+                f"({', '.join(TORCHVISION_MODELS)}, ...), tiny_cnn, or path/to/file.py:factory_function"
+            )
+        torch.manual_seed(seed)
+        model = tvm_models.get_model(spec, weights=None)
+    return model.eval()
+
+
+def _load_factory(spec: str) -> torch.nn.Module:
+    path, _, fn_name = spec.rpartition(":")
+    if not os.path.isfile(path):
+        raise UnknownModelError(f"model file {path!r} does not exist (from model spec {spec!r})")
+    mod_name = "tvmprune_user_model_" + os.path.splitext(os.path.basename(path))[0].replace("-", "_")
+    try:
+        s = importlib.util.spec_from_file_location(mod_name, path)
+        assert s is not None and s.loader is not None
+        module = importlib.util.module_from_spec(s)
+        sys.modules[mod_name] = module
+        s.loader.exec_module(module)
+    except Exception as e:
+        raise UnknownModelError(f"cannot import model file {path!r}: {type(e).__name__}: {e}") from None
+    fn = getattr(module, fn_name, None)
+    if fn is None or not callable(fn):
+        raise UnknownModelError(f"{path!r} has no callable {fn_name!r}")
+    try:
+        model = fn()
+    except Exception as e:
+        raise UnknownModelError(f"{spec}() raised {type(e).__name__}: {e}") from None
+    if not isinstance(model, torch.nn.Module):
+        raise UnknownModelError(f"{spec}() returned {type(model).__name__}, expected a torch.nn.Module")
+    return model
+
+
+def parse_input_shape(text: "str | tuple[int, ...] | list[int] | None") -> tuple[int, ...]:
+    """Parse ``1x3x224x224`` (or ``1,3,224,224``) into a 4-D NCHW shape tuple.
+
+    Raises:
+        InvalidInputShapeError: not four positive integers.
+    """
+    if text is None:
+        return DEFAULT_INPUT_SHAPE
+    if isinstance(text, (tuple, list)):
+        parts = [str(p) for p in text]
+    else:
+        parts = str(text).lower().replace(",", "x").replace(" ", "").split("x")
+    try:
+        shape = tuple(int(p) for p in parts)
+    except ValueError:
+        raise InvalidInputShapeError(
+            f"bad input shape {text!r}: expected four positive integers N x C x H x W, e.g. 1x3x224x224"
+        ) from None
+    if len(shape) != 4 or any(d <= 0 for d in shape):
+        raise InvalidInputShapeError(
+            f"bad input shape {text!r}: expected four positive integers N x C x H x W, e.g. 1x3x224x224"
+        )
+    return shape
+
+
+def check_input_shape(model: torch.nn.Module, shape: tuple[int, ...]) -> None:
+    """Run the model once on zeros of ``shape``; raise if the shape does not fit it."""
+    try:
+        with torch.no_grad():
+            model(torch.zeros(shape))
+    except Exception as e:
+        raise InvalidInputShapeError(
+            f"input shape {'x'.join(map(str, shape))} does not fit the model: {type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}"
+        ) from None

@@ -1,0 +1,133 @@
+"""What every kernel in :mod:`tvmprune.kernels` produces: a :class:`KernelInstance`.
+
+Layout convention (whole package): activations are **NHWC** (``[B, H, W, C]``, fp32);
+the Relax import converts the model to NHWC once at the input boundary. Convolution
+weights arrive in PyTorch's ``[Cout, Cin/groups, KH, KW]`` layout as numpy arrays; each
+kernel converts them to its own storage format (dense OHWI/HWIO, BSR 1xN, CSR) and
+returns those arrays as ``consts``.
+
+A kernel's PrimFunc takes its buffers in this order::
+
+    data, *consts, [residual], out
+
+``data`` is the NHWC input, ``consts`` are the weight / index / bias arrays in the
+order of :attr:`KernelInstance.consts`, ``residual`` (present when
+``ConvSpec.residual`` is set) has the output's shape and is added before the final
+activation, ``out`` is the NHWC output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+ACTIVATIONS = (None, "relu", "relu6")
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """Shape and epilogue of one 2-D convolution (NHWC activations).
+
+    ``padding`` is (top, left, bottom, right). ``activation`` is None, ``relu`` or ``relu6``
+    and is applied after bias and residual add: ``act(conv(x) + bias + residual)``.
+    """
+
+    batch: int
+    in_h: int
+    in_w: int
+    cin: int
+    cout: int
+    kh: int
+    kw: int
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0)
+    groups: int = 1
+    bias: bool = False
+    activation: str | None = None
+    residual: bool = False
+
+    def __post_init__(self) -> None:
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {self.activation!r}")
+
+    @property
+    def out_h(self) -> int:
+        return (self.in_h + self.padding[0] + self.padding[2] - self.kh) // self.stride[0] + 1
+
+    @property
+    def out_w(self) -> int:
+        return (self.in_w + self.padding[1] + self.padding[3] - self.kw) // self.stride[1] + 1
+
+    @property
+    def in_shape(self) -> tuple[int, int, int, int]:
+        return (self.batch, self.in_h, self.in_w, self.cin)
+
+    @property
+    def out_shape(self) -> tuple[int, int, int, int]:
+        return (self.batch, self.out_h, self.out_w, self.cout)
+
+    @property
+    def dense_flops(self) -> int:
+        """Multiply-adds x 2 of the dense convolution."""
+        return 2 * self.batch * self.out_h * self.out_w * self.cout * (self.cin // self.groups) * self.kh * self.kw
+
+    @property
+    def weight_shape(self) -> tuple[int, int, int, int]:
+        """PyTorch weight shape ``[Cout, Cin/groups, KH, KW]``."""
+        return (self.cout, self.cin // self.groups, self.kh, self.kw)
+
+
+@dataclass
+class KernelInstance:
+    """One concrete kernel: a TE-derived PrimFunc plus the constant arrays it reads.
+
+    Attributes:
+        name: unique global symbol (used as the PrimFunc name inside a Relax module).
+        kind: ``dense``, ``depthwise``, ``1xN``, ``csr`` (conv) or ``dense_linear``,
+            ``bsr_linear``, ``csr_linear``.
+        func: the unscheduled PrimFunc (``te.create_prim_func``), named ``name``.
+        consts: constant arguments, in PrimFunc argument order after ``data``.
+        out_shape: output shape.
+        schedule_default: applies the hand-picked default schedule to a
+            ``tvm.s_tir.Schedule`` of ``func``.
+        schedule_space: applies the tunable schedule (knobs sampled with
+            ``sample_perfect_tile`` / ``sample_categorical``) for MetaSchedule.
+        flops: useful floating-point operations (2 x nonzero multiply-adds).
+        info: free-form facts for reports (density, N, nnz, layout ...).
+    """
+
+    name: str
+    kind: str
+    func: Any
+    consts: list[np.ndarray]
+    out_shape: tuple[int, ...]
+    schedule_default: Callable[[Any], None]
+    schedule_space: Callable[[Any], None] | None = None
+    flops: int = 0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def scheduled(self) -> Any:
+        """The PrimFunc with the default schedule applied."""
+        from tvm import s_tir
+
+        sch = s_tir.Schedule(self.func)
+        self.schedule_default(sch)
+        return sch.mod["main"].with_attr("global_symbol", self.name)
+
+    @property
+    def workload_key(self) -> str:
+        """Stable hash of the computation and its constant structure (for tuning records)."""
+        h = hashlib.sha1(str(self.func.script()).encode())
+        for c in self.consts:
+            if c.dtype.kind in "iu":  # index structure matters, values do not
+                h.update(np.ascontiguousarray(c).tobytes())
+        return h.hexdigest()[:16]
+
+
+def unique_name(prefix: str, *parts: Any) -> str:
+    """A short deterministic symbol name from ``prefix`` and hashed ``parts``."""
+    h = hashlib.sha1(repr(parts).encode()).hexdigest()[:10]
+    return f"{prefix}_{h}"
