@@ -1,0 +1,85 @@
+"""Masked fine-tuning with a dependency-free text progress bar."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+
+from ..errors import PruneConfigError
+from .masks import apply_masks, attach_masks, detach_masks
+
+__all__ = ["finetune", "ProgressBar"]
+
+
+class ProgressBar:
+    """``epoch 1/3 [#########.........] 45/100 loss 0.1234 12.3s`` on one line (``\\r``)."""
+
+    def __init__(self, total: int | None, prefix: str = "", width: int = 30, stream=None, enabled: bool = True):
+        self.total, self.prefix, self.width = total, prefix, width
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.t0 = time.time()
+
+    def update(self, done: int, suffix: str = "") -> None:
+        if not self.enabled:
+            return
+        if self.total:
+            fill = int(self.width * min(done, self.total) / self.total)
+            bar = "[" + "#" * fill + "." * (self.width - fill) + f"] {done}/{self.total}"
+        else:
+            bar = f"{done} steps"
+        self.stream.write(f"\r{self.prefix} {bar} {suffix} {time.time() - self.t0:.1f}s")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def finetune(model: nn.Module, masks: dict[str, torch.Tensor] | None, loader: Iterable, epochs: int = 1,
+             lr: float = 1e-3, loss_fn: Callable | None = None, progress: bool = True,
+             momentum: float = 0.9, weight_decay: float = 0.0) -> nn.Module:
+    """Fine-tune ``model`` with SGD while keeping pruned weights at zero.
+
+    ``loader`` yields ``(inputs, targets)`` batches; ``loss_fn`` defaults to cross-entropy.
+    Masks are attached as forward pre-hooks + gradient masks and re-applied after every
+    step, so the returned model (eval mode) has exactly the masked pattern.  Returns the model.
+    """
+    if not isinstance(epochs, int) or epochs < 0:
+        raise PruneConfigError(f"epochs must be a non-negative integer, got {epochs!r}")
+    if not (isinstance(lr, (int, float)) and lr > 0):
+        raise PruneConfigError(f"lr must be a positive number, got {lr!r}")
+    loss_fn = loss_fn or nn.CrossEntropyLoss()
+    masks = masks or {}
+    attach_masks(model, masks)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    try:
+        total = len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        total = None
+    model.train()
+    try:
+        for ep in range(epochs):
+            bar = ProgressBar(total, f"epoch {ep + 1}/{epochs}", enabled=progress)
+            run_loss, n = 0.0, 0
+            for i, batch in enumerate(loader):
+                x, y = batch[0], batch[1]
+                opt.zero_grad()
+                loss = loss_fn(model(x), y)
+                loss.backward()
+                opt.step()
+                apply_masks(model, masks)
+                run_loss += float(loss.detach())
+                n += 1
+                bar.update(i + 1, f"loss {run_loss / n:.4f}")
+            bar.close()
+    finally:
+        detach_masks(model)
+        apply_masks(model, masks)
+    return model.eval()
