@@ -1,0 +1,163 @@
+"""Direct sparse convolution (Park et al., ICLR 2017) with a CSR weight, NHWC in/out.
+
+Each output channel ``co`` is one CSR row over ``(cin, kh, kw)``; every nonzero is
+multiplied straight into a tile of the output plane from the padded input -- no im2col::
+
+    xt = pad(data) transposed to [B, Cin, Hp, Wp]        # one pass over the input
+    parallel for (b, oh_o):                              # R output rows per task
+      for ow_o:  for co:                                 # all channels reuse the rows in cache
+        acc[R, Tw] = 0                                   # R * Tw/lanes SIMD registers
+        for e in indptr[co] .. indptr[co+1]:             # true row length
+          off = offsets[e]                               # = (cin*Hp + kh)*Wp + kw, pre-decoded
+          for r in R (unrolled): for w in Tw (vector):
+            acc[r, w] += value[e] * xt[b, oh*s + r*s, (ow_o*Tw + w)*s + off]
+        out[b, oh.., ow.., co] = act(acc + bias + residual)   # strided scalar stores
+
+Why a channel-major copy of the input: the CSR row has one scalar weight per nonzero, so
+the vector axis must be spatial. In NHWC, consecutive output pixels of one input channel
+are ``Cin`` floats apart (a gather per vector); in the ``[Cin, Hp, Wp]`` copy they are
+contiguous (unit-stride loads for stride 1), at the price of one transposing copy of the
+input per call and strided stores of the output tile (``R*Tw`` scalars per output channel,
+amortised over the row's nonzeros). The nonzero offsets are pre-decoded into flat input
+offsets so the inner loop does no div/mod. Stride 2 uses strided vector loads.
+
+Index arrays are arguments (``consts``) like in :mod:`.sparse_conv2d`; the row loop is
+shrunk to the true row length by :func:`.sparse_conv2d.shrink_sparse_loops`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .base import ConvSpec, KernelInstance, unique_name
+from .formats import conv_weight_to_csr, kernel_arrays
+from .sparse_conv2d import (
+    SPARSE_ROW_ANN,
+    apply_activation,
+    bias_array,
+    check_conv,
+    n_vector_registers,
+    pick_tile,
+    resolve_target,
+    shrink_sparse_loops,
+)
+
+
+def direct_sparse_conv2d(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | None, target: Any) -> KernelInstance:
+    """CSR direct sparse conv (NHWC in/out), kind ``"csr"``.
+
+    PrimFunc arguments: ``data [B,H,W,Cin]``, ``w_data [nnz+L]``, ``w_offsets [nnz+L]``
+    (flat offsets ``(cin*Hp + kh)*Wp + kw`` into the padded channel-major input),
+    ``w_indptr [Cout+1]``, ``[bias [Cout]]``, ``[residual]``, ``out [B,OH,OW,Cout]``.
+    """
+    from tvm import te, tirx
+
+    t = resolve_target(target)
+    weight = np.asarray(weight, dtype=np.float32)
+    check_conv(spec, weight, bias, "direct_sparse_conv2d")
+    csr = conv_weight_to_csr(weight)
+    pt, pl, pb, pr = spec.padding
+    b_, h_, w_, cin = spec.in_shape
+    hp, wp = h_ + pt + pb, w_ + pl + pr
+    oh_, ow_, cout = spec.out_h, spec.out_w, spec.cout
+    kh_, kw_ = spec.kh, spec.kw
+    sh, sw = spec.stride
+    k = csr.indices.astype(np.int64)
+    c_i, kh_i, kw_i = k // (kh_ * kw_), (k // kw_) % kh_, k % kw_
+    offsets = ((c_i * hp + kh_i) * wp + kw_i).astype(np.int32)
+    w_data, w_off, w_ptr = kernel_arrays(csr.data, offsets, csr.indptr)
+    maxlen = max(1, csr.max_row_length)
+    bias_np = bias_array(spec.bias, bias, cout)
+
+    data = te.placeholder(spec.in_shape, "float32", name="data")
+    W = te.placeholder(w_data.shape, "float32", name="w_data")
+    OFF = te.placeholder(w_off.shape, "int32", name="w_offsets")
+    PTR = te.placeholder(w_ptr.shape, "int32", name="w_indptr")
+    BIAS = te.placeholder((cout,), "float32", name="bias") if bias_np is not None else None
+    RES = te.placeholder(spec.out_shape, "float32", name="residual") if spec.residual else None
+
+    def xt_f(b, c, h, w):
+        ok = tirx.all(h >= pt, h < pt + h_, w >= pl, w < pl + w_)
+        return tirx.if_then_else(ok, data[b, h - pt, w - pl, c], tirx.const(0.0, "float32"))
+
+    xt = te.compute((b_, cin, hp, wp), xt_f, name="xt")
+    e = te.reduce_axis((0, maxlen), name="e")
+
+    def acc_f(b, co, oh, ow):
+        start = PTR[co]
+        # the last axis is indexed past Wp on purpose: the flat offset selects (cin, kh, kw)
+        val = W[start + e] * xt[b, 0, oh * sh, ow * sw + OFF[start + e]]
+        return te.sum(tirx.if_then_else(e < PTR[co + 1] - start, val, tirx.const(0.0, "float32")), axis=e)
+
+    acc = te.compute((b_, cout, oh_, ow_), acc_f, name="acc")
+
+    def out_f(b, oh, ow, c):
+        v = acc[b, c, oh, ow]
+        if BIAS is not None:
+            v = v + BIAS[c]
+        if RES is not None:
+            v = v + RES[b, oh, ow, c]
+        return apply_activation(v, spec.activation)
+
+    out = te.compute(spec.out_shape, out_f, name="out")
+    args = [data, W, OFF, PTR] + ([BIAS] if BIAS is not None else []) + ([RES] if RES is not None else []) + [out]
+    consts = [w_data, w_off, w_ptr] + ([bias_np] if bias_np is not None else [])
+    name = unique_name("direct_sparse_conv2d", spec, w_off.tobytes(), w_ptr.tobytes())
+    func = te.create_prim_func(args).with_attr("global_symbol", name)
+
+    lanes = t.vector_lanes
+    budget = n_vector_registers(t) * 3 // 4
+    tw_default = ow_ if ow_ <= 4 * lanes else pick_tile(ow_, 4 * lanes)
+    r_default = pick_tile(oh_, max(1, budget // -(-tw_default // lanes)))
+
+    def _common(sch, tw, rr, unroll: bool):
+        blk = sch.get_sblock("acc")
+        bl, col, ohl, owl, el = sch.get_loops(blk)
+        oho, ohi = sch.split(ohl, [None, rr] if isinstance(rr, int) else rr)
+        owo, owi = sch.split(owl, [None, tw] if isinstance(tw, int) else tw)
+        sch.reorder(bl, oho, owo, col, el, ohi, owi)
+        sch.parallel(sch.fuse(bl, oho))
+        sch.set_scope(blk, 0, "local")
+        sch.reverse_compute_at(sch.get_sblock("out"), col)
+        sch.vectorize(owi)
+        if unroll:
+            sch.unroll(ohi)
+        sch.annotate(el, SPARSE_ROW_ANN, 1)
+        sch.decompose_reduction(blk, el)
+        xl = sch.get_loops(sch.get_sblock("xt"))
+        sch.parallel(sch.fuse(xl[0], xl[1]))
+        return ohi
+
+    def schedule_default(sch) -> None:
+        _common(sch, tw_default, r_default, True)
+        shrink_sparse_loops(sch)
+
+    def schedule_space(sch) -> None:
+        blk = sch.get_sblock("acc")
+        loops = sch.get_loops(blk)
+        rr = sch.sample_perfect_tile(loops[2], n=2, max_innermost_factor=max(1, budget))
+        tw = sch.sample_perfect_tile(loops[3], n=2, max_innermost_factor=4 * lanes)
+        ohi = _common(sch, tw, rr, False)
+        unroll = sch.sample_categorical([0, 1], [0.2, 0.8])
+        sch.annotate(ohi, "pragma_unroll_explicit", unroll)
+        sch.annotate(ohi, "pragma_auto_unroll_max_step", 64)
+
+    return KernelInstance(
+        name=name,
+        kind="csr",
+        func=func,
+        consts=consts,
+        out_shape=spec.out_shape,
+        schedule_default=schedule_default,
+        schedule_space=schedule_space,
+        flops=2 * csr.nnz * b_ * oh_ * ow_,
+        info={
+            "density": csr.density,
+            "nnz": csr.nnz,
+            "max_row_length": maxlen,
+            "layout": f"channel-major padded input copy, vector along output width, tile {r_default}x{tw_default}",
+            "index_order": "(cin, kh, kw) as flat input offsets",
+        },
+    )
