@@ -23,7 +23,7 @@ __all__ = ["group_channel_scores", "rearrange_permutations", "rearrange_filters"
 
 
 def _filter_l1(w: torch.Tensor) -> torch.Tensor:
-    return w.detach().abs().reshape(w.shape[0], -1).sum(dim=1)
+    return w.detach().abs().double().reshape(w.shape[0], -1).sum(dim=1)
 
 
 def group_channel_scores(model: nn.Module, group: ChannelGroup, normalize: bool = False) -> torch.Tensor:
