@@ -329,7 +329,7 @@ def sparse_conv2d_1xn(
         owl = sch.get_loops(blk)[2]
         tiles = sch.sample_perfect_tile(owl, n=2, max_innermost_factor=t_max)
         fused = _common(sch, tiles, False)
-        owi = sch.get_loops(sch.get_sblock("acc"))[-2]
+        owi = sch.get_loops(sch.get_sblock("acc_update"))[-2]
         unroll = sch.sample_categorical([0, 1], [0.2, 0.8])
         sch.annotate(owi, "pragma_unroll_explicit", unroll)
         sch.annotate(owi, "pragma_auto_unroll_max_step", 512)
