@@ -131,6 +131,14 @@ def test_graph_flatten_multiplicity_vgg_alexnet():
     assert mem.module == "classifier.1" and mem.mult == 36
 
 
+def test_graph_tiny_cnn():
+    g = build_graph(load_model("tiny_cnn"), torch.zeros(1, 3, 16, 16))
+    assert set(g.out_group("stem.0").producers) == {"stem.0", "conv2"}
+    assert [c.name for c in g.coupled_groups()] == ["stem.0"]
+    assert g.layers == ["stem.0", "conv1", "conv2", "down.0", "pw.0", "fc"]
+    assert "stem.0" in g.summary()
+
+
 class _Cat(nn.Module):
     def __init__(self):
         super().__init__()
@@ -212,13 +220,13 @@ def test_graph_unknown_op_freezes_channels():
 # ------------------------------------------------------------------------------------------
 # rearrangement
 # ------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("spec", BIG)
+@pytest.mark.parametrize("spec", BIG + ["alexnet", "tiny_cnn"])
 def test_rearrangement_preserves_outputs(spec):
     m = get_model(spec)
     g = build_graph(m, X64)
     m2 = copy.deepcopy(m)
     perms = rearrange_filters(m2, g)
-    assert len(perms) >= 10  # real permutations happened
+    assert len(perms) >= min(10, len(g.prunable_groups()))  # real permutations happened
     ref, out = run(m), run(m2)
     assert ref.abs().max() > 1e-3
     assert (ref - out).abs().max().item() <= 1e-4
@@ -262,7 +270,7 @@ def _check_1xn(result, n, rate):
         removed = nblocks - int(bm.sum())
         assert abs(removed - rate * nblocks) <= 1, (r.name, removed, rate * nblocks)
         if w.shape[0] % n == 0:
-            assert abs((1 - r.density) - rate) <= n / w.numel() * w.shape[0] / n + 1e-9
+            assert abs((1 - r.density) - rate) <= n / w.numel() + 1e-9
     return pruned
 
 
