@@ -88,25 +88,27 @@ def _schedule_direct(sch: Any, spec: ConvSpec, vec: int, ow_tile: Any, depthwise
         out_block = epi
     except Exception:  # no epilogue stage
         out_block = writeback
-    b, oh, ow, co = sch.get_loops(out_block)
+    # tile the conv block itself (split keeps unit loops, so positions are stable)
+    if depthwise:
+        b, oh, ow, co, kh, kw = sch.get_loops(conv)
+        red = [kh, kw]
+    else:
+        b, oh, ow, co, kh, kw, ci = sch.get_loops(conv)
+        red = [kh, kw, ci]
     if isinstance(ow_tile, (list, tuple)):
         ow_o, ow_i = sch.split(ow, factors=ow_tile)
     else:
         ow_o, ow_i = sch.split(ow, factors=[None, ow_tile])
     co_o, co_i = sch.split(co, factors=[None, vec])
-    sch.reorder(b, oh, ow_o, co_o, ow_i, co_i)
-    sch.compute_at(conv, co_o)
+    sch.reorder(b, oh, ow_o, co_o, *red, ow_i, co_i)
+    sch.reverse_compute_at(out_block, co_o)
     outer = sch.fuse(b, oh)
     sch.parallel(outer)
+    sch.unroll(ow_i)
     sch.vectorize(co_i)
-    # under (fused b*oh, ow_o, co_o): the tile loops, then the reduction loops that are not unit
-    c_ow, c_co, *red = sch.get_loops(conv)[3:]
-    if red:
-        sch.reorder(*red, c_ow, c_co)
-    sch.unroll(c_ow)
-    sch.vectorize(c_co)
-    init = sch.decompose_reduction(conv, red[0] if red else c_ow)
+    init = sch.decompose_reduction(conv, red[0])
     sch.vectorize(sch.get_loops(init)[-1])
+    sch.vectorize(sch.get_loops(out_block)[-1])
     if any(spec.padding):
         pad = sch.get_sblock("pad")
         pl = sch.get_loops(pad)

@@ -1,0 +1,210 @@
+"""The ``tvmprune`` command line.
+
+Each sub-command has an ``_add_<name>`` (arguments) and a ``_run_<name>`` (action);
+``prune``, ``tune`` and ``compare`` live next to their packages and are registered here.
+Errors a user can cause (:class:`tvmprune.errors.TvmpruneError`) are printed as one
+``error:`` line, without a traceback, and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Callable
+
+from .errors import TvmpruneError
+
+
+def _add_targets(sub: Any) -> Callable[[argparse.Namespace], int]:
+    p = sub.add_parser("targets", help="list the named compilation targets")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    return _run_targets
+
+
+def _run_targets(args: argparse.Namespace) -> int:
+    from .target import list_targets
+
+    ts = list_targets()
+    if args.json:
+        print(json.dumps([t.to_json() | {"description": t.description} for t in ts], indent=2))
+        return 0
+    from .bench import format_table
+
+    rows = [
+        {"name": t.name, "lanes": t.vector_lanes, "cc": t.cross_compiler or "(host cc)", "desc": t.description,
+         "llvm": f"{t.target_dict.get('mtriple')} {t.target_dict.get('mcpu')}"}
+        for t in ts
+    ]
+    print(format_table(rows, [("name", "target"), ("lanes", "fp32 lanes"), ("llvm", "LLVM triple / cpu"),
+                              ("cc", "linker"), ("desc", "description")]))
+    print("\nAny other CPU: pass a TVM target JSON, e.g. --target "
+          "'{\"kind\": \"llvm\", \"mtriple\": \"aarch64-linux-gnu\", \"mcpu\": \"cortex-a53\"}'")
+    return 0
+
+
+def _add_model_args(p: argparse.ArgumentParser, required_target: bool = True) -> None:
+    p.add_argument("--model", help="torchvision model name (resnet18, resnet50, mobilenet_v2, vgg16, alexnet, ...), "
+                                   "tiny_cnn, or path/to/file.py:factory_function")
+    p.add_argument("--input-shape", default=None, help="NCHW input shape, default 1x3x224x224")
+    p.add_argument("--pruned", default=None, help="directory written by `tvmprune prune -o`")
+    p.add_argument("--prune", default=None, metavar="PATTERN",
+                   help="prune on the fly: dense, unstructured@0.8, 1x8@0.8, filter@0.5")
+    p.add_argument("--target", default="x86", help="x86 (default), x86-avx2, x86-avx512, arm_cpu, aarch64, or TVM JSON")
+
+
+def _add_compile(sub: Any) -> Callable[[argparse.Namespace], int]:
+    p = sub.add_parser("compile", help="compile a (pruned) model into a deployable module")
+    _add_model_args(p)
+    p.add_argument("-o", "--output", required=True, help="output directory (model.so + meta.json)")
+    p.add_argument("--explain", action="store_true", help="print per layer: shape, density, format, predicted time")
+    p.add_argument("--dense", action="store_true", help="keep every layer dense (ignore sparsity)")
+    p.add_argument("--tuning-log", default=None, help="tuning database directory written by `tvmprune tune`")
+    p.add_argument("--no-shipped-schedules", action="store_true",
+                   help="do not fall back to the pre-tuned schedules shipped in schedules/<target>/")
+    return _run_compile
+
+
+def _schedule_source(args: argparse.Namespace, target: Any) -> Any:
+    """The tuning records to apply: --tuning-log, else shipped schedules for the target."""
+    try:
+        from .tune.apply import schedule_source_for
+    except ImportError:  # tuning support not installed in this checkout
+        return None
+    return schedule_source_for(args.tuning_log, target, use_shipped=not getattr(args, "no_shipped_schedules", False),
+                               log=print)
+
+
+def _run_compile(args: argparse.Namespace) -> int:
+    from .compiler import compile_model, ensure_writable_dir
+    from .model_request import resolve_model
+    from .perf_model import choose_format, dense_only
+    from .target import get_target
+
+    target = get_target(args.target)
+    ensure_writable_dir(args.output)
+    req = resolve_model(args.model, args.input_shape, args.pruned, args.prune)
+    print(f"compiling {req.spec} ({req.pattern}) for {target.name}, input {'x'.join(map(str, req.input_shape))}")
+    cm = compile_model(
+        req.model, req.input_shape, target,
+        planner=dense_only if args.dense else choose_format,
+        schedule_source=_schedule_source(args, target),
+        model_spec=req.spec, pattern=req.pattern, extra_meta={"pruned_dir": req.pruned_dir},
+        log=lambda s: print("  " + s),
+    )
+    if args.explain:
+        from .explain import explain_table
+
+        print(explain_table(cm.plans, target))
+    out = cm.export(args.output)
+    formats: dict[str, int] = {}
+    for pl in cm.plans:
+        key = pl.fmt if pl.fmt != "1xN" else f"1x{pl.n}"
+        formats[key] = formats.get(key, 0) + 1
+    print(f"wrote {out}/model.so and {out}/meta.json  (layers: "
+          + ", ".join(f"{v} {k}" for k, v in sorted(formats.items())) + ")")
+    if not target.runs_on_host:
+        print(f"  cross-compiled with {target.cross_compiler}: copy {out} to the board and load it with "
+              "tvm.runtime.load_module + relax.VirtualMachine")
+    return 0
+
+
+def _add_bench(sub: Any) -> Callable[[argparse.Namespace], int]:
+    p = sub.add_parser("bench", help="time a compiled module (optionally next to PyTorch)")
+    p.add_argument("module_dir", help="directory written by `tvmprune compile -o`")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--repeat", type=int, default=20)
+    p.add_argument("--vs-torch", action="store_true", help="also time the same PyTorch model and print the ratio")
+    p.add_argument("--threads", type=int, default=None, help="PyTorch threads (default: TVM's thread count)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return _run_bench
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from .bench import format_table, time_torch, time_vm
+    from .compiler import load_compiled
+
+    if args.repeat < 1 or args.warmup < 0:
+        raise TvmpruneError("--repeat must be >= 1 and --warmup >= 0")
+    lm = load_compiled(args.module_dir)
+    meta = lm.meta
+    rows = []
+    r = time_vm(lm.vm, lm.device, lm.input_shape, warmup=args.warmup, repeat=args.repeat)
+    rows.append({"runtime": "tvm", "model": meta.get("model"), "pattern": meta.get("pattern"), **r})
+    if args.vs_torch:
+        from .model_request import resolve_model
+
+        pruned = meta.get("pruned_dir")
+        req = resolve_model(None if pruned else meta.get("model"), "x".join(map(str, lm.input_shape)), pruned,
+                            None if pruned or meta.get("pattern") in (None, "dense") else meta.get("pattern"))
+        threads = args.threads or int(meta.get("target", {}).get("target", {}).get("num-cores", 0)) or None
+        rt = time_torch(req.model, lm.input_shape, warmup=args.warmup, repeat=args.repeat, threads=threads)
+        rows.append({"runtime": "pytorch", "model": meta.get("model"), "pattern": meta.get("pattern"), **rt})
+        for row in rows:
+            row["speedup_vs_torch"] = rt["median_ms"] / row["median_ms"]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    cols = [("runtime", "runtime"), ("model", "model"), ("pattern", "pattern"), ("median_ms", "median ms"),
+            ("spread_ms", "IQR ms"), ("min_ms", "min ms"), ("max_ms", "max ms"), ("repeats", "runs")]
+    if args.vs_torch:
+        cols.append(("speedup_vs_torch", "x vs torch"))
+    print(format_table(rows, cols))
+    return 0
+
+
+def _optional(module: str, adder: str) -> Callable[[Any], Callable[[argparse.Namespace], int]] | None:
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), adder)
+    except (ImportError, AttributeError):
+        return None
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Namespace], int]]]:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="tvmprune",
+        description="Prune CNNs in PyTorch and compile them with Apache TVM into autotuned sparse CPU code.",
+    )
+    parser.add_argument("--version", action="version", version=f"tvmprune {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    runners: dict[str, Callable[[argparse.Namespace], int]] = {}
+    runners["targets"] = _add_targets(sub)
+    adders = [
+        ("prune", _optional("tvmprune.prune.command", "add_prune_parser")),
+        ("compile", _add_compile),
+        ("tune", _optional("tvmprune.tune.command", "add_tune_parser")),
+        ("bench", _add_bench),
+        ("compare", _optional("tvmprune.compare", "add_compare_parser")),
+    ]
+    for name, adder in adders:
+        if adder is None:
+            continue
+        run = adder(sub)
+        if run is None:  # adders of other modules return their runner, or set it via defaults
+            run = sub.choices[name].get_default("func")
+        runners[name] = run
+    return parser, runners
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, runners = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 1
+    try:
+        return int(runners[args.command](args) or 0)
+    except TvmpruneError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

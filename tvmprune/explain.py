@@ -1,0 +1,39 @@
+"""``tvmprune compile --explain``: per-layer shape, density, chosen format and predicted time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .bench import format_table
+from .frontend.lowering import LayerPlan
+from .target import NamedTarget
+
+
+def explain_rows(plans: list[LayerPlan], measured_ms: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """One dict per layer: name, shape, density, format, reason, predicted ms per format, measured ms."""
+    rows = []
+    for p in plans:
+        j = p.to_json()
+        pred = p.predicted_ms
+        rows.append({
+            "layer": j["name"],
+            "shape": j["shape"],
+            "density": j["density"],
+            "format": j["format"],
+            "pred_dense": pred.get("dense"),
+            "pred_sparse": min((v for k, v in pred.items() if k != "dense"), default=None),
+            "measured": (measured_ms or {}).get(p.kernel.name) if p.kernel else None,
+            "reason": j["reason"],
+        })
+    return rows
+
+
+def explain_table(plans: list[LayerPlan], target: NamedTarget, measured_ms: dict[str, float] | None = None) -> str:
+    """The ``--explain`` table as text."""
+    rows = explain_rows(plans, measured_ms)
+    head = f"per-layer plan for {target.name} ({target.vector_lanes} fp32 lanes, peak ~{target.peak_gflops:.0f} GFLOP/s)"
+    return head + "\n" + format_table(rows, [
+        ("layer", "layer"), ("shape", "shape"), ("density", "density"), ("format", "format"),
+        ("pred_dense", "pred dense ms"), ("pred_sparse", "pred sparse ms"), ("measured", "measured ms"),
+        ("reason", "why"),
+    ])

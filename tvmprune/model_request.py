@@ -1,0 +1,79 @@
+"""Resolve what model a command works on: a name or file spec, optionally pruned.
+
+Used by ``compile``, ``tune``, ``compare`` and ``bench --vs-torch`` so that they all
+understand ``--model``, ``--pruned DIR`` and ``--prune PATTERN`` the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import TvmpruneError
+from .frontend.model_source import check_input_shape, load_model, parse_input_shape
+
+
+@dataclass
+class ModelRequest:
+    """A model ready to compile.
+
+    Attributes:
+        model: the (pruned) ``torch.nn.Module`` in eval mode.
+        spec: the model spec it was built from (``resnet18``, ``file.py:fn``).
+        input_shape: NCHW input shape.
+        pattern: pruning pattern label (``dense`` when not pruned).
+        pruned_dir: the ``--pruned`` directory, if any.
+        layers: per-layer pruning report (from the pruner), if pruned here.
+    """
+
+    model: Any
+    spec: str
+    input_shape: tuple[int, ...]
+    pattern: str = "dense"
+    pruned_dir: str | None = None
+    layers: Any = None
+
+    def meta(self) -> dict[str, Any]:
+        return {"model": self.spec, "pattern": self.pattern, "pruned_dir": self.pruned_dir}
+
+
+def resolve_model(
+    model: str | None = None,
+    input_shape: "str | tuple[int, ...] | None" = None,
+    pruned: str | None = None,
+    prune: str | None = None,
+) -> ModelRequest:
+    """Build the model a command asked for.
+
+    Exactly one source: ``pruned`` (a ``tvmprune prune -o`` directory, which names its own
+    model and input shape) or ``model`` (optionally pruned on the fly with ``prune``,
+    a pattern string such as ``1x8@0.8``).
+    """
+    if pruned and prune:
+        raise TvmpruneError("give either --pruned DIR or --prune PATTERN, not both")
+    if pruned:
+        from .prune import load_pruned
+
+        net, config = load_pruned(pruned)
+        spec = config.get("model_spec", "")
+        if model and spec and model != spec:
+            raise TvmpruneError(f"--model {model} does not match the pruned directory's model {spec}")
+        shape = parse_input_shape(input_shape) if input_shape else tuple(config.get("input_shape") or parse_input_shape(None))
+        return ModelRequest(net.eval(), spec, shape, config.get("pattern", "pruned"), pruned_dir=str(pruned))
+    if not model:
+        raise TvmpruneError("no model given: use --model NAME (e.g. resnet18) or --pruned DIR")
+    shape = parse_input_shape(input_shape)
+    net = load_model(model)
+    check_input_shape(net, shape)
+    if prune:
+        import torch
+
+        from .prune import prune_model
+        from .prune.pattern import parse_pattern
+
+        pat = parse_pattern(prune)
+        if pat.kind == "dense":
+            return ModelRequest(net, model, shape, "dense")
+        result = prune_model(net, pat, torch.zeros(shape))
+        return ModelRequest(result.model.eval(), model, shape, pat.label, layers=result.layers)
+    return ModelRequest(net, model, shape, "dense")
