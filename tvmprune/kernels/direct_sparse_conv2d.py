@@ -66,7 +66,10 @@ def direct_sparse_conv2d(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | 
     sh, sw = spec.stride
     k = csr.indices.astype(np.int64)
     c_i, kh_i, kw_i = k // (kh_ * kw_), (k // kw_) % kh_, k % kw_
-    offsets = ((c_i * hp + kh_i) * wp + kw_i).astype(np.int32)
+    t_lanes = t.vector_lanes
+    owp = -(-ow_ // t_lanes) * t_lanes  # output width computed, rounded up to whole vectors
+    wx = max(wp, (owp - 1) * sw + kw_)  # channel-major copy is zero-extended to cover it
+    offsets = ((c_i * hp + kh_i) * wx + kw_i).astype(np.int32)
     w_data, w_off, w_ptr = kernel_arrays(csr.data, offsets, csr.indptr)
     maxlen = max(1, csr.max_row_length)
     bias_np = bias_array(spec.bias, bias, cout)
@@ -82,7 +85,7 @@ def direct_sparse_conv2d(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | 
         ok = tirx.all(h >= pt, h < pt + h_, w >= pl, w < pl + w_)
         return tirx.if_then_else(ok, data[b, h - pt, w - pl, c], tirx.const(0.0, "float32"))
 
-    xt = te.compute((b_, cin, hp, wp), xt_f, name="xt")
+    xt = te.compute((b_, cin, hp, wx), xt_f, name="xt")
     e = te.reduce_axis((0, maxlen), name="e")
 
     def acc_f(b, co, oh, ow):
@@ -91,7 +94,7 @@ def direct_sparse_conv2d(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | 
         val = W[start + e] * xt[b, 0, oh * sh, ow * sw + OFF[start + e]]
         return te.sum(tirx.if_then_else(e < PTR[co + 1] - start, val, tirx.const(0.0, "float32")), axis=e)
 
-    acc = te.compute((b_, cout, oh_, ow_), acc_f, name="acc")
+    acc = te.compute((b_, cout, oh_, owp), acc_f, name="acc")
 
     def out_f(b, oh, ow, c):
         v = acc[b, c, oh, ow]
@@ -109,7 +112,7 @@ def direct_sparse_conv2d(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | 
 
     lanes = t.vector_lanes
     budget = n_vector_registers(t) * 3 // 4
-    tw_default = ow_ if ow_ <= 4 * lanes else pick_tile(ow_, 4 * lanes)
+    tw_default = lanes * pick_tile(owp // lanes, 4)
     r_default = pick_tile(oh_, max(1, budget // -(-tw_default // lanes)))
 
     def _common(sch, tw, rr, unroll: bool):
@@ -117,8 +120,11 @@ def direct_sparse_conv2d(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | 
         bl, col, ohl, owl, el = sch.get_loops(blk)
         oho, ohi = sch.split(ohl, [None, rr] if isinstance(rr, int) else rr)
         owo, owi = sch.split(owl, [None, tw] if isinstance(tw, int) else tw)
-        sch.reorder(bl, oho, owo, col, el, ohi, owi)
-        sch.parallel(sch.fuse(bl, oho))
+        n_par = b_ * (oh_ // rr if isinstance(rr, int) else 1)
+        co_chunks = pick_tile(cout, max(1, -(-4 * t.cores // n_par))) if isinstance(rr, int) else 1
+        coo, col = sch.split(col, [co_chunks, None])
+        sch.reorder(bl, oho, coo, owo, col, el, ohi, owi)
+        sch.parallel(sch.fuse(bl, oho, coo))
         sch.set_scope(blk, 0, "local")
         sch.reverse_compute_at(sch.get_sblock("out"), col)
         sch.vectorize(owi)
@@ -126,8 +132,13 @@ def direct_sparse_conv2d(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | 
             sch.unroll(ohi)
         sch.annotate(el, SPARSE_ROW_ANN, 1)
         sch.decompose_reduction(blk, el)
-        xl = sch.get_loops(sch.get_sblock("xt"))
-        sch.parallel(sch.fuse(xl[0], xl[1]))
+        xb, xc, xh, xw = sch.get_loops(sch.get_sblock("xt"))
+        if cin % lanes == 0:  # blocked transpose: read whole channel vectors, write rows
+            xco, xci = sch.split(xc, [None, lanes])
+            sch.reorder(xb, xh, xco, xw, xci)
+            sch.parallel(sch.fuse(xb, xh))
+        else:
+            sch.parallel(sch.fuse(xb, xc))
         return ohi
 
     def schedule_default(sch) -> None:
@@ -138,7 +149,7 @@ def direct_sparse_conv2d(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | 
         blk = sch.get_sblock("acc")
         loops = sch.get_loops(blk)
         rr = sch.sample_perfect_tile(loops[2], n=2, max_innermost_factor=max(1, budget))
-        tw = sch.sample_perfect_tile(loops[3], n=2, max_innermost_factor=4 * lanes)
+        tw = sch.sample_perfect_tile(loops[3], n=2, max_innermost_factor=4 * lanes)  # over OW rounded up
         ohi = _common(sch, tw, rr, False)
         unroll = sch.sample_categorical([0, 1], [0.2, 0.8])
         sch.annotate(ohi, "pragma_unroll_explicit", unroll)

@@ -1,0 +1,240 @@
+#!/usr/bin/env python
+"""Benchmark the sparse conv kernels against dense TVM and PyTorch, layer by layer.
+
+Times, in one process and side by side: the 1xN BSR conv (N in --ns) and the CSR direct
+sparse conv at each density, vs the same layer dense in TVM (``dense_conv2d``; a plain TE
+fallback when that kernel is absent) and in PyTorch (``torch.nn.functional.conv2d``, NCHW,
+``torch.set_num_threads(threads)``). Ratios printed are dense time / sparse time, where
+"best dense" is the faster of TVM dense and PyTorch.
+
+Usage::
+
+    python scripts/bench_kernels.py --quick
+    python scripts/bench_kernels.py --json results.json [--tuning-log DIR]
+
+``--tuning-log DIR`` is accepted; applying MetaSchedule records to the sparse kernels is a
+TODO until :mod:`tvmprune.tune` provides the database glue (the default schedule is timed
+and the record says ``"schedule": "default"``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # torch's OpenMP spin-wait hurts on 2 shared cores
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from tvmprune.kernels.base import ConvSpec  # noqa: E402
+
+# (name, cin, cout, hw, k, stride)
+LAYERS = {
+    "resnet50": [
+        ("res50_l1_3x3", 64, 64, 56, 3, 1),
+        ("res50_l2_3x3", 128, 128, 28, 3, 1),
+        ("res50_l3_3x3", 256, 256, 14, 3, 1),
+        ("res50_l4_3x3", 512, 512, 7, 3, 1),
+        ("res50_l1_1x1_in", 256, 64, 56, 1, 1),
+        ("res50_l1_1x1_out", 64, 256, 56, 1, 1),
+        ("res50_l3_1x1_in", 1024, 256, 14, 1, 1),
+        ("res50_l3_1x1_out", 256, 1024, 14, 1, 1),
+    ],
+    "mobilenet_v2": [
+        ("mbv2_b2_project", 96, 24, 56, 1, 1),
+        ("mbv2_b3_expand", 24, 144, 56, 1, 1),
+        ("mbv2_b6_expand", 32, 192, 28, 1, 1),
+        ("mbv2_b13_expand", 96, 576, 14, 1, 1),
+        ("mbv2_b13_project", 576, 160, 7, 1, 1),
+    ],
+    "vgg16": [
+        ("vgg16_conv2_1", 64, 128, 112, 3, 1),
+        ("vgg16_conv3_2", 256, 256, 56, 3, 1),
+        ("vgg16_conv4_2", 512, 512, 28, 3, 1),
+        ("vgg16_conv5_2", 512, 512, 14, 3, 1),
+    ],
+}
+QUICK_LAYERS = ["res50_l1_3x3", "res50_l3_3x3", "res50_l3_1x1_in", "mbv2_b13_expand"]
+
+
+def make_spec(cin, cout, hw, k, stride) -> ConvSpec:
+    p = k // 2
+    return ConvSpec(1, hw, hw, cin, cout, k, k, (stride, stride), (p, p, p, p))
+
+
+def sparse_weight(spec: ConvSpec, density: float, n: int, rng) -> np.ndarray:
+    """Random weight whose nonzeros form 1xN blocks (N output channels x one (kh, kw, cin))."""
+    w = rng.standard_normal(spec.weight_shape).astype(np.float32)
+    nb = -(-spec.cout // n)
+    mask = rng.random((nb, spec.kh * spec.kw * spec.cin)) < density
+    m = np.repeat(mask, n, axis=0)[: spec.cout].reshape(spec.cout, spec.kh, spec.kw, spec.cin)
+    return (w * m.transpose(0, 3, 1, 2)).astype(np.float32)
+
+
+def _fallback_dense(spec: ConvSpec, weight: np.ndarray, target):
+    """Plain NHWC/HWIO TE conv with a simple vectorised schedule (when dense_conv2d is absent)."""
+    from tvm import te, tirx
+
+    from tvmprune.kernels.base import KernelInstance, unique_name
+
+    data = te.placeholder(spec.in_shape, "float32", name="data")
+    wt = np.ascontiguousarray(weight.transpose(2, 3, 1, 0))
+    W = te.placeholder(wt.shape, "float32", name="w")
+    pt, pl, pb, pr = spec.padding
+    xp = te.compute(
+        (spec.batch, spec.in_h + pt + pb, spec.in_w + pl + pr, spec.cin),
+        lambda b, h, w, c: tirx.if_then_else(
+            tirx.all(h >= pt, h < pt + spec.in_h, w >= pl, w < pl + spec.in_w), data[b, h - pt, w - pl, c], 0.0
+        ),
+        name="pad",
+    )
+    rc, ry, rx = te.reduce_axis((0, spec.cin)), te.reduce_axis((0, spec.kh)), te.reduce_axis((0, spec.kw))
+    sh, sw = spec.stride
+    out = te.compute(
+        spec.out_shape,
+        lambda b, oh, ow, co: te.sum(xp[b, oh * sh + ry, ow * sw + rx, rc] * W[ry, rx, rc, co], axis=[ry, rx, rc]),
+        name="out",
+    )
+    name = unique_name("bench_dense", spec)
+    func = te.create_prim_func([data, W, out]).with_attr("global_symbol", name)
+
+    def sched(sch):
+        blk = sch.get_sblock("out")
+        b, oh, ow, co, ry_, rx_, rc_ = sch.get_loops(blk)
+        cb = min(spec.cout, target.vector_lanes)
+        coo, coi = sch.split(co, [None, cb])
+        owo, owi = sch.split(ow, [None, 7 if spec.out_w % 7 == 0 else 1])
+        sch.reorder(b, oh, coo, owo, ry_, rx_, rc_, owi, coi)
+        sch.parallel(sch.fuse(b, oh))
+        sch.vectorize(coi)
+        sch.unroll(owi)
+
+    return KernelInstance(name, "dense", func, [wt], spec.out_shape, sched)
+
+
+def build(inst, target):
+    import tvm
+
+    return tvm.compile(tvm.IRModule({"main": inst.scheduled()}), target=target.tvm_target)
+
+
+def time_tvm(inst, lib, spec, rng, number, repeat) -> float:
+    import tvm
+
+    dev = tvm.cpu()
+    args = [tvm.runtime.tensor(rng.standard_normal(spec.in_shape).astype(np.float32), dev)]
+    args += [tvm.runtime.tensor(c, dev) for c in inst.consts]
+    if spec.residual:
+        args.append(tvm.runtime.tensor(np.zeros(spec.out_shape, np.float32), dev))
+    args.append(tvm.runtime.tensor(np.zeros(spec.out_shape, np.float32), dev))
+    f = lib.mod.time_evaluator(inst.name, dev, number=number, repeat=repeat, min_repeat_ms=20)
+    return float(np.median(f(*args).results)) * 1e3
+
+
+def time_torch(spec, weight, number, repeat) -> float:
+    import torch
+
+    x = torch.randn(spec.batch, spec.cin, spec.in_h, spec.in_w)
+    w = torch.from_numpy(weight)
+    pad = spec.padding[0]
+    with torch.no_grad():
+        for _ in range(3):
+            torch.nn.functional.conv2d(x, w, stride=spec.stride, padding=pad)
+        ts = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            for _ in range(number):
+                torch.nn.functional.conv2d(x, w, stride=spec.stride, padding=pad)
+            ts.append((time.perf_counter() - t0) / number)
+    return float(np.median(ts)) * 1e3
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="a small subset (< 2 min)")
+    ap.add_argument("--json", help="write records to this file")
+    ap.add_argument("--tuning-log", help="MetaSchedule log dir (TODO: records not applied yet)")
+    ap.add_argument("--target", default="x86")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--densities", default="0.5,0.3,0.2,0.1,0.05")
+    ap.add_argument("--ns", default="4,8,16")
+    ap.add_argument("--layers", default="", help="comma-separated layer names (default: all)")
+    ap.add_argument("--no-csr", action="store_true")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from tvmprune.kernels.direct_sparse_conv2d import direct_sparse_conv2d
+    from tvmprune.kernels.sparse_conv2d import sparse_conv2d_1xn
+    from tvmprune.target import get_target, with_cores
+
+    torch.set_num_threads(args.threads)
+    os.environ["TVM_NUM_THREADS"] = str(args.threads)
+    target = with_cores(get_target(args.target), args.threads)
+    try:
+        from tvmprune.kernels.dense_conv2d import dense_conv2d
+    except ImportError:
+        dense_conv2d = None
+
+    densities = [float(d) for d in args.densities.split(",")]
+    ns = [int(n) for n in args.ns.split(",")]
+    layers = [l for group in LAYERS.values() for l in group]
+    if args.quick:
+        layers = [l for l in layers if l[0] in QUICK_LAYERS]
+        densities = [0.3, 0.2, 0.1]
+        ns = [16]
+    if args.layers:
+        want = set(args.layers.split(","))
+        layers = [l for l in layers if l[0] in want]
+    number, repeat = (5, 5) if args.quick else (10, 7)
+    if args.tuning_log:
+        print(f"note: --tuning-log {args.tuning_log}: applying tuned records is a TODO; timing default schedules")
+
+    rng = np.random.default_rng(0)
+    records = []
+    hdr = f"{'layer':<18}{'kernel':<7}{'N':>3}{'dens':>6}{'sparse ms':>10}{'tvm dense':>10}{'torch':>8}{'vs tvm':>8}{'vs torch':>9}{'vs best':>8}"
+    print(hdr)
+    print("-" * len(hdr))
+    for name, cin, cout, hw, k, stride in layers:
+        spec = make_spec(cin, cout, hw, k, stride)
+        dense_w = rng.standard_normal(spec.weight_shape).astype(np.float32)
+        dinst = dense_conv2d(spec, dense_w, None, target) if dense_conv2d else _fallback_dense(spec, dense_w, target)
+        dlib = build(dinst, target)
+        for d in densities:
+            kernels = [("1xN", n) for n in ns] + ([] if args.no_csr else [("csr", 1)])
+            for kind, n in kernels:
+                w = sparse_weight(spec, d, n, rng)
+                inst = sparse_conv2d_1xn(spec, w, None, n, target) if kind == "1xN" else direct_sparse_conv2d(
+                    spec, w, None, target)
+                lib = build(inst, target)
+                # interleave: dense, sparse, torch, twice; keep the best median of each
+                tvm_d, sp, th = [], [], []
+                for _ in range(2):
+                    tvm_d.append(time_tvm(dinst, dlib, spec, rng, number, repeat))
+                    sp.append(time_tvm(inst, lib, spec, rng, number, repeat))
+                    th.append(time_torch(spec, dense_w, number, repeat))
+                tvm_ms, sp_ms, th_ms = min(tvm_d), min(sp), min(th)
+                best = min(tvm_ms, th_ms)
+                rec = {
+                    "layer": name, "kernel": kind, "N": n, "density": d, "sparse_ms": sp_ms,
+                    "tvm_dense_ms": tvm_ms, "torch_ms": th_ms, "speedup_vs_tvm_dense": tvm_ms / sp_ms,
+                    "speedup_vs_torch": th_ms / sp_ms, "speedup_vs_best_dense": best / sp_ms,
+                    "shape": [cin, cout, hw, k, stride], "schedule": "default", "threads": args.threads,
+                    "target": target.name,
+                }
+                records.append(rec)
+                print(f"{name:<18}{kind:<7}{n:>3}{d:>6.2f}{sp_ms:>10.3f}{tvm_ms:>10.3f}{th_ms:>8.3f}"
+                      f"{tvm_ms / sp_ms:>8.2f}{th_ms / sp_ms:>9.2f}{best / sp_ms:>8.2f}", flush=True)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(records, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
