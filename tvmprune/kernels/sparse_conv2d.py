@@ -151,7 +151,8 @@ def shrink_sparse_loops(sch) -> int:
             continue
         bind = _binding_map(realize)
         v_e = cond.a
-        if not _lookup(bind, v_e, None) is not None or not _lookup(bind, v_e, None).same_as(loop.loop_var):
+        e_binding = _lookup(bind, v_e, None)
+        if e_binding is None or not e_binding.same_as(loop.loop_var):
             continue  # the row loop was split / fused: leave the guarded form
         bound = tvm_ffi.structural_map(cond.b, [(tirx.Var, lambda v: _lookup(bind, v, v))])
 
