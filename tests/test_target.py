@@ -1,0 +1,52 @@
+import json
+
+import pytest
+
+from tvmprune.errors import UnknownTargetError
+from tvmprune.target import TARGET_NAMES, get_target, list_targets
+
+
+def test_named_targets_have_compilers_and_lanes():
+    names = [t.name for t in list_targets()]
+    assert names == list(TARGET_NAMES)
+    assert get_target("x86-avx512").vector_lanes == 16
+    assert get_target("x86-avx2").vector_lanes == 8
+    arm = get_target("arm_cpu")
+    assert arm.cross_compiler == "arm-linux-gnueabihf-gcc"
+    assert arm.vector_lanes == 4
+    assert arm.target_dict["mtriple"].startswith("armv7")
+    assert "arm_cpu" in list(arm.tvm_target.keys)
+    a64 = get_target("aarch64")
+    assert a64.cross_compiler == "aarch64-linux-gnu-gcc"
+    assert a64.target_dict["mtriple"].startswith("aarch64")
+
+
+def test_host_target_detects_simd():
+    flags = open("/proc/cpuinfo").read()
+    t = get_target("x86")
+    if "avx512f" in flags:
+        assert t.vector_lanes == 16 and t.target_dict["mcpu"] == "skylake-avx512"
+    elif "avx2" in flags:
+        assert t.vector_lanes == 8
+    assert t.runs_on_host
+
+
+def test_unknown_target_lists_known_ones():
+    with pytest.raises(UnknownTargetError) as e:
+        get_target("sparc")
+    for n in TARGET_NAMES:
+        assert n in str(e.value)
+
+
+def test_cli_string_target_is_explained():
+    with pytest.raises(UnknownTargetError, match="JSON"):
+        get_target("llvm -mcpu=cortex-a7")
+
+
+def test_raw_json_target():
+    t = get_target(json.dumps({"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "cortex-a53"}))
+    assert t.arch == "aarch64" and t.cross_compiler == "aarch64-linux-gnu-gcc"
+    with pytest.raises(UnknownTargetError, match="not supported"):
+        get_target('{"kind": "cuda"}')
+    with pytest.raises(UnknownTargetError, match="does not parse"):
+        get_target("{kind: llvm")
