@@ -74,17 +74,15 @@ def _as_matrix(weight: torch.Tensor, name: str) -> torch.Tensor:
 def block_scores(weight: torch.Tensor, n: int, name: str = "") -> torch.Tensor:
     """Mean-per-row L1 of each block: ``[ceil(Cout/N), K]`` (float64)."""
     n = check_block_size(n, f"block size N for layer {name}" if name else "block size N")
-    w = _as_matrix(weight, name).abs().double()
+    w = _as_matrix(weight, name)
     cout, k = w.shape
-    g = -(-cout // n)
-    pad = g * n - cout
-    if pad:
-        w = torch.cat([w, w.new_zeros(pad, k)])
-    sums = w.reshape(g, n, k).sum(dim=1)
-    rows = torch.full((g, 1), float(n), dtype=torch.float64)
-    if pad:
-        rows[-1] = n - pad
-    return sums / rows
+    full = cout // n
+    parts = []
+    if full:
+        parts.append(w[: full * n].abs().reshape(full, n, k).sum(dim=1, dtype=torch.float64) / n)
+    if cout % n:
+        parts.append(w[full * n:].abs().sum(dim=0, keepdim=True, dtype=torch.float64) / (cout % n))
+    return torch.cat(parts)
 
 
 def expand_block_mask(bmask: torch.Tensor, weight_shape: tuple[int, ...], n: int) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Unstructured magnitude pruning, layer-wise or global.
 
 Layer-wise: the ``round(rate * numel)`` smallest-|w| weights of each layer are zeroed (ties
-broken by position).  Global: one ranking of |w| over all prunable layers, removing
+broken arbitrarily but deterministically).  Global: one ranking of |w| over all prunable layers, removing
 ``round(rate * total)`` weights, but at most ``max_layer_rate`` (default 0.95) of any one
 layer.  Magnitudes are compared raw (no per-layer normalisation), as in the usual global
 magnitude pruning baseline.
@@ -24,7 +24,8 @@ def magnitude_mask(weight: torch.Tensor, rate: float, name: str = "") -> torch.T
     k = int(round(rate * w.numel()))
     keep = torch.ones(w.numel(), dtype=torch.bool)
     if k > 0:
-        idx = torch.from_numpy(np.argsort(w.double().cpu().numpy(), kind="stable")[:k])
+        a = w.float().cpu().numpy()
+        idx = torch.from_numpy(np.argpartition(a, k - 1)[:k] if k < a.size else np.arange(a.size))
         keep[idx] = False
     return keep.reshape(weight.shape)
 
