@@ -14,9 +14,14 @@ from .target import NamedTarget
 
 # fraction of peak FLOP/s our dense kernels reach (measured on x86 AVX-512: ~245 of 320)
 DENSE_EFFICIENCY = 0.6
-# slowdown of a sparse multiply-add against a dense one (index loads, broadcast, tails)
+# Slowdown of a sparse multiply-add against a dense one (index loads, broadcast, tails),
+# fitted to scripts/bench_kernels.py --quick on x86 AVX-512 (2 threads): 1x16 reaches
+# 6.0x / 4.1x / 2.3x over the best dense at density 0.1 / 0.2 / 0.3 (alpha ~1.5-1.7);
+# CSR direct conv 1.2-2.0x at 0.1 (alpha ~5 on 3x3, ~7 on 1x1, where its input transpose
+# dominates).
 ALPHA_1XN = 1.6
-ALPHA_CSR = 3.0
+ALPHA_CSR_3X3 = 5.0
+ALPHA_CSR_1X1 = 7.0
 
 
 def predict_ms(info: LayerInfo, target: NamedTarget) -> dict[str, float]:
@@ -41,7 +46,8 @@ def predict_ms(info: LayerInfo, target: NamedTarget) -> dict[str, float]:
         t_c = ALPHA_1XN * density * flops / (peak * lanes_fill)
         t_m = (act_bytes + w_bytes * density * (1 + 1 / n)) / bw
         out["1xN"] = max(t_c, t_m) * 1e3
-    t_c = ALPHA_CSR * density * flops / peak
+    alpha_csr = ALPHA_CSR_1X1 if info.op == "linear" or (info.spec.kh == 1 and info.spec.kw == 1) else ALPHA_CSR_3X3
+    t_c = alpha_csr * density * flops / peak
     t_m = (act_bytes + 2 * w_bytes * density) / bw
     out["csr"] = max(t_c, t_m) * 1e3
     return out

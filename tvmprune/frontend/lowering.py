@@ -374,8 +374,8 @@ def build_kernel(plan: LayerPlan, target: NamedTarget) -> KernelInstance | None:
 
             return dense_linear(info.weight, info.bias, info.batch, info.activation, target)
         if plan.fmt in ("1xN", "csr"):
-            from ..kernels import sparse_linear as sl
+            from ..kernels.sparse_linear import sparse_linear
 
             fmt = "bsr" if plan.fmt == "1xN" else "csr"
-            return sl.sparse_linear(info.weight, info.bias, fmt, plan.n or 1, info.batch, info.activation, target)
+            return sparse_linear(info.weight, info.bias, fmt, plan.n or 1, info.batch, info.activation, target)
     return None

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what tvmprune needs from Debian for ARM cross-compilation and emulation:
+# the armv7 / aarch64 GCC cross toolchains (linking exported modules), their binutils
+# (objdump checks), qemu-user-static (the emulated board) and `file`.
+# Safe to re-run; does nothing when everything is present.
+set -u
+need=()
+for tool in arm-linux-gnueabihf-gcc aarch64-linux-gnu-gcc aarch64-linux-gnu-objdump arm-linux-gnueabihf-objdump qemu-aarch64-static file; do
+  command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
+done
+if [ ${#need[@]} -eq 0 ]; then
+  echo "toolchains: all present"
+  exit 0
+fi
+echo "toolchains: installing (missing: ${need[*]})"
+SUDO=""
+[ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo"
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "toolchains: apt-get not found; install the ARM cross compilers yourself (ARM tests will be skipped)" >&2
+  exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq >/dev/null 2>&1 || true
+if ! $SUDO apt-get install -y -qq gcc-arm-linux-gnueabihf gcc-aarch64-linux-gnu binutils-arm-linux-gnueabihf \
+    binutils-aarch64-linux-gnu qemu-user-static file >/dev/null; then
+  echo "toolchains: apt-get install failed; ARM tests will be skipped" >&2
+fi
+exit 0
