@@ -58,7 +58,9 @@ def _add_compile(sub: Any) -> Callable[[argparse.Namespace], int]:
     _add_model_args(p)
     p.add_argument("-o", "--output", required=True, help="output directory (model.so + meta.json)")
     p.add_argument("--explain", action="store_true", help="print per layer: shape, density, format, predicted time")
-    p.add_argument("--dense", action="store_true", help="keep every layer dense (ignore sparsity)")
+    p.add_argument("--formats", choices=["auto", "dense", "sparse"], default="auto",
+                   help="auto: the performance model picks dense or sparse per layer (default); dense: keep every "
+                        "layer dense; sparse: a sparse kernel for every layer that has zeros")
     p.add_argument("--tuning-log", default=None, help="tuning database directory written by `tvmprune tune`")
     p.add_argument("--no-shipped-schedules", action="store_true",
                    help="do not fall back to the pre-tuned schedules shipped in schedules/<target>/")
@@ -78,7 +80,7 @@ def _schedule_source(args: argparse.Namespace, target: Any) -> Any:
 def _run_compile(args: argparse.Namespace) -> int:
     from .compiler import compile_model, ensure_writable_dir
     from .model_request import resolve_model
-    from .perf_model import choose_format, dense_only
+    from .perf_model import PLANNERS
     from .target import get_target
 
     target = get_target(args.target)
@@ -87,7 +89,7 @@ def _run_compile(args: argparse.Namespace) -> int:
     print(f"compiling {req.spec} ({req.pattern}) for {target.name}, input {'x'.join(map(str, req.input_shape))}")
     cm = compile_model(
         req.model, req.input_shape, target,
-        planner=dense_only if args.dense else choose_format,
+        planner=PLANNERS[args.formats],
         schedule_source=_schedule_source(args, target),
         model_spec=req.spec, pattern=req.pattern, extra_meta={"pruned_dir": req.pruned_dir},
         log=lambda s: print("  " + s),
@@ -184,7 +186,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argpars
         if adder is None:
             continue
         run = adder(sub)
-        if run is None:  # adders of other modules return their runner, or set it via defaults
+        if run is None or isinstance(run, argparse.ArgumentParser):  # runner set via set_defaults(func=...)
             run = sub.choices[name].get_default("func")
         runners[name] = run
     return parser, runners

@@ -77,3 +77,19 @@ def dense_only(info: LayerInfo, target: NamedTarget) -> LayerPlan:
             return LayerPlan(info, "depthwise", reason="depthwise")
         return LayerPlan(info, "relax", reason=f"grouped conv (groups={info.spec.groups}) has no kernel")
     return LayerPlan(info, "dense", reason="dense baseline")
+
+
+def sparse_where_pruned(info: LayerInfo, target: NamedTarget) -> LayerPlan:
+    """Planner that uses a sparse kernel for every layer with zeros (1xN when block-structured,
+    else CSR), whatever the model predicts: for measuring sparse kernels against the model."""
+    if info.op == "conv2d" and info.spec.groups > 1:
+        return dense_only(info, target)
+    pred = predict_ms(info, target)
+    if info.density >= 1.0:
+        return LayerPlan(info, "dense", reason="no zeros", predicted_ms=pred)
+    if info.block_n:
+        return LayerPlan(info, "1xN", n=info.block_n, reason="forced sparse (1xN blocks)", predicted_ms=pred)
+    return LayerPlan(info, "csr", reason="forced sparse (unstructured)", predicted_ms=pred)
+
+
+PLANNERS = {"auto": choose_format, "dense": dense_only, "sparse": sparse_where_pruned}

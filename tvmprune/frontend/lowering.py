@@ -50,6 +50,8 @@ class LayerInfo:
     def shape_str(self) -> str:
         if self.op == "linear":
             return f"linear {self.weight.shape[1]}->{self.weight.shape[0]}"
+        if self.spec is None:
+            return f"conv weight {'x'.join(map(str, self.weight.shape))}"
         s = self.spec
         g = f" g{s.groups}" if s.groups > 1 else ""
         st = f"/s{s.stride[0]}" if s.stride[0] > 1 else ""
@@ -57,6 +59,8 @@ class LayerInfo:
 
     @property
     def dense_flops(self) -> int:
+        if self.spec is None and self.op == "conv2d":
+            return 0
         if self.op == "linear":
             return 2 * self.batch * self.weight.size
         return self.spec.dense_flops
