@@ -1,0 +1,139 @@
+"""``tvmprune tune``: tune a (pruned) model's kernels with MetaSchedule.
+
+Examples::
+
+    tvmprune tune --model resnet50 --prune 1x16@0.8 --target x86 --trials 2000
+    tvmprune tune --pruned out/resnet18-1x4 --target aarch64 --tracker 127.0.0.1:9190 --key rpi4 \\
+        --trials 500 --time-budget 3600
+    tvmprune compile --pruned out/resnet18-1x4 --target aarch64 --tuning-log tuning_logs/resnet18-1x4-aarch64 -o m/
+
+The database (``--log``, default ``tuning_logs/<model>-<pattern>-<target>/``) is appended
+per measured candidate; run the same command again to resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+
+def add_tune_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
+    p = sub.add_parser(
+        "tune",
+        help="autotune a model's kernels with MetaSchedule (resumable JSON database)",
+        description="Tune the conv / linear kernels of a (pruned) model with MetaSchedule (XGBoost cost model, "
+                    "evolutionary search over each kernel's schedule space), locally or on an RPC board. "
+                    "Records go to a JSON database in --log; run again to resume; apply with "
+                    "`tvmprune compile --tuning-log DIR`.",
+    )
+    p.add_argument("--model", help="torchvision model name, tiny_cnn, or path/to/file.py:factory_function")
+    p.add_argument("--input-shape", default=None, help="NCHW input shape, default 1x3x224x224")
+    p.add_argument("--pruned", default=None, help="directory written by `tvmprune prune -o`")
+    p.add_argument("--prune", default=None, metavar="PATTERN", help="prune on the fly: 1x16@0.8, unstructured@0.9 ...")
+    p.add_argument("--target", default="x86", help="x86 (default), x86-avx2, x86-avx512, arm_cpu, aarch64, or TVM JSON")
+    p.add_argument("--trials", type=int, default=2000, help="measurement budget over all kernels (default 2000; "
+                   "records already in the log count)")
+    p.add_argument("--time-budget", type=float, default=None, metavar="SEC",
+                   help="stop searching after SEC seconds (between measurement batches); run again to continue")
+    p.add_argument("--log", default=None, metavar="DIR",
+                   help="tuning database directory (default tuning_logs/<model>-<pattern>-<target>/)")
+    p.add_argument("--tracker", default=None, metavar="HOST:PORT", help="RPC tracker of the board to measure on")
+    p.add_argument("--key", default=None, help="RPC device key registered at the tracker")
+    p.add_argument("--session-timeout", type=int, default=60, help="RPC session timeout per candidate (s)")
+    p.add_argument("--connect-timeout", type=float, default=15.0, help="give up reaching the tracker after this (s)")
+    p.add_argument("--emulated", action="store_true",
+                   help="the RPC board is emulated (qemu): times are marked as meaningless")
+    p.add_argument("--trials-per-iter", type=int, default=16, help="candidates built and measured per batch")
+    p.add_argument("--population", type=int, default=64, help="evolutionary search population size")
+    p.add_argument("--dense", action="store_true", help="keep every layer dense (tune the dense kernels)")
+    p.add_argument("--no-e2e", action="store_true", help="skip compiling and timing the whole model default vs tuned")
+    p.add_argument("--seed", type=int, default=0)
+    return run_tune
+
+
+def default_log_dir(model: str, pattern: str, target: str) -> Path:
+    def safe(s: str) -> str:
+        s = Path(s.split(":")[0]).stem if (":" in s or "/" in s) else s
+        return re.sub(r"[^A-Za-z0-9_.@-]+", "_", s).strip("_") or "model"
+
+    return Path("tuning_logs") / f"{safe(model)}-{safe(pattern)}-{safe(target)}"
+
+
+def _e2e(req: Any, target: Any, log_dir: Path, planner: Any, say: Callable[[str], None]) -> tuple[float, float]:
+    """Compile the model with default schedules and with the tuning log; median ms of each."""
+    import tvm
+    from tvm import relax
+
+    from ..bench import time_vm
+    from ..compiler import compile_model
+    from .apply import schedule_source_for
+
+    out = []
+    for label, src in (("default", None), ("tuned", schedule_source_for(log_dir, target, use_shipped=False, log=None))):
+        t0 = time.time()
+        cm = compile_model(req.model, req.input_shape, target, planner=planner, schedule_source=src)
+        vm = relax.VirtualMachine(cm.executable, tvm.cpu())
+        ms = time_vm(vm, tvm.cpu(), req.input_shape, warmup=3, repeat=15)["median_ms"]
+        say(f"  end to end, {label} schedules: {ms:.3f} ms (compiled in {time.time() - t0:.0f} s)")
+        out.append(ms)
+    return out[0], out[1]
+
+
+def run_tune(args: argparse.Namespace) -> int:
+    from ..errors import TuningError
+    from ..model_request import resolve_model
+    from ..perf_model import choose_format, dense_only
+    from ..target import get_target
+    from .measure import RemoteSpec, check_tracker, parse_hostport
+    from .tasks import extract_tasks, lower_model
+    from .tuner import format_report, tune_tasks
+
+    if args.trials <= 0:
+        raise TuningError("--trials must be positive")
+    target = get_target(args.target)
+    remote = RemoteSpec()
+    if args.tracker or args.key:
+        if not (args.tracker and args.key):
+            raise TuningError("give both --tracker HOST:PORT and --key KEY to measure on an RPC board")
+        host, port = parse_hostport(args.tracker)
+        remote = RemoteSpec(host, port, args.key, session_timeout_sec=args.session_timeout)
+        info = check_tracker(remote, timeout=args.connect_timeout)
+        print(f"RPC: tracker {host}:{port}, {info['servers']} server(s) with key {args.key}: {info['device']}")
+    emulated = args.emulated or bool(args.key and "emul" in args.key)
+    req = resolve_model(args.model, args.input_shape, args.pruned, args.prune)
+    log_dir = Path(args.log) if args.log else default_log_dir(req.spec, req.pattern, target.name)
+    print(f"tuning {req.spec} ({req.pattern}) for {target.name}: {args.trials} trials"
+          + (f", time budget {args.time_budget:.0f} s" if args.time_budget else "") + f"; log {log_dir}")
+    planner = dense_only if args.dense else choose_format
+    t0 = time.time()
+    plans = lower_model(req.model, req.input_shape, target, planner)
+    tasks = extract_tasks(plans)
+    print(f"  {len(plans)} conv/linear layers -> {len(tasks)} distinct kernel(s) ({time.time() - t0:.0f} s)")
+    report = tune_tasks(tasks, target, log_dir, args.trials, time_budget=args.time_budget, remote=remote,
+                        trials_per_iter=args.trials_per_iter, population=args.population, seed=args.seed)
+    report.emulated = emulated
+    if not args.no_e2e:
+        if target.runs_on_host and not remote.is_rpc:
+            try:
+                report.model_default_ms, report.model_tuned_ms = _e2e(req, target, log_dir, planner, print)
+            except Exception as e:  # noqa: BLE001 - the tuning itself succeeded
+                print(f"  warning: end-to-end timing failed: {str(e).strip().splitlines()[-1]}")
+        else:
+            print("  end-to-end timing skipped: the target does not run on this machine (compile with "
+                  f"--tuning-log {log_dir} and run `tvmprune bench` on the board)")
+    print()
+    print(format_report(report))
+    summary = {
+        "model": req.spec, "pattern": req.pattern, "target": target.to_json(), "trials": args.trials,
+        "wall_s": report.wall_s, "new_trials": report.new_trials, "emulated": emulated,
+        "model_default_ms": report.model_default_ms, "model_tuned_ms": report.model_tuned_ms,
+        "tasks": [r.to_json() for r in report.tasks],
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    (log_dir / "report.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    print(f"\napply with: tvmprune compile ... --target {args.target} --tuning-log {log_dir}")
+    return 0
