@@ -33,3 +33,34 @@ class TinyCNN(nn.Module):
         x = torch.relu(x + y)
         x = self.pw(self.down(x))
         return self.fc(torch.flatten(self.pool(x), 1))
+
+
+class DigitsCNN(nn.Module):
+    """A small CNN for the built-in 16x16 grey digits (input ``Nx1x16x16``, 10 classes).
+
+    Wide enough (32-64 channels) that 1x4 / 1x8 / 1x16 blocks along the output channels
+    make sense, small enough to train in seconds on two cores:
+    conv3x3(1->32)+BN+ReLU @16x16, maxpool -> 8x8, conv3x3(32->64)+BN+ReLU,
+    a residual block of two 3x3 convs (64->64), maxpool -> 4x4, conv3x3(64->64)+BN+ReLU,
+    global average pool, linear(64->num_classes).
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU())
+        self.conv2 = nn.Sequential(nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU())
+        self.pool = nn.MaxPool2d(2)
+        self.res1 = nn.Conv2d(64, 64, 3, padding=1, bias=False)
+        self.bn_res1 = nn.BatchNorm2d(64)
+        self.res2 = nn.Conv2d(64, 64, 3, padding=1, bias=False)
+        self.bn_res2 = nn.BatchNorm2d(64)
+        self.conv3 = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU())
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(64, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv2(self.pool(self.stem(x)))
+        y = torch.relu(self.bn_res1(self.res1(x)))
+        x = torch.relu(x + self.bn_res2(self.res2(y)))
+        x = self.conv3(self.pool(x))
+        return self.fc(torch.flatten(self.gap(x), 1))
