@@ -1,0 +1,600 @@
+"""``tvmprune compare``: prune, compile, (tune,) time and (fine-tune and) evaluate several patterns.
+
+For every pattern (``dense,unstructured@0.8,1x4@0.8,filter@0.5`` ...) of one model:
+
+1. prune a copy of the (trained) dense model (:func:`tvmprune.prune.prune_model`);
+2. with a data set, fine-tune it ``--finetune-epochs`` epochs with the masks kept applied
+   and measure top-1 accuracy on the validation split;
+3. compile it for the target (the planner picks a dense / 1xN / CSR kernel per layer),
+   tuning the kernels first when ``--trials N > 0`` and tuning support is installed;
+4. time it: on this machine for host targets, over RPC (``--tracker``/``--key``) for a
+   board, or not at all (latency ``null``) for a board without a tracker.
+
+Writes ``compare.json``, ``compare.csv`` and ``compare.png`` into ``-o`` (default
+``results/``) and prints a table.  With no ``--model`` it runs the built-in job: the small
+:class:`tvmprune.data.DigitsCNN` trained on the bundled digits, then the patterns of
+``DEFAULT_PATTERNS`` with one fine-tuning epoch each.
+
+FLOPs are counted over conv / linear layers (2 x multiply-accumulates):
+``flops_dense`` is the unpruned model's count (the dense-equivalent work), ``flops_effective``
+counts only the MACs of nonzero weights of the pruned model (a filter-pruned model is
+physically smaller, so both of its reductions show there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import socket
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import PruneConfigError, RPCConnectionError, TvmpruneError, UnknownModelError
+
+DEFAULT_PATTERNS = "dense,unstructured@0.8,1x4@0.8,1x4@0.8+norearrange,filter@0.5"
+BUILTIN_MODEL = "digits"
+BUILTIN_TRAIN_EPOCHS = 4
+JSON_FILE, CSV_FILE, PNG_FILE = "compare.json", "compare.csv", "compare.png"
+CSV_COLUMNS = (
+    "pattern", "kind", "n", "rate", "rearrange", "params_nonzero", "params_total", "weights_nonzero",
+    "weights_total", "flops_dense", "flops_effective", "latency_median_ms", "latency_spread_ms", "speedup",
+    "accuracy", "accuracy_before_finetune", "finetune_epochs", "trials", "formats", "tvm_max_abs_err",
+)
+
+
+# --------------------------------------------------------------------------- arguments
+
+def add_compare_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
+    """Register ``tvmprune compare``; returns its runner."""
+    p = sub.add_parser(
+        "compare", help="prune, compile and time several pruning patterns side by side (with accuracy)",
+        description="Prune one model with each pattern, compile it for the target, time it, and (with a data "
+                    "set) fine-tune and measure accuracy. Without --model: the built-in digits CNN and data set.",
+    )
+    p.add_argument("--model", default=None,
+                   help=f"'{BUILTIN_MODEL}' (built-in CNN for the bundled digits; the default), a torchvision name "
+                        "(resnet18, ...), tiny_cnn, or path/to/file.py:factory")
+    p.add_argument("--patterns", default=None,
+                   help=f"comma-separated pruning patterns (default for the built-in job: {DEFAULT_PATTERNS}; "
+                        "otherwise dense,unstructured@0.8,1x4@0.8,1x8@0.8,1x16@0.8,filter@0.5)")
+    p.add_argument("--target", default="x86", help="x86 (default), x86-avx2, x86-avx512, arm_cpu, aarch64, or TVM JSON")
+    p.add_argument("--input-shape", default=None,
+                   help="NCHW input shape (default 1x1x16x16 for the built-in model, else 1x3x224x224)")
+    p.add_argument("--dataset", default=None,
+                   help="measure accuracy on: 'builtin' (bundled digits), an ImageFolder directory, or "
+                        "path/to/file.py:factory returning (train_loader, val_loader); default: builtin for "
+                        f"--model {BUILTIN_MODEL}, none otherwise")
+    p.add_argument("--finetune-epochs", type=int, default=1, help="fine-tuning epochs per pruned pattern (default 1)")
+    p.add_argument("--finetune-lr", type=float, default=0.02, help="fine-tuning SGD learning rate (default 0.02)")
+    p.add_argument("--train-epochs", type=int, default=None,
+                   help=f"train the dense model first (default {BUILTIN_TRAIN_EPOCHS} for the built-in model, 0 "
+                        "otherwise: a factory is expected to load trained weights)")
+    p.add_argument("--batch-size", type=int, default=32, help="training / fine-tuning batch size (default 32)")
+    p.add_argument("--trials", type=int, default=0, help="tuning trials per pattern (0: default schedules)")
+    p.add_argument("--tuning-log", default=None, help="tuning database directory to apply (see `tvmprune tune`)")
+    p.add_argument("--no-shipped-schedules", action="store_true",
+                   help="do not fall back to the pre-tuned schedules shipped in schedules/<target>/")
+    p.add_argument("--tracker", default=None, metavar="HOST:PORT", help="RPC tracker to time a board's modules")
+    p.add_argument("--key", default=None, help="device key registered at the RPC tracker")
+    p.add_argument("--rpc-timeout", type=float, default=60.0,
+                   help="seconds to wait for the tracker / a free device (default 60)")
+    p.add_argument("--repeat", type=int, default=30, help="timed runs per pattern (default 30)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed runs first (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="seed for model init, data split and training")
+    p.add_argument("-o", "--output", default="results", help="output directory (default results/)")
+    p.add_argument("--no-plot", action="store_true", help="do not write compare.png")
+    return run
+
+
+# --------------------------------------------------------------------------- counting
+
+def count_model(model: Any, input_shape: tuple[int, ...]) -> dict[str, int]:
+    """Parameters and conv / linear FLOPs of ``model`` on one input of ``input_shape``.
+
+    Returns params_total, params_nonzero (all parameters), weights_total, weights_nonzero
+    (conv / linear weights), flops (dense 2 x MACs of those layers) and flops_nonzero
+    (2 x MACs of nonzero weights only).
+    """
+    import torch
+    from torch import nn
+
+    out = {"params_total": 0, "params_nonzero": 0, "weights_total": 0, "weights_nonzero": 0, "flops": 0,
+           "flops_nonzero": 0}
+    for p in model.parameters():
+        out["params_total"] += p.numel()
+        out["params_nonzero"] += int((p != 0).sum())
+    hooks = []
+
+    def hook(mod: Any, inp: Any, outp: Any) -> None:
+        w = mod.weight.detach()
+        out["weights_total"] += w.numel()
+        out["weights_nonzero"] += int((w != 0).sum())
+        if isinstance(mod, nn.Conv2d):
+            positions = outp.shape[0] * outp.shape[2] * outp.shape[3]  # per output channel
+            out["flops"] += 2 * positions * w.numel()
+            out["flops_nonzero"] += 2 * positions * int((w != 0).sum())
+        else:
+            rows = outp.numel() // outp.shape[-1]
+            out["flops"] += 2 * rows * w.numel()
+            out["flops_nonzero"] += 2 * rows * int((w != 0).sum())
+
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            hooks.append(m.register_forward_hook(hook))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(input_shape))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return out
+
+
+def formats_summary(plans: list[Any]) -> dict[str, int]:
+    """``{format: number of layers}`` from the compiler's per-layer plans (1xN as ``1x8``)."""
+    fm: dict[str, int] = {}
+    for pl in plans:
+        key = pl.fmt if pl.fmt != "1xN" else f"1x{pl.n}"
+        fm[key] = fm.get(key, 0) + 1
+    return dict(sorted(fm.items()))
+
+
+def _fmt_formats(fm: dict[str, int] | None) -> str:
+    return ", ".join(f"{v} {k}" for k, v in fm.items()) if fm else ""
+
+
+# --------------------------------------------------------------------------- compat shims
+
+def _kernel_import_shim() -> None:
+    """Work around ``from ..kernels import sparse_linear as sl`` in ``frontend/lowering.py``.
+
+    ``tvmprune/kernels/__init__.py`` re-exports the *function* ``sparse_linear``, which hides
+    the sub-module of the same name, so ``sl.sparse_linear`` fails for sparse Linear layers.
+    Until that is fixed there, give the function an attribute pointing to itself (no-op once fixed).
+    """
+    try:
+        import tvmprune.kernels as k
+    except ImportError:
+        return
+    f = getattr(k, "sparse_linear", None)
+    if callable(f) and not hasattr(f, "sparse_linear"):
+        try:
+            f.sparse_linear = f  # type: ignore[attr-defined]
+        except AttributeError:
+            pass
+
+
+# --------------------------------------------------------------------------- tuning
+
+def _schedule_source(args: argparse.Namespace, target: Any, say: Callable[[str], None]) -> Any:
+    """Tuned schedules to apply (--tuning-log, else shipped ones), or None when tuning is not installed."""
+    try:
+        from .tune.apply import schedule_source_for
+    except ImportError:
+        return None
+    try:
+        return schedule_source_for(args.tuning_log, target, use_shipped=not args.no_shipped_schedules, log=say)
+    except TypeError:  # an older / newer signature
+        return schedule_source_for(args.tuning_log, target)
+
+
+def _tune_api() -> Callable[..., Any] | None:
+    """The tuning entry point (:func:`_tune`) if this installation has ``tvmprune.tune``, else None."""
+    try:
+        from .tune.apply import schedule_source_for  # noqa: F401
+        from .tune.tasks import extract_tasks, lower_model  # noqa: F401
+        from .tune.tuner import tune_tasks  # noqa: F401
+    except ImportError:
+        return None
+    return _tune
+
+
+def _tune(model: Any, input_shape: tuple[int, ...], target: Any, trials: int, log_dir: str,
+          args: argparse.Namespace, say: Callable[[str], None]) -> tuple[Any, int]:
+    """Tune the model's kernels with ``tvmprune.tune`` (``trials`` in all, appended to ``log_dir``).
+
+    Returns (schedule source for ``compile_model`` or None, trials recorded in the database).
+    """
+    from .tune.apply import schedule_source_for
+    from .tune.measure import RemoteSpec
+    from .tune.tasks import extract_tasks, lower_model
+    from .tune.tuner import tune_tasks
+
+    remote = RemoteSpec()
+    if args.tracker:
+        host, port = parse_tracker(args.tracker)
+        remote = RemoteSpec(host, port, args.key, session_timeout_sec=int(max(60, args.rpc_timeout)))
+    tasks = extract_tasks(lower_model(model, input_shape, target))
+    rep = tune_tasks(tasks, target, log_dir, trials, remote=remote, measure_tuned=False,
+                     log=lambda s: say("    " + s))
+    used = sum(t.trials for t in rep.tasks) if rep.tasks else rep.new_trials
+    return schedule_source_for(log_dir, target, use_shipped=not args.no_shipped_schedules, log=None), used
+
+
+# --------------------------------------------------------------------------- timing
+
+def parse_tracker(text: str) -> tuple[str, int]:
+    host, sep, port = str(text).rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise RPCConnectionError(f"bad --tracker {text!r}: expected HOST:PORT, e.g. 127.0.0.1:9190")
+    return host, int(port)
+
+
+def _with_timeout(fn: Callable[[], Any], seconds: float, what: str) -> Any:
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            box["error"] = e
+
+    th = threading.Thread(target=target, daemon=True)
+    th.start()
+    th.join(seconds)
+    if th.is_alive():
+        raise RPCConnectionError(f"{what} did not finish within {seconds:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+class RemoteTimer:
+    """Times exported modules on a board reached through an RPC tracker."""
+
+    def __init__(self, tracker: str, key: str | None, timeout: float = 60.0) -> None:
+        if not key:
+            raise RPCConnectionError("--tracker needs --key (the device key the board registered with)")
+        self.host, self.port = parse_tracker(tracker)
+        self.key, self.timeout = key, timeout
+        try:
+            with socket.create_connection((self.host, self.port), timeout=min(timeout, 10.0)):
+                pass
+        except OSError as e:
+            raise RPCConnectionError(f"cannot reach the RPC tracker at {self.host}:{self.port} ({e}); start it "
+                                     "with `python -m tvm.exec.rpc_tracker --host 0.0.0.0 --port PORT`") from None
+
+    def _session(self) -> Any:
+        from tvm import rpc
+
+        def connect() -> Any:
+            tr = rpc.connect_tracker(self.host, self.port)
+            return tr.request(self.key, priority=1, session_timeout=max(60, int(self.timeout * 10)), max_retry=2)
+
+        try:
+            return _with_timeout(connect, self.timeout, f"requesting device {self.key!r} from {self.host}:{self.port}")
+        except RPCConnectionError as e:
+            raise RPCConnectionError(f"{e}; is a board registered with key {self.key!r}? check with "
+                                     f"`python -m tvm.exec.query_rpc_tracker --port {self.port}`") from None
+        except Exception as e:  # noqa: BLE001
+            raise RPCConnectionError(f"RPC tracker {self.host}:{self.port} gave no device {self.key!r}: "
+                                     f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+
+    def time(self, cm: Any, warmup: int, repeat: int) -> dict[str, float]:
+        from tvm import relax
+
+        from .bench import time_vm
+
+        with tempfile.TemporaryDirectory(prefix="tvmprune_rpc_") as d:
+            cm.export(d)
+            so = os.path.join(d, "model.so")
+            remote = self._session()
+
+            def go() -> dict[str, float]:
+                remote.upload(so)
+                rlib = remote.load_module("model.so")
+                dev = remote.cpu()
+                vm = relax.VirtualMachine(rlib, dev)
+                return time_vm(vm, dev, cm.input_shape, warmup=warmup, repeat=repeat)
+
+            try:
+                return _with_timeout(go, max(self.timeout, 30.0) * 5, "timing over RPC")
+            except RPCConnectionError:
+                raise
+            except Exception as e:  # noqa: BLE001
+                raise RPCConnectionError(f"timing on {self.key!r} over RPC failed: "
+                                         f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+
+
+def _time_local(cm: Any, warmup: int, repeat: int) -> dict[str, float]:
+    import tvm
+    from tvm import relax
+
+    from .bench import time_vm
+
+    dev = tvm.cpu()
+    vm = relax.VirtualMachine(cm.executable, dev)
+    return time_vm(vm, dev, cm.input_shape, warmup=warmup, repeat=repeat)
+
+
+def _check_against_torch(cm: Any, model: Any, input_shape: tuple[int, ...], seed: int) -> float:
+    """Max |TVM - PyTorch| on one random input (host targets)."""
+    import numpy as np
+    import torch
+
+    x = np.random.default_rng(seed + 1).standard_normal(input_shape).astype("float32")
+    with torch.no_grad():
+        ref = model.eval()(torch.from_numpy(x)).numpy()
+    return float(np.abs(cm.run(x) - ref).max())
+
+
+# --------------------------------------------------------------------------- model + data
+
+def _resolve(args: argparse.Namespace) -> tuple[Any, str, tuple[int, ...], Any, int]:
+    """(dense model, spec, input shape, dataset or None, train epochs)."""
+    import torch
+
+    from .dataset import BUILTIN_NAMES, DIGITS_INPUT_SHAPE, load_dataset
+    from .frontend.model_source import check_input_shape, load_model, parse_input_shape
+
+    spec = args.model or BUILTIN_MODEL
+    builtin_model = spec.lower() in (BUILTIN_MODEL, "digits_cnn")
+    dataset_spec = args.dataset if args.dataset is not None else ("builtin" if builtin_model else None)
+    if args.dataset is not None and str(args.dataset).lower() in ("none", ""):
+        dataset_spec = None
+    if args.input_shape:
+        shape = parse_input_shape(args.input_shape)
+    elif builtin_model or (dataset_spec and str(dataset_spec).lower() in BUILTIN_NAMES):
+        shape = DIGITS_INPUT_SHAPE
+    else:
+        shape = parse_input_shape(None)
+    if builtin_model:
+        from .data import DigitsCNN
+
+        torch.manual_seed(args.seed)
+        model = DigitsCNN(in_channels=shape[1]).eval()
+        spec = BUILTIN_MODEL
+    else:
+        model = load_model(spec, seed=args.seed)
+    check_input_shape(model, shape)
+    ds = load_dataset(dataset_spec, shape, batch_size=args.batch_size, seed=args.seed) if dataset_spec else None
+    epochs = args.train_epochs if args.train_epochs is not None else (BUILTIN_TRAIN_EPOCHS if builtin_model and ds
+                                                                     else 0)
+    if epochs < 0:
+        raise TvmpruneError("--train-epochs must be >= 0")
+    if epochs and ds is None:
+        raise TvmpruneError("--train-epochs needs a data set (--dataset)")
+    return model, spec, shape, ds, epochs
+
+
+# --------------------------------------------------------------------------- main
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from .bench import format_table
+    from .compiler import compile_model, ensure_writable_dir
+    from .dataset import evaluate, train
+    from .prune import finetune, parse_patterns, prune_model
+    from .target import get_target
+
+    for name, low in (("repeat", 1), ("warmup", 0), ("trials", 0), ("finetune_epochs", 0), ("batch_size", 1)):
+        if getattr(args, name) < low:
+            raise TvmpruneError(f"--{name.replace('_', '-')} must be >= {low}")
+    if args.finetune_lr <= 0:
+        raise TvmpruneError("--finetune-lr must be > 0")
+    default_patterns = DEFAULT_PATTERNS if not args.model or args.model == BUILTIN_MODEL else \
+        "dense,unstructured@0.8,1x4@0.8,1x8@0.8,1x16@0.8,filter@0.5"
+    patterns = []
+    for item in [t for t in str(args.patterns or default_patterns).split(",") if t.strip()]:
+        try:
+            patterns.extend(parse_patterns(item))
+        except PruneConfigError as e:
+            raise PruneConfigError(f"--patterns item {item.strip()!r}: {e}") from None
+    if not patterns:
+        raise PruneConfigError("--patterns is empty; give e.g. dense,1x8@0.8,filter@0.5")
+    labels = [p.label for p in patterns]
+    if len(set(labels)) != len(labels):
+        raise PruneConfigError(f"pattern list repeats a pattern: {','.join(labels)}")
+    target = get_target(args.target)
+    out = ensure_writable_dir(args.output)
+    remote = RemoteTimer(args.tracker, args.key, args.rpc_timeout) if args.tracker else None
+    notes: list[str] = []
+
+    def say(s: str) -> None:
+        print(s, flush=True)
+
+    _kernel_import_shim()
+    t_start = time.time()
+    model, spec, shape, ds, train_epochs = _resolve(args)
+    shape_s = "x".join(map(str, shape))
+    say(f"compare {spec} ({shape_s}) on {target.name}: {len(patterns)} patterns"
+        + (f", data set {ds.name}" if ds else ", no data set (latency only)"))
+    if ds is not None and train_epochs:
+        say(f"training the dense model for {train_epochs} epochs ...")
+        t0 = time.time()
+        train(model, ds.train, train_epochs, seed=args.seed, log=lambda s: say("  " + s))
+        say(f"  trained in {time.time() - t0:.1f} s")
+    elif ds is not None and not args.model == BUILTIN_MODEL and args.model and ":" not in args.model:
+        notes.append(f"{spec} was built with random weights (no --train-epochs): accuracies are not meaningful")
+        say("note: " + notes[-1])
+
+    measure = target.runs_on_host or remote is not None
+    if not measure:
+        msg = (f"latency is not measured: {target.name} code cannot run on this {platform.machine()} machine; "
+               "give --tracker HOST:PORT --key KEY to time it on a board over RPC")
+        notes.append(msg)
+        say("note: " + msg)
+
+    tune_fn = _tune_api() if args.trials > 0 and measure else None
+    if args.trials > 0 and not measure:
+        notes.append(f"tuning skipped: {target.name} kernels can only be measured on the board (--tracker/--key)")
+        say("note: " + notes[-1])
+    elif args.trials > 0 and tune_fn is None:
+        msg = "tuning is unavailable in this installation (no tvmprune.tune); using default schedules"
+        notes.append(msg)
+        say("note: " + msg)
+    base_source = _schedule_source(args, target, lambda s: say("  " + s))
+
+    dense_counts = count_model(model, shape)
+    example = torch.zeros(shape)
+    rows: list[dict[str, Any]] = []
+    n = len(patterns)
+    for i, pat in enumerate(patterns, 1):
+        tag = f"[{i}/{n}] {pat.label}"
+        row: dict[str, Any] = {"pattern": pat.label, "kind": pat.kind, "n": pat.n if pat.kind == "1xN" else None,
+                               "rate": pat.rate, "rearrange": pat.rearrange if pat.kind == "1xN" else None,
+                               "global": pat.global_}
+        t0 = time.time()
+        if pat.kind == "dense":
+            pruned, masks = model, {}
+        else:
+            say(f"{tag}: pruning")
+            res = prune_model(model, pat, example)
+            pruned, masks = res.model, res.masks
+        acc_before = None
+        if ds is not None:
+            if pat.kind != "dense" and args.finetune_epochs > 0:
+                acc_before = evaluate(pruned, ds.val)
+                say(f"{tag}: fine-tuning {args.finetune_epochs} epoch(s) (accuracy before: {acc_before:.4f})")
+                finetune(pruned, masks, ds.train, epochs=args.finetune_epochs, lr=args.finetune_lr,
+                         progress=sys.stderr.isatty())
+            say(f"{tag}: evaluating")
+            row["accuracy"] = evaluate(pruned, ds.val)
+        else:
+            row["accuracy"] = None
+        row["accuracy_before_finetune"] = acc_before
+        row["finetune_epochs"] = args.finetune_epochs if (ds is not None and pat.kind != "dense") else 0
+        c = count_model(pruned, shape)
+        row.update({"params_nonzero": c["params_nonzero"], "params_total": c["params_total"],
+                    "weights_nonzero": c["weights_nonzero"], "weights_total": c["weights_total"],
+                    "nonzeros": c["weights_nonzero"],
+                    "flops_dense": dense_counts["flops"], "flops_effective": c["flops_nonzero"],
+                    "flops_ratio": c["flops_nonzero"] / max(dense_counts["flops"], 1)})
+        source, trials_used = base_source, 0
+        if tune_fn is not None:
+            say(f"{tag}: tuning ({args.trials} trials)")
+            log_dir = str(out / "tuning" / pat.label.replace("@", "_").replace("+", "_"))
+            try:
+                src, trials_used = tune_fn(pruned, shape, target, args.trials, log_dir, args, say)
+                source = src or base_source
+            except Exception as e:  # noqa: BLE001 - tuning is optional: keep going with default schedules
+                msg = f"{pat.label}: tuning failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+                notes.append(msg + "; used default schedules")
+                say("note: " + notes[-1])
+        row["trials"] = trials_used
+        say(f"{tag}: compiling")
+        cm = compile_model(pruned, shape, target, schedule_source=source, model_spec=spec, pattern=pat.label)
+        row["formats"] = formats_summary(cm.plans)
+        row["layers"] = [{"name": pl.info.name, "shape": pl.info.shape_str, "density": round(pl.info.density, 4),
+                          "format": pl.fmt if pl.fmt != "1xN" else f"1x{pl.n}"} for pl in cm.plans]
+        row["tuned_kernels"] = cm.meta.get("tuned_kernels", 0)
+        row["tvm_max_abs_err"] = _check_against_torch(cm, pruned, shape, args.seed) if target.runs_on_host else None
+        lat = None
+        if measure:
+            say(f"{tag}: timing ({args.repeat} runs{' over RPC' if remote else ''})")
+            lat = (remote.time(cm, args.warmup, args.repeat) if remote is not None
+                   else _time_local(cm, args.warmup, args.repeat))
+        row["latency_median_ms"] = lat["median_ms"] if lat else None
+        row["latency_spread_ms"] = lat["spread_ms"] if lat else None
+        row["latency_min_ms"] = lat["min_ms"] if lat else None
+        row["seconds"] = round(time.time() - t0, 2)
+        rows.append(row)
+        done = f"{row['latency_median_ms']:.3f} ms" if lat else "latency not measured"
+        acc = f", accuracy {row['accuracy']:.4f}" if row["accuracy"] is not None else ""
+        say(f"{tag}: done: {done}{acc} ({row['seconds']:.1f} s)")
+
+    dense_row = next((r for r in rows if r["kind"] == "dense"), None)
+    base = dense_row["latency_median_ms"] if dense_row else None
+    for r in rows:
+        r["speedup"] = (base / r["latency_median_ms"]) if (base and r["latency_median_ms"]) else None
+    if dense_row is None and measure:
+        notes.append("no 'dense' pattern in the list: speedups are not computed")
+
+    import tvm
+
+    report = {
+        "model": spec,
+        "input_shape": list(shape),
+        "target": target.to_json(),
+        "measured_on": ("rpc:" + f"{args.tracker}/{args.key}") if remote else
+                       (f"host {platform.machine()}" if measure else None),
+        "dataset": ds.name if ds else None,
+        "train_epochs": train_epochs,
+        "finetune_epochs": args.finetune_epochs if ds else 0,
+        "finetune_lr": args.finetune_lr if ds else None,
+        "trials": args.trials,
+        "repeat": args.repeat,
+        "warmup": args.warmup,
+        "tvm_version": tvm.__version__,
+        "torch_version": torch.__version__,
+        "threads": os.cpu_count(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "total_seconds": round(time.time() - t_start, 1),
+        "notes": notes,
+        "results": rows,
+    }
+    write_json(report, out / JSON_FILE)
+    write_csv(rows, out / CSV_FILE)
+    wrote = [JSON_FILE, CSV_FILE]
+    if not args.no_plot:
+        from .plot import plot_compare
+
+        try:
+            plot_compare(report, out / PNG_FILE)
+            wrote.append(PNG_FILE)
+        except ImportError:
+            notes.append("matplotlib is not installed: no compare.png (pip install matplotlib)")
+            say("note: " + notes[-1])
+            write_json(report, out / JSON_FILE)
+    print()
+    print(format_table(table_rows(rows), TABLE_COLUMNS))
+    for nt in notes:
+        print(f"note: {nt}")
+    print(f"\nwrote {', '.join(str(out / w) for w in wrote)} ({time.time() - t_start:.0f} s)")
+    return 0
+
+
+TABLE_COLUMNS = [("pattern", "pattern"), ("formats", "layer formats"), ("params", "params nz/total"),
+                 ("mflops", "MFLOPs eff/dense"), ("latency", "latency ms (IQR)"), ("speedup", "speedup"),
+                 ("accuracy", "top-1")]
+
+
+def _si(v: int) -> str:
+    return f"{v / 1e6:.2f}M" if v >= 1e6 else f"{v / 1e3:.1f}k"
+
+
+def table_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for r in rows:
+        lat = r.get("latency_median_ms")
+        out.append({
+            "pattern": r["pattern"],
+            "formats": _fmt_formats(r.get("formats")),
+            "params": f"{_si(r['params_nonzero'])}/{_si(r['params_total'])}",
+            "mflops": f"{r['flops_effective'] / 1e6:.1f}/{r['flops_dense'] / 1e6:.1f}",
+            "latency": f"{lat:.3f} ({r['latency_spread_ms']:.3f})" if lat is not None else "n/a",
+            "speedup": f"{r['speedup']:.2f}x" if r.get("speedup") else "",
+            "accuracy": f"{r['accuracy']:.4f}" if r.get("accuracy") is not None else "",
+        })
+    return out
+
+
+def write_json(report: dict[str, Any], path: Path) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(CSV_COLUMNS)
+        for r in rows:
+            vals = []
+            for k in CSV_COLUMNS:
+                v = r.get(k)
+                if k == "formats":
+                    v = _fmt_formats(v)
+                vals.append("" if v is None else v)
+            w.writerow(vals)

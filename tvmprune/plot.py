@@ -1,0 +1,118 @@
+"""The figure of ``tvmprune compare`` (matplotlib, Agg backend: no display needed).
+
+Two panels side by side, ``FIGSIZE`` inches at ``DPI`` (1100 x 450 pixels):
+
+* left: latency (ms) vs pruning rate, one line per pattern family (``unstructured``,
+  ``1x4``, ``1x4+norearrange``, ``filter`` ...), the dense latency as a dashed line;
+  when latency was not measured (a board without a tracker), effective MFLOPs instead;
+* right: top-1 accuracy vs latency, one labelled point per pattern, when accuracy is
+  known; otherwise speedup vs the fraction of FLOPs kept (the ideal speedup line dashed).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+FIGSIZE = (11.0, 4.5)
+DPI = 100
+_MARKERS = "os^vD<>px*h"
+
+
+def _family(r: dict[str, Any]) -> str:
+    p = str(r["pattern"])
+    base = p.split("@")[0]
+    opts = "".join("+" + o for o in p.split("+")[1:])
+    return base + opts
+
+
+def plot_compare(report: dict[str, Any], path: "str | os.PathLike[str]") -> str:
+    """Draw ``report`` (the ``compare.json`` dict) into ``path`` (PNG); returns the path."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    rows = report["results"]
+    measured = any(r.get("latency_median_ms") is not None for r in rows)
+    has_acc = any(r.get("accuracy") is not None for r in rows)
+
+    def yval(r: dict[str, Any]) -> float | None:
+        return r.get("latency_median_ms") if measured else r["flops_effective"] / 1e6
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=FIGSIZE, dpi=DPI)
+    title = f"{report.get('model')} {'x'.join(map(str, report.get('input_shape', [])))} on " \
+            f"{(report.get('target') or {}).get('name')}"
+    fig.suptitle(title)
+
+    fams: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if r["kind"] != "dense":
+            fams.setdefault(_family(r), []).append(r)
+    dense = next((r for r in rows if r["kind"] == "dense"), None)
+    for j, (fam, rs) in enumerate(sorted(fams.items())):
+        rs = sorted(rs, key=lambda r: r["rate"])
+        pts = [(r["rate"], yval(r)) for r in rs if yval(r) is not None]
+        if pts and dense is not None and yval(dense) is not None:  # each family starts at dense (rate 0)
+            pts.insert(0, (0.0, yval(dense)))
+        if pts:
+            ax1.plot([p[0] for p in pts], [p[1] for p in pts], marker=_MARKERS[j % len(_MARKERS)], label=fam)
+    if dense is not None and yval(dense) is not None:
+        ax1.axhline(yval(dense), color="gray", linestyle="--", label="dense")
+    ax1.set_xlabel("pruning rate")
+    ax1.set_ylabel("latency (ms, median)" if measured else "effective MFLOPs (latency not measured)")
+    ax1.set_title("latency vs pruning rate" if measured else "work vs pruning rate")
+    ax1.set_xlim(-0.02, 1.0)
+    ax1.set_ylim(bottom=0)
+    ax1.grid(True, alpha=0.3)
+    ax1.legend(fontsize=8)
+
+    if has_acc and measured:
+        for j, r in enumerate(rows):
+            if r.get("accuracy") is None or r.get("latency_median_ms") is None:
+                continue
+            ax2.scatter(r["latency_median_ms"], r["accuracy"], marker=_MARKERS[j % len(_MARKERS)], s=50,
+                        label=r["pattern"])
+            ax2.annotate(r["pattern"], (r["latency_median_ms"], r["accuracy"]), fontsize=7,
+                         xytext=(4, 4), textcoords="offset points")
+        ax2.set_xlabel("latency (ms, median)")
+        ax2.set_ylabel("top-1 accuracy")
+        ax2.set_title("accuracy vs latency")
+        ax2.legend(fontsize=7)
+    elif has_acc:
+        for j, r in enumerate(rows):
+            if r.get("accuracy") is None:
+                continue
+            ax2.scatter(r["flops_effective"] / 1e6, r["accuracy"], marker=_MARKERS[j % len(_MARKERS)], s=50,
+                        label=r["pattern"])
+        ax2.set_xlabel("effective MFLOPs")
+        ax2.set_ylabel("top-1 accuracy")
+        ax2.set_title("accuracy vs work (latency not measured)")
+        ax2.legend(fontsize=7)
+    else:
+        xs, ys = [], []
+        for j, r in enumerate(rows):
+            kept = r["flops_effective"] / max(r["flops_dense"], 1)
+            sp = r.get("speedup")
+            if sp is None:
+                continue
+            xs.append(kept)
+            ys.append(sp)
+            ax2.scatter(kept, sp, marker=_MARKERS[j % len(_MARKERS)], s=50, label=r["pattern"])
+        if xs:
+            lo = max(min(xs), 0.02)
+            grid = [lo + (1 - lo) * k / 50 for k in range(51)]
+            ax2.plot(grid, [1 / g for g in grid], color="gray", linestyle="--", linewidth=1, label="ideal (1/FLOPs)")
+            ax2.set_yscale("log")
+        else:
+            ax2.text(0.5, 0.5, "no latency measured", ha="center", va="center", transform=ax2.transAxes)
+        ax2.set_xlabel("fraction of dense FLOPs kept")
+        ax2.set_ylabel("speedup over dense")
+        ax2.set_title("speedup vs FLOPs kept (no accuracy: no data set)")
+        if xs:
+            ax2.legend(fontsize=7)
+    ax2.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(str(path), dpi=DPI)
+    plt.close(fig)
+    return str(path)
