@@ -130,3 +130,22 @@ def test_cli_prune_then_compile_pruned_dir(tmp_path):
             "--formats", "sparse", "-o", str(tmp_path / "out2"))
     assert p.returncode == 0, p.stderr
     assert "1x4" in {l["format"] for l in json.loads((tmp_path / "out2" / "meta.json").read_text())["layers"]}
+
+
+def test_calibration_is_stored_and_used(tmp_path, monkeypatch):
+    from tvmprune.perf_model import calibrate, calibration_path, params_for
+
+    monkeypatch.setenv("TVMPRUNE_CACHE_DIR", str(tmp_path))
+    t = get_target("x86")
+    assert params_for(t).source.startswith("built-in")
+    prm = calibrate(t)
+    assert calibration_path(t).is_file()
+    loaded = params_for(t)
+    assert loaded.source.startswith("calibrated")
+    assert loaded.alpha_1xn == pytest.approx(prm.alpha_1xn)
+    assert 0.02 < prm.dense_efficiency < 1.5 and 0.3 < prm.alpha_1xn < 20
+    # with the measured parameters, a very sparse 1xN layer still goes sparse and a dense one dense
+    assert choose_format(_info(0.05, n=t.vector_lanes), t).fmt == "1xN"
+    assert choose_format(_info(0.95, n=t.vector_lanes), t).fmt == "dense"
+    calibration_path(t).write_text("{broken")
+    assert params_for(t).source.startswith("built-in")

@@ -155,6 +155,27 @@ def _run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_calibrate(sub: Any) -> Callable[[argparse.Namespace], int]:
+    p = sub.add_parser("calibrate", help="measure the performance model's parameters on this machine")
+    p.add_argument("--target", default="x86", help="a target this machine runs (default x86)")
+    p.add_argument("--density", type=float, default=0.2, help="density of the probe layers (default 0.2)")
+    return _run_calibrate
+
+
+def _run_calibrate(args: argparse.Namespace) -> int:
+    from .perf_model import DEFAULT_PARAMS, calibrate
+    from .target import get_target
+
+    if not 0.0 < args.density < 1.0:
+        raise TvmpruneError(f"--density must be in (0, 1), got {args.density}")
+    t = get_target(args.target)
+    print(f"calibrating the performance model for {t.name} (dense, 1x{t.vector_lanes} and CSR probe layers)")
+    prm = calibrate(t, density=args.density, log=print)
+    for k, v in DEFAULT_PARAMS.items():
+        print(f"  {k:18s} {getattr(prm, k):7.3f}   (built-in {v})")
+    return 0
+
+
 def _optional(module: str, adder: str) -> Callable[[Any], Callable[[argparse.Namespace], int]] | None:
     import importlib
 
@@ -180,6 +201,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argpars
         ("compile", _add_compile),
         ("tune", _optional("tvmprune.tune.command", "add_tune_parser")),
         ("bench", _add_bench),
+        ("calibrate", _add_calibrate),
         ("compare", _optional("tvmprune.compare", "add_compare_parser")),
     ]
     for name, adder in adders:

@@ -31,7 +31,10 @@ def explain_rows(plans: list[LayerPlan], measured_ms: dict[str, float] | None = 
 def explain_table(plans: list[LayerPlan], target: NamedTarget, measured_ms: dict[str, float] | None = None) -> str:
     """The ``--explain`` table as text."""
     rows = explain_rows(plans, measured_ms)
-    head = f"per-layer plan for {target.name} ({target.vector_lanes} fp32 lanes, peak ~{target.peak_gflops:.0f} GFLOP/s)"
+    from .perf_model import params_for
+
+    head = (f"per-layer plan for {target.name} ({target.vector_lanes} fp32 lanes, peak ~{target.peak_gflops:.0f} GFLOP/s; "
+            f"perf model: {params_for(target).source})")
     return head + "\n" + format_table(rows, [
         ("layer", "layer"), ("shape", "shape"), ("density", "density"), ("format", "format"),
         ("pred_dense", "pred dense ms"), ("pred_sparse", "pred sparse ms"), ("measured", "measured ms"),

@@ -9,26 +9,73 @@ prediction wins.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
 from .frontend.lowering import LayerInfo, LayerPlan
 from .target import NamedTarget
 
-# fraction of peak FLOP/s our dense kernels reach (measured on x86 AVX-512: ~245 of 320)
-DENSE_EFFICIENCY = 0.6
-# Slowdown of a sparse multiply-add against a dense one (index loads, broadcast, tails),
-# fitted to scripts/bench_kernels.py --quick on x86 AVX-512 (2 threads): 1x16 reaches
-# 6.0x / 4.1x / 2.3x over the best dense at density 0.1 / 0.2 / 0.3 (alpha ~1.5-1.7);
-# CSR direct conv 1.2-2.0x at 0.1 (alpha ~5 on 3x3, ~7 on 1x1, where its input transpose
-# dominates).
-ALPHA_1XN = 1.6
-ALPHA_CSR_3X3 = 5.0
-ALPHA_CSR_1X1 = 7.0
+# Built-in parameters, fitted to scripts/bench_kernels.py --quick on x86 AVX-512 (2 threads):
+# our dense conv reaches ~60% of peak; 1x16 reaches 6.0x / 4.1x / 2.3x over the best dense at
+# density 0.1 / 0.2 / 0.3 (alpha ~1.5-1.7); CSR direct conv 1.2-2.0x at 0.1 (alpha ~5 on 3x3,
+# ~7 on 1x1, where its input transpose dominates). `tvmprune calibrate` measures them per target.
+DEFAULT_PARAMS = {"dense_efficiency": 0.6, "alpha_1xn": 1.6, "alpha_csr_3x3": 5.0, "alpha_csr_1x1": 7.0}
 
 
-def predict_ms(info: LayerInfo, target: NamedTarget) -> dict[str, float]:
-    """Predicted milliseconds per candidate format for ``info`` on ``target``."""
+@dataclass(frozen=True)
+class PerfParams:
+    """Roofline parameters of one target.
+
+    dense_efficiency: fraction of peak FLOP/s the dense kernels reach.
+    alpha_1xn: slowdown of a 1xN sparse multiply-add (N = vector lanes) vs a dense one.
+    alpha_csr_3x3 / alpha_csr_1x1: the same for CSR direct convolution (KxK and 1x1 / linear).
+    source: where the numbers come from (built-in, or the calibration file).
+    """
+
+    dense_efficiency: float = DEFAULT_PARAMS["dense_efficiency"]
+    alpha_1xn: float = DEFAULT_PARAMS["alpha_1xn"]
+    alpha_csr_3x3: float = DEFAULT_PARAMS["alpha_csr_3x3"]
+    alpha_csr_1x1: float = DEFAULT_PARAMS["alpha_csr_1x1"]
+    source: str = "built-in (fitted on x86 AVX-512)"
+
+
+def calibration_path(target: NamedTarget) -> Path:
+    """Where calibrated parameters of ``target`` are stored (``$TVMPRUNE_CACHE_DIR`` or ~/.cache/tvmprune)."""
+    root = Path(os.environ.get("TVMPRUNE_CACHE_DIR") or Path.home() / ".cache" / "tvmprune")
+    key = hashlib.sha1(json.dumps(target.target_dict, sort_keys=True).encode()).hexdigest()[:8]
+    return root / "calibration" / f"{target.name}-{key}.json"
+
+
+def params_for(target: NamedTarget) -> PerfParams:
+    """Calibrated parameters of ``target`` when `tvmprune calibrate` stored some, else the built-in ones."""
+    p = calibration_path(target)
+    if p.is_file():
+        try:
+            d = json.loads(p.read_text(encoding="utf-8"))["params"]
+            return PerfParams(**{k: float(d[k]) for k in DEFAULT_PARAMS}, source=f"calibrated ({p})")
+        except (OSError, KeyError, ValueError, TypeError):
+            pass  # a damaged file: fall back to the built-in numbers
+    return PerfParams()
+
+
+def predict_ms(info: LayerInfo, target: NamedTarget, params: PerfParams | None = None) -> dict[str, float]:
+    """Predicted milliseconds per candidate format (``dense``, ``1xN``, ``csr``) for one layer.
+
+    dense = max(FLOPs / (peak x efficiency), bytes / bandwidth); sparse formats scale the
+    FLOPs by density x alpha (1xN also by how much of a vector N fills) and the weight
+    bytes by density x (value + index).
+    """
+    prm = params or params_for(target)
     flops = info.dense_flops
     density = info.density
-    peak = target.peak_gflops * 1e9 * DENSE_EFFICIENCY
+    peak = target.peak_gflops * 1e9 * prm.dense_efficiency
     bw = target.mem_bandwidth_gbs * 1e9
     if info.op == "conv2d":
         s = info.spec
@@ -41,12 +88,13 @@ def predict_ms(info: LayerInfo, target: NamedTarget) -> dict[str, float]:
     if info.op == "conv2d" and info.spec.groups > 1:
         return out
     n = info.block_n
-    lanes_fill = min(1.0, (n or 1) / target.vector_lanes)
     if n:
-        t_c = ALPHA_1XN * density * flops / (peak * lanes_fill)
+        lanes_fill = min(1.0, n / target.vector_lanes)
+        t_c = prm.alpha_1xn * density * flops / (peak * lanes_fill)
         t_m = (act_bytes + w_bytes * density * (1 + 1 / n)) / bw
         out["1xN"] = max(t_c, t_m) * 1e3
-    alpha_csr = ALPHA_CSR_1X1 if info.op == "linear" or (info.spec.kh == 1 and info.spec.kw == 1) else ALPHA_CSR_3X3
+    one_by_one = info.op == "linear" or (info.spec.kh == 1 and info.spec.kw == 1)
+    alpha_csr = prm.alpha_csr_1x1 if one_by_one else prm.alpha_csr_3x3
     t_c = alpha_csr * density * flops / peak
     t_m = (act_bytes + 2 * w_bytes * density) / bw
     out["csr"] = max(t_c, t_m) * 1e3
@@ -93,3 +141,75 @@ def sparse_where_pruned(info: LayerInfo, target: NamedTarget) -> LayerPlan:
 
 
 PLANNERS = {"auto": choose_format, "dense": dense_only, "sparse": sparse_where_pruned}
+
+
+def _probe_weight(spec, density: float, n: int, rng: np.random.Generator) -> np.ndarray:
+    w = rng.standard_normal(spec.weight_shape).astype("float32")
+    if n > 1:
+        blocks = rng.random((spec.cout // n, spec.cin * spec.kh * spec.kw)) < density
+        mask = np.repeat(blocks, n, axis=0).reshape(spec.weight_shape)
+    else:
+        mask = rng.random(spec.weight_shape) < density
+    return w * mask
+
+
+def calibrate(target: NamedTarget, density: float = 0.2, save: bool = True,
+              log: Callable[[str], None] | None = None) -> PerfParams:
+    """Measure the roofline parameters on this machine with a short probe (~1 min) and store them.
+
+    Times a 3x3 (64->64 @28x28) and a 1x1 (256->64 @14x14) layer dense, 1xN (N = vector
+    lanes) and CSR at ``density``, and solves the model's equations for the parameters.
+    Only for targets that run on this machine.
+    """
+    from .errors import TvmpruneError
+    from .kernels.base import ConvSpec
+    from .kernels.dense_conv2d import dense_conv2d
+    from .kernels.direct_sparse_conv2d import direct_sparse_conv2d
+    from .kernels.sparse_conv2d import sparse_conv2d_1xn
+    from .kernels.timing import time_kernel
+
+    if not target.runs_on_host:
+        raise TvmpruneError(
+            f"calibration measures on this machine, which cannot run {target.name} code; run `tvmprune calibrate` "
+            "on the board (or keep the built-in parameters)")
+    say = log or (lambda s: None)
+    rng = np.random.default_rng(0)
+    n = min(max(target.vector_lanes, 2), 32)
+    layers = {
+        "3x3": ConvSpec(1, 28, 28, 64, 64, 3, 3, padding=(1, 1, 1, 1)),
+        "1x1": ConvSpec(1, 14, 14, 256, 64, 1, 1),
+    }
+    peak = target.peak_gflops * 1e9
+    meas: dict[str, dict[str, float]] = {}
+    for key, spec in layers.items():
+        wd = rng.standard_normal(spec.weight_shape).astype("float32")
+        t_dense = time_kernel(dense_conv2d(spec, wd, None, target), spec.in_shape, target)
+        w_blk = _probe_weight(spec, density, n, rng)
+        t_1xn = time_kernel(sparse_conv2d_1xn(spec, w_blk, None, n, target), spec.in_shape, target)
+        w_uns = _probe_weight(spec, density, 1, rng)
+        t_csr = time_kernel(direct_sparse_conv2d(spec, w_uns, None, target), spec.in_shape, target)
+        meas[key] = {"dense_ms": t_dense, "1xN_ms": t_1xn, "csr_ms": t_csr, "flops": spec.dense_flops}
+        say(f"  {key} layer: dense {t_dense:.3f} ms, 1x{n} {t_1xn:.3f} ms, csr {t_csr:.3f} ms at density {density}")
+    eff = float(np.mean([m["flops"] / (m["dense_ms"] * 1e-3) / peak for m in meas.values()]))
+
+    def alpha(m: dict[str, float], key: str) -> float:
+        return (m[key] * 1e-3) * peak * eff / (density * m["flops"])
+
+    params = PerfParams(
+        dense_efficiency=eff,
+        alpha_1xn=float(np.mean([alpha(m, "1xN_ms") for m in meas.values()])),
+        alpha_csr_3x3=alpha(meas["3x3"], "csr_ms"),
+        alpha_csr_1x1=alpha(meas["1x1"], "csr_ms"),
+        source="calibrated (this run)",
+    )
+    if save:
+        path = calibration_path(target)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        body = {"target": target.to_json(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "density": density,
+                "block_n": n, "measurements": meas,
+                "params": {k: getattr(params, k) for k in DEFAULT_PARAMS}}
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(body, indent=2), encoding="utf-8")
+        os.replace(tmp, path)  # atomic: a crash never leaves half a file
+        say(f"stored in {path}")
+    return params

@@ -1,0 +1,50 @@
+"""Build and time one kernel alone on this machine (per-layer measurements, calibration)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..target import NamedTarget, get_target
+from .base import KernelInstance
+
+
+def kernel_arguments(inst: KernelInstance, in_shape: tuple[int, ...], residual: bool, seed: int = 0) -> list[Any]:
+    """TVM tensors for ``inst``'s PrimFunc: random data, its consts, zero residual?, zero output."""
+    import tvm
+
+    dev = tvm.cpu()
+    rng = np.random.default_rng(seed)
+    args = [tvm.runtime.tensor(rng.standard_normal(in_shape).astype(np.float32), dev)]
+    args += [tvm.runtime.tensor(np.ascontiguousarray(c), dev) for c in inst.consts]
+    if residual:
+        args.append(tvm.runtime.tensor(np.zeros(inst.out_shape, np.float32), dev))
+    args.append(tvm.runtime.tensor(np.zeros(inst.out_shape, np.float32), dev))
+    return args
+
+
+def time_kernel(
+    inst: KernelInstance,
+    in_shape: tuple[int, ...],
+    target: "NamedTarget | str",
+    residual: bool = False,
+    func: Any = None,
+    repeat: int = 5,
+    min_repeat_ms: int = 20,
+) -> float:
+    """Median milliseconds of one call of ``inst`` (default schedule, or ``func`` if given).
+
+    ``in_shape`` is the shape of the ``data`` argument (NHWC for convs, ``[B, in]`` for
+    linear layers). Host targets only.
+    """
+    import tvm
+
+    t = get_target(target)
+    if not t.runs_on_host:
+        raise ValueError(f"cannot time a {t.name} kernel on this machine")
+    f = func if func is not None else inst.scheduled()
+    lib = tvm.compile(tvm.IRModule({inst.name: f.with_attr("global_symbol", inst.name)}), target=t.tvm_target)
+    args = kernel_arguments(inst, in_shape, residual)
+    ev = lib.mod.time_evaluator(inst.name, tvm.cpu(), number=1, repeat=repeat, min_repeat_ms=min_repeat_ms)
+    return float(np.median(ev(*args).results)) * 1e3
