@@ -114,7 +114,8 @@ def run_tune(args: argparse.Namespace) -> int:
     tasks = extract_tasks(plans)
     print(f"  {len(plans)} conv/linear layers -> {len(tasks)} distinct kernel(s) ({time.time() - t0:.0f} s)")
     report = tune_tasks(tasks, target, log_dir, args.trials, time_budget=args.time_budget, remote=remote,
-                        trials_per_iter=args.trials_per_iter, population=args.population, seed=args.seed)
+                        trials_per_iter=args.trials_per_iter, population=args.population, seed=args.seed,
+                        emulated=emulated)
     report.emulated = emulated
     if not args.no_e2e:
         if target.runs_on_host and not remote.is_rpc:
