@@ -23,7 +23,9 @@ import contextlib
 import io
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
 import types
 from dataclasses import dataclass, field
@@ -252,8 +254,8 @@ def tune_tasks(
             log(f"  default schedules: {total_default * 1e3:.2f} ms per inference over these kernels")
         database = dbm.open_database(d)
         builder = make_builder(target.cross_compiler, timeout_sec=builder_timeout)
-        cons_dir = d / "consts"
-        cons_dir.mkdir(exist_ok=True)
+        # the runner workers read each task's real consts from here (removed at the end)
+        cons_dir = Path(tempfile.mkdtemp(prefix="tvmprune_consts_"))
         pointer = str(cons_dir / "current")
         runner = None
         # the most expensive kernels first, so that a time budget is spent where it matters
@@ -332,6 +334,7 @@ def tune_tasks(
         if runner is not None:
             with contextlib.suppress(Exception):
                 runner.pool.shutdown()
+        shutil.rmtree(cons_dir, ignore_errors=True)
         # 4. re-time the best record of every task next to its default schedule
         contents = dbm.read_log(d, validate=False)
         for t, res in zip(tasks, report.tasks):
