@@ -200,3 +200,46 @@ def test_digits_cnn_shapes():
     assert m(torch.zeros(2, 1, 16, 16)).shape == (2, 10)
     convs = [mod for mod in m.modules() if isinstance(mod, torch.nn.Conv2d)]
     assert all(c.out_channels % 16 == 0 for c in convs)  # 1x4 / 1x8 / 1x16 blocks tile every layer
+
+
+def test_times_over_rpc_with_local_tracker(tmp_path):
+    """--tracker/--key: export, upload, load and time on an RPC server (here: this machine)."""
+    import time
+
+    from tvm import rpc
+    from tvm.rpc.server import Server
+    from tvm.rpc.tracker import Tracker
+
+    tracker = Tracker("127.0.0.1", port=9500, port_end=9600, silent=True)
+    server = Server("127.0.0.1", port=9610, port_end=9700, tracker_addr=("127.0.0.1", tracker.port),
+                    key="tvmprune-test", silent=True)
+    try:
+        for _ in range(60):  # wait for the server to register
+            info = rpc.connect_tracker("127.0.0.1", tracker.port).summary()
+            if info.get("server_info"):
+                break
+            time.sleep(0.5)
+        out = tmp_path / "rpc"
+        rc = main(["compare", "--model", "tiny_cnn", "--input-shape", "1x3x16x16", "--patterns", "dense,1x4@0.75",
+                   "--tracker", f"127.0.0.1:{tracker.port}", "--key", "tvmprune-test", "--repeat", "3",
+                   "--warmup", "1", "--rpc-timeout", "30", "-o", str(out)])
+        assert rc == 0
+        rep = json.loads((out / "compare.json").read_text())
+        assert rep["measured_on"].startswith("rpc:")
+        assert all(r["latency_median_ms"] > 0 for r in rep["results"])
+        rc = main(["compare", "--model", "tiny_cnn", "--patterns", "dense", "--tracker",
+                   f"127.0.0.1:{tracker.port}", "--key", "no-such-board", "-o", str(tmp_path / "x")])
+        assert rc == 2
+    finally:
+        server.terminate()
+        tracker.terminate()
+
+
+@pytest.mark.slow
+def test_compare_with_tuning(tmp_path):
+    out = tmp_path / "tuned"
+    rc = main(["compare", "--model", "tiny_cnn", "--input-shape", "1x3x16x16", "--patterns", "dense",
+               "--trials", "8", "--repeat", "3", "-o", str(out)])
+    assert rc == 0
+    row = json.loads((out / "compare.json").read_text())["results"][0]
+    assert row["trials"] >= 8 and row["tuned_kernels"] > 0

@@ -263,6 +263,26 @@ class RemoteTimer:
         except OSError as e:
             raise RPCConnectionError(f"cannot reach the RPC tracker at {self.host}:{self.port} ({e}); start it "
                                      "with `python -m tvm.exec.rpc_tracker --host 0.0.0.0 --port PORT`") from None
+        self._check_key()
+
+    def _check_key(self) -> None:
+        """Fail early (before pruning and compiling) when no board registered ``key``."""
+        from tvm import rpc
+
+        try:
+            summary = _with_timeout(lambda: rpc.connect_tracker(self.host, self.port).summary(), self.timeout,
+                                    f"asking the RPC tracker {self.host}:{self.port} for its devices")
+        except RPCConnectionError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise RPCConnectionError(f"{self.host}:{self.port} does not answer as a TVM RPC tracker: "
+                                     f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        keys = sorted({str(s.get("key", "")).split(":", 1)[-1] for s in (summary or {}).get("server_info", [])})
+        if self.key not in keys:
+            raise RPCConnectionError(
+                f"no board is registered with key {self.key!r} at the RPC tracker {self.host}:{self.port} "
+                f"(registered: {', '.join(keys) or 'none'}); start one with `python -m tvm.exec.rpc_server "
+                f"--tracker {self.host}:{self.port} --key {self.key}`")
 
     def _session(self) -> Any:
         from tvm import rpc
