@@ -419,3 +419,39 @@ def test_tune_on_emulated_aarch64_board(tmp_path):
         x = np.random.default_rng(3).standard_normal(SPEC.in_shape).astype(np.float32)
         y = board.run_kernel(func, k.consts, target, [x])
         np.testing.assert_allclose(y, _torch_ref(x, w, b), rtol=1e-4, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------------------
+# CLI
+# ----------------------------------------------------------------------------------------
+
+_MODEL_FILE = textwrap.dedent("""
+    import torch
+
+    def make():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.ReLU())
+""")
+
+
+def test_cli_tune_report_resume_and_compile(tmp_path, capsys):
+    from tvmprune.cli import main
+
+    mf = tmp_path / "one_conv.py"
+    mf.write_text(_MODEL_FILE)
+    log = tmp_path / "log"
+    argv = ["tune", "--model", f"{mf}:make", "--input-shape", "1x16x8x8", "--formats", "dense", "--trials", "4",
+            "--trials-per-iter", "4", "--population", "16", "--log", str(log)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "1 distinct kernel" in out and "speedup" in out and "end to end" in out
+    rep = json.loads((log / "report.json").read_text())
+    assert rep["tasks"][0]["trials"] >= 1 and rep["tasks"][0]["default_ms"] > 0
+    assert rep["model_default_ms"] > 0 and rep["model_tuned_ms"] > 0
+    n = _n_records(log)
+    assert main(argv + ["--no-e2e"]) == 0  # resume: nothing new
+    assert "skipped" in capsys.readouterr().out and _n_records(log) == n
+    assert main(["compile", "--model", f"{mf}:make", "--input-shape", "1x16x8x8", "--formats", "dense", "--tuning-log",
+                 str(log), "-o", str(tmp_path / "mod")]) == 0
+    assert "tuning log" in capsys.readouterr().out
+    assert (tmp_path / "mod" / "model.so").is_file()

@@ -49,7 +49,9 @@ def add_tune_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
                    help="the RPC board is emulated (qemu): times are marked as meaningless")
     p.add_argument("--trials-per-iter", type=int, default=16, help="candidates built and measured per batch")
     p.add_argument("--population", type=int, default=64, help="evolutionary search population size")
-    p.add_argument("--dense", action="store_true", help="keep every layer dense (tune the dense kernels)")
+    p.add_argument("--formats", choices=["auto", "dense", "sparse"], default="auto",
+                   help="layer formats, as in `compile` (tune what you will compile): auto (default), dense, sparse")
+    p.add_argument("--dense", action="store_true", help=argparse.SUPPRESS)  # old spelling of --formats dense
     p.add_argument("--no-e2e", action="store_true", help="skip compiling and timing the whole model default vs tuned")
     p.add_argument("--seed", type=int, default=0)
     return run_tune
@@ -86,7 +88,6 @@ def _e2e(req: Any, target: Any, log_dir: Path, planner: Any, say: Callable[[str]
 def run_tune(args: argparse.Namespace) -> int:
     from ..errors import TuningError
     from ..model_request import resolve_model
-    from ..perf_model import choose_format, dense_only
     from ..target import get_target
     from .measure import RemoteSpec, check_tracker, parse_hostport
     from .tasks import extract_tasks, lower_model
@@ -108,7 +109,12 @@ def run_tune(args: argparse.Namespace) -> int:
     log_dir = Path(args.log) if args.log else default_log_dir(req.spec, req.pattern, target.name)
     print(f"tuning {req.spec} ({req.pattern}) for {target.name}: {args.trials} trials"
           + (f", time budget {args.time_budget:.0f} s" if args.time_budget else "") + f"; log {log_dir}")
-    planner = dense_only if args.dense else choose_format
+    from .. import perf_model
+
+    formats = "dense" if args.dense else args.formats
+    planners = getattr(perf_model, "PLANNERS", None) or {"auto": perf_model.choose_format,
+                                                         "dense": perf_model.dense_only}
+    planner = planners.get(formats, perf_model.choose_format)
     t0 = time.time()
     plans = lower_model(req.model, req.input_shape, target, planner)
     tasks = extract_tasks(plans)

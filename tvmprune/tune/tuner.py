@@ -265,7 +265,7 @@ def tune_tasks(
             shash = e["shash"]
             done0 = contents.count(shash)
             target_n = alloc[t.key]
-            e["target_trials"] = max(target_n, int(e.get("target_trials", 0)) if e.get("exhausted_at") else target_n)
+            e["target_trials"] = target_n
             label = f"{i + 1}/{len(tasks)} {t.desc}"
             res = TaskResult(key=t.key, name=t.name, desc=t.desc, weight=t.weight, trials=done0,
                              target_trials=target_n, default_s=e.get("default_s"))
