@@ -155,25 +155,6 @@ def _fmt_formats(fm: dict[str, int] | None) -> str:
 
 # --------------------------------------------------------------------------- compat shims
 
-def _kernel_import_shim() -> None:
-    """Work around ``from ..kernels import sparse_linear as sl`` in ``frontend/lowering.py``.
-
-    ``tvmprune/kernels/__init__.py`` re-exports the *function* ``sparse_linear``, which hides
-    the sub-module of the same name, so ``sl.sparse_linear`` fails for sparse Linear layers.
-    Until that is fixed there, give the function an attribute pointing to itself (no-op once fixed).
-    """
-    try:
-        import tvmprune.kernels as k
-    except ImportError:
-        return
-    f = getattr(k, "sparse_linear", None)
-    if callable(f) and not hasattr(f, "sparse_linear"):
-        try:
-            f.sparse_linear = f  # type: ignore[attr-defined]
-        except AttributeError:
-            pass
-
-
 # --------------------------------------------------------------------------- tuning
 
 def _schedule_source(args: argparse.Namespace, target: Any, say: Callable[[str], None]) -> Any:
@@ -424,7 +405,6 @@ def run(args: argparse.Namespace) -> int:
     def say(s: str) -> None:
         print(s, flush=True)
 
-    _kernel_import_shim()
     t_start = time.time()
     model, spec, shape, ds, train_epochs = _resolve(args)
     shape_s = "x".join(map(str, shape))
