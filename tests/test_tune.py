@@ -206,6 +206,19 @@ def test_tune_sparse_1xn_kernel(tmp_path):
     assert _n_records(tmp_path) >= 1
     assert rep.tasks[0].tuned_s
     _check_numerics(task, w, b, tmp_path)
+    # another sparsity of the same layer shape (another pruned model): the family record replays
+    other, w2, b2 = _sparse_task(9)
+    assert other.shash() != task.shash()
+    m = json.loads((tmp_path / dbm.MANIFEST_FILE).read_text())
+    for e in m["tasks"].values():
+        e["tuned_s"] = None  # use the record even if it measured slower on a busy machine
+    (tmp_path / dbm.MANIFEST_FILE).write_text(json.dumps(m))
+    src = schedule_source_for(tmp_path, X86, use_shipped=False, log=None)
+    func = src(other.kernel, X86)
+    assert func is not None and src.stats["similar"] == 1
+    x = np.random.default_rng(8).standard_normal(SPEC.in_shape).astype(np.float32)
+    np.testing.assert_allclose(run_kernel(func, other.kernel.consts, X86, [x]), _torch_ref(x, w2, b2),
+                               rtol=1e-4, atol=1e-4)
 
 
 _KILL_SCRIPT = textwrap.dedent("""

@@ -115,6 +115,29 @@ def _quiet_console() -> None:
                 lg.removeHandler(h)
 
 
+@contextlib.contextmanager
+def _interrupt_guard():
+    """Remember a Ctrl-C: inside MetaSchedule's C++ loop it surfaces as a generic RuntimeError."""
+    import signal
+    import threading
+
+    state = {"flag": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+    old = signal.getsignal(signal.SIGINT)
+
+    def on_int(signum: int, frame: Any) -> None:
+        state["flag"] = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_int)
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
 def allocate_trials(total: int, tasks: list[TuneTask], default_s: dict[str, float], minimum: int = 4) -> dict[str, int]:
     """Split ``total`` trials: half evenly, half by ``weight x default time`` (at least ``minimum``)."""
     if not tasks:
@@ -313,11 +336,22 @@ def tune_tasks(
                 num_tuning_cores=max(1, os.cpu_count() or 1))
             callbacks = list(ms.measure_callback.MeasureCallback.create("default")) + [
                 _make_progress_callback(state)]
-            ms.task_scheduler.RoundRobin().tune(
-                tasks=[ctx], task_weights=[1.0], max_trials_global=remaining, max_trials_per_task=remaining,
-                num_trials_per_iter=min(trials_per_iter, remaining), builder=builder, runner=runner,
-                measure_callbacks=callbacks, database=database, cost_model=cost_model,
-            )
+            with _interrupt_guard() as interrupted:
+                try:
+                    ms.task_scheduler.RoundRobin().tune(
+                        tasks=[ctx], task_weights=[1.0], max_trials_global=remaining,
+                        max_trials_per_task=remaining, num_trials_per_iter=min(trials_per_iter, remaining),
+                        builder=builder, runner=runner, measure_callbacks=callbacks, database=database,
+                        cost_model=cost_model,
+                    )
+                except BaseException as ex:  # noqa: BLE001 - Ctrl-C arrives as a TVM RuntimeError
+                    kept = len(dbm.read_log(d, validate=False).records)
+                    if interrupted["flag"] or isinstance(ex, KeyboardInterrupt):
+                        log(f"interrupted: {kept} record(s) kept in {d}; run the same command again to resume")
+                        raise KeyboardInterrupt from None
+                    msg = str(ex).strip().splitlines()
+                    raise TuningError(f"MetaSchedule failed on task {t.desc}: {msg[-1] if msg else type(ex).__name__}"
+                                      f" ({kept} record(s) kept in {d}; details in {d}/logs)") from ex
             res.new_trials = state["new"]
             report.new_trials += state["new"]
             contents = dbm.read_log(d, validate=False)
