@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from tvmprune.compiler import compile_model
-from tvmprune.data import TinyCNN
 from tvmprune.frontend.lowering import LayerInfo, detect_block_n
 from tvmprune.frontend.model_source import load_model
 from tvmprune.kernels.base import ConvSpec

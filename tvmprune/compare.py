@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import PruneConfigError, RPCConnectionError, TvmpruneError, UnknownModelError
+from .errors import PruneConfigError, RPCConnectionError, TvmpruneError
 
 DEFAULT_PATTERNS = "dense,unstructured@0.8,1x4@0.8,1x4@0.8+norearrange,filter@0.5"
 BUILTIN_MODEL = "digits"

@@ -13,9 +13,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -24,6 +22,7 @@ import numpy as np
 import torch
 
 from .errors import TvmpruneError
+from .user_code import call_factory
 
 DIGITS_FILE = Path(__file__).resolve().parent / "assets" / "digits.npz"
 DIGITS_SIZE = 16
@@ -129,25 +128,7 @@ def _image_folder(root: Path, input_shape: tuple[int, ...], batch_size: int, see
 
 
 def _factory(spec: str) -> Dataset:
-    path, _, fn_name = spec.rpartition(":")
-    if not os.path.isfile(path):
-        raise DatasetError(f"data set file {path!r} does not exist (from --dataset {spec!r})")
-    mod_name = "tvmprune_user_data_" + os.path.splitext(os.path.basename(path))[0].replace("-", "_")
-    try:
-        s = importlib.util.spec_from_file_location(mod_name, path)
-        assert s is not None and s.loader is not None
-        module = importlib.util.module_from_spec(s)
-        sys.modules[mod_name] = module
-        s.loader.exec_module(module)
-    except Exception as e:
-        raise DatasetError(f"cannot import data set file {path!r}: {type(e).__name__}: {e}") from None
-    fn = getattr(module, fn_name, None)
-    if fn is None or not callable(fn):
-        raise DatasetError(f"{path!r} has no callable {fn_name!r}")
-    try:
-        out = fn()
-    except Exception as e:
-        raise DatasetError(f"{spec}() raised {type(e).__name__}: {e}") from None
+    out = call_factory(spec, DatasetError, "data set")
     if not (isinstance(out, (tuple, list)) and len(out) == 2):
         raise DatasetError(f"{spec}() must return (train_loader, val_loader), got {type(out).__name__}")
     return Dataset(out[0], out[1], f"{spec}()")

@@ -95,7 +95,6 @@ def import_model(model: torch.nn.Module, input_shape: tuple[int, ...], fold_bn: 
         InvalidInputShapeError: the model does not accept the shape.
         TraceError: ``torch.export`` or the Relax frontend cannot handle the model.
     """
-    import tvm
     from tvm import relax
     from tvm.relax.frontend.torch import from_exported_program
 

@@ -200,7 +200,6 @@ def lower_to_kernels(
     Returns:
         The rewritten module and the per-layer plans (in graph order).
     """
-    import tvm
     from tvm import relax
 
     make_kernel = make_kernel or build_kernel

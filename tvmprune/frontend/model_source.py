@@ -6,13 +6,12 @@ No weights are downloaded: torchvision models are built with random initialisati
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 
 import torch
 
 from ..errors import InvalidInputShapeError, UnknownModelError
+from ..user_code import call_factory
 
 TORCHVISION_MODELS: tuple[str, ...] = (
     "resnet18",
@@ -62,25 +61,7 @@ def load_model(spec: str, seed: int = 0) -> torch.nn.Module:
 
 
 def _load_factory(spec: str) -> torch.nn.Module:
-    path, _, fn_name = spec.rpartition(":")
-    if not os.path.isfile(path):
-        raise UnknownModelError(f"model file {path!r} does not exist (from model spec {spec!r})")
-    mod_name = "tvmprune_user_model_" + os.path.splitext(os.path.basename(path))[0].replace("-", "_")
-    try:
-        s = importlib.util.spec_from_file_location(mod_name, path)
-        assert s is not None and s.loader is not None
-        module = importlib.util.module_from_spec(s)
-        sys.modules[mod_name] = module
-        s.loader.exec_module(module)
-    except Exception as e:
-        raise UnknownModelError(f"cannot import model file {path!r}: {type(e).__name__}: {e}") from None
-    fn = getattr(module, fn_name, None)
-    if fn is None or not callable(fn):
-        raise UnknownModelError(f"{path!r} has no callable {fn_name!r}")
-    try:
-        model = fn()
-    except Exception as e:
-        raise UnknownModelError(f"{spec}() raised {type(e).__name__}: {e}") from None
+    model = call_factory(spec, UnknownModelError, "model")
     if not isinstance(model, torch.nn.Module):
         raise UnknownModelError(f"{spec}() returned {type(model).__name__}, expected a torch.nn.Module")
     return model
