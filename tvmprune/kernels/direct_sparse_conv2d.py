@@ -45,6 +45,67 @@ from .sparse_conv2d import (
 )
 
 
+# ----------------------------------------------------------------------------------------
+# channel-major padded input copy (shared with :mod:`.block_direct_conv2d`)
+# ----------------------------------------------------------------------------------------
+
+
+def channel_major_geometry(spec: ConvSpec, lanes: int) -> tuple[int, int, int]:
+    """``(Hp, OWp, Wx)`` of the channel-major copy: padded height, output width rounded up to
+    whole vectors (what the kernels compute), and the copy's row length (the padded width,
+    zero-extended so that the last vector of output pixels reads inside the row)."""
+    pt, pl, pb, pr = spec.padding
+    hp, wp = spec.in_h + pt + pb, spec.in_w + pl + pr
+    owp = -(-spec.out_w // lanes) * lanes
+    wx = max(wp, (owp - 1) * spec.stride[1] + spec.kw)
+    return hp, owp, wx
+
+
+def channel_major_offsets(k: np.ndarray, spec: ConvSpec, hp: int, wx: int) -> np.ndarray:
+    """Reduction indices ``k = (cin*KH + kh)*KW + kw`` -> flat offsets ``(cin*Hp + kh)*Wx + kw``
+    into one image of the channel-major copy (int32)."""
+    k = np.asarray(k).astype(np.int64)
+    kh_, kw_ = spec.kh, spec.kw
+    c_i, kh_i, kw_i = k // (kh_ * kw_), (k // kw_) % kh_, k % kw_
+    return ((c_i * hp + kh_i) * wx + kw_i).astype(np.int32)
+
+
+def channel_major_input(data, spec: ConvSpec, hp: int, wx: int):
+    """TE stage ``xt [B, Cin, Hp, Wx]``: zero-padded, channel-major copy of the NHWC ``data``."""
+    from tvm import te, tirx
+
+    pt, pl = spec.padding[0], spec.padding[1]
+    b_, h_, w_, cin = spec.in_shape
+
+    def xt_f(b, c, h, w):
+        ok = tirx.all(h >= pt, h < pt + h_, w >= pl, w < pl + w_)
+        return tirx.if_then_else(ok, data[b, h - pt, w - pl, c], tirx.const(0.0, "float32"))
+
+    return te.compute((b_, cin, hp, wx), xt_f, name="xt")
+
+
+def schedule_channel_major_input(sch, cin: int, lanes: int, vector_channels: bool = False) -> None:
+    """Parallel (blocked, when ``Cin`` is a multiple of ``lanes``) transpose for the ``xt`` stage.
+
+    ``vector_channels``: read each pixel's ``lanes`` channels as one vector and unroll a block
+    of ``lanes`` pixels (scattered scalar stores); faster for wide 1x1 inputs (the copy is
+    then memory-bound), slightly slower for small 3x3 ones."""
+    xb, xc, xh, xw = sch.get_loops(sch.get_sblock("xt"))
+    if cin % lanes == 0 and vector_channels and sch.get(xw).extent.value % lanes == 0:
+        xco, xci = sch.split(xc, [None, lanes])
+        xwo, xwi = sch.split(xw, [None, lanes])
+        sch.reorder(xb, xh, xco, xwo, xwi, xci)
+        sch.parallel(sch.fuse(xb, xh))
+        sch.unroll(xwi)
+        sch.vectorize(xci)
+    elif cin % lanes == 0:  # blocked transpose: read whole channel vectors, write rows
+        xco, xci = sch.split(xc, [None, lanes])
+        sch.reorder(xb, xh, xco, xw, xci)
+        sch.parallel(sch.fuse(xb, xh))
+    else:
+        sch.parallel(sch.fuse(xb, xc))
+
+
 def direct_sparse_conv2d(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | None, target: Any) -> KernelInstance:
     """CSR direct sparse conv (NHWC in/out), kind ``"csr"``.
 
@@ -58,18 +119,11 @@ def direct_sparse_conv2d(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | 
     weight = np.asarray(weight, dtype=np.float32)
     check_conv(spec, weight, bias, "direct_sparse_conv2d")
     csr = conv_weight_to_csr(weight)
-    pt, pl, pb, pr = spec.padding
     b_, h_, w_, cin = spec.in_shape
-    hp, wp = h_ + pt + pb, w_ + pl + pr
     oh_, ow_, cout = spec.out_h, spec.out_w, spec.cout
-    kh_, kw_ = spec.kh, spec.kw
     sh, sw = spec.stride
-    k = csr.indices.astype(np.int64)
-    c_i, kh_i, kw_i = k // (kh_ * kw_), (k // kw_) % kh_, k % kw_
-    t_lanes = t.vector_lanes
-    owp = -(-ow_ // t_lanes) * t_lanes  # output width computed, rounded up to whole vectors
-    wx = max(wp, (owp - 1) * sw + kw_)  # channel-major copy is zero-extended to cover it
-    offsets = ((c_i * hp + kh_i) * wx + kw_i).astype(np.int32)
+    hp, owp, wx = channel_major_geometry(spec, t.vector_lanes)
+    offsets = channel_major_offsets(csr.indices, spec, hp, wx)
     w_data, w_off, w_ptr = kernel_arrays(csr.data, offsets, csr.indptr)
     maxlen = max(1, csr.max_row_length)
     bias_np = bias_array(spec.bias, bias, cout)
@@ -81,11 +135,7 @@ def direct_sparse_conv2d(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | 
     BIAS = te.placeholder((cout,), "float32", name="bias") if bias_np is not None else None
     RES = te.placeholder(spec.out_shape, "float32", name="residual") if spec.residual else None
 
-    def xt_f(b, c, h, w):
-        ok = tirx.all(h >= pt, h < pt + h_, w >= pl, w < pl + w_)
-        return tirx.if_then_else(ok, data[b, h - pt, w - pl, c], tirx.const(0.0, "float32"))
-
-    xt = te.compute((b_, cin, hp, wx), xt_f, name="xt")
+    xt = channel_major_input(data, spec, hp, wx)
     e = te.reduce_axis((0, maxlen), name="e")
 
     def acc_f(b, co, oh, ow):
@@ -132,13 +182,7 @@ def direct_sparse_conv2d(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | 
             sch.unroll(ohi)
         sch.annotate(el, SPARSE_ROW_ANN, 1)
         sch.decompose_reduction(blk, el)
-        xb, xc, xh, xw = sch.get_loops(sch.get_sblock("xt"))
-        if cin % lanes == 0:  # blocked transpose: read whole channel vectors, write rows
-            xco, xci = sch.split(xc, [None, lanes])
-            sch.reorder(xb, xh, xco, xw, xci)
-            sch.parallel(sch.fuse(xb, xh))
-        else:
-            sch.parallel(sch.fuse(xb, xc))
+        schedule_channel_major_input(sch, cin, lanes)
         return ohi
 
     def schedule_default(sch) -> None:

@@ -1,0 +1,196 @@
+"""Spatially vectorised 1xN block-sparse convolution (Park et al.'s direct sparse conv over
+1xN blocks), NHWC in/out, for N smaller than the SIMD width.
+
+The BSR kernel of :mod:`.sparse_conv2d` vectorises over the N output channels of a block,
+so on AVX-512 (16 lanes) N=4 fills a quarter of a register and N=8 half. Here the vector
+axis is the output width, like the CSR direct conv of :mod:`.direct_sparse_conv2d`, on the
+same channel-major padded copy of the input, but the loop runs over nonzero BLOCKS::
+
+    xt = pad(data) transposed to [B, Cin, Hp, Wx]              # one pass over the input
+    parallel for (b, oh_o, r_o):                               # R output rows per task
+      for ow_o:  for r:                                        # r = block of N output channels
+        acc[R, N, Tw] = 0                                      # R * N * Tw/lanes registers
+        for e in indptr[r] .. indptr[r+1]:                     # nonzero blocks (true length)
+          off = offsets[e]                                     # (cin*Hp + kh)*Wx + kw
+          for rr in R: for w in Tw (vector):
+            x = xt[b, (oh+rr)*s, (ow_o*Tw + w)*s + off]        # ONE input vector load ...
+            for i in N: acc[rr, i, w] += W[e, i] * x           # ... N FMAs (weight broadcast)
+        out[b, oh.., ow.., r*N + i] = act(acc + bias + residual)
+
+The N channels of a block share the reduction index and therefore the input load and the
+index/offset load: per nonzero block the inner loop does ``R*Tw/lanes`` vector loads and
+``N*R*Tw/lanes`` FMAs whose weight operand is a scalar broadcast (folded into the FMA on
+AVX-512), so every lane does useful work whatever N is. Cout not divisible by N is padded
+with zero rows (like BSR); the padding channels are computed but never stored.
+
+Reduction indices are ordered ``(cin, kh, kw)`` (a row's nonzeros of one input channel hit
+neighbouring rows of the copy) and pre-decoded into flat offsets. The row loop is static
+(max row length, guarded) in TE and shrunk to the true length by
+:func:`.sparse_conv2d.shrink_sparse_loops`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .base import ConvSpec, KernelInstance, unique_name
+from .direct_sparse_conv2d import (
+    channel_major_geometry,
+    channel_major_input,
+    channel_major_offsets,
+    schedule_channel_major_input,
+)
+from .formats import kernel_arrays, matrix_to_bsr
+from .sparse_conv2d import (
+    SPARSE_ROW_ANN,
+    apply_activation,
+    bias_array,
+    check_conv,
+    n_vector_registers,
+    pick_tile,
+    resolve_target,
+    shrink_sparse_loops,
+)
+
+
+def _register_tile(n: int, lanes: int, owp: int, oh: int, budget: int) -> tuple[int, int]:
+    """Default ``(R, Tw)``: as many output-width vectors as fit N accumulator rows (<= 4),
+    then as many output rows as the register budget allows."""
+    vecs = pick_tile(owp // lanes, max(1, min(4, budget // max(1, n))))
+    rr = pick_tile(oh, max(1, budget // (n * vecs)))
+    return rr, vecs * lanes
+
+
+def block_direct_sparse_conv2d(
+    spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | None, n: int, target: Any
+) -> KernelInstance:
+    """Spatially vectorised 1xN block-sparse conv (NHWC in/out), kind ``"1xN-spatial"``.
+
+    PrimFunc arguments: ``data [B,H,W,Cin]``, ``w_data [nnz_blocks+L, n]``, ``w_offsets
+    [nnz_blocks+L]`` (flat offsets ``(cin*Hp + kh)*Wx + kw`` into the channel-major input),
+    ``w_indptr [ceil(Cout/n)+1]``, ``[bias [Cout]]``, ``[residual]``, ``out [B,OH,OW,Cout]``.
+    """
+    from tvm import te, tirx
+
+    if n < 1:
+        raise ValueError(f"block size n must be >= 1, got {n}")
+    t = resolve_target(target)
+    weight = np.asarray(weight, dtype=np.float32)
+    check_conv(spec, weight, bias, "block_direct_sparse_conv2d")
+    cout = spec.cout
+    bsr = matrix_to_bsr(weight.reshape(cout, -1), n)  # columns in PyTorch's (cin, kh, kw) order
+    b_, h_, w_, cin = spec.in_shape
+    oh_, ow_ = spec.out_h, spec.out_w
+    sh, sw = spec.stride
+    lanes = t.vector_lanes
+    hp, owp, wx = channel_major_geometry(spec, lanes)
+    offsets = channel_major_offsets(bsr.indices, spec, hp, wx)
+    w_data, w_off, w_ptr = kernel_arrays(bsr.data, offsets, bsr.indptr)
+    maxlen = max(1, bsr.max_row_length)
+    nb = bsr.n_block_rows
+    bias_np = bias_array(spec.bias, bias, cout)
+
+    data = te.placeholder(spec.in_shape, "float32", name="data")
+    W = te.placeholder(w_data.shape, "float32", name="w_data")
+    OFF = te.placeholder(w_off.shape, "int32", name="w_offsets")
+    PTR = te.placeholder(w_ptr.shape, "int32", name="w_indptr")
+    BIAS = te.placeholder((cout,), "float32", name="bias") if bias_np is not None else None
+    RES = te.placeholder(spec.out_shape, "float32", name="residual") if spec.residual else None
+    xt = channel_major_input(data, spec, hp, wx)
+    e = te.reduce_axis((0, maxlen), name="e")
+
+    def acc_f(b, r, oh, i, ow):
+        start = PTR[r]
+        # the last axis is indexed past Wx on purpose: the flat offset selects (cin, kh, kw)
+        val = W[start + e, i] * xt[b, 0, oh * sh, ow * sw + OFF[start + e]]
+        return te.sum(tirx.if_then_else(e < PTR[r + 1] - start, val, tirx.const(0.0, "float32")), axis=e)
+
+    acc = te.compute((b_, nb, oh_, n, owp), acc_f, name="acc")
+
+    def out_f(b, oh, ow, c):
+        v = acc[b, c // n, oh, c % n, ow]
+        if BIAS is not None:
+            v = v + BIAS[c]
+        if RES is not None:
+            v = v + RES[b, oh, ow, c]
+        return apply_activation(v, spec.activation)
+
+    out = te.compute(spec.out_shape, out_f, name="out")
+    args = [data, W, OFF, PTR] + ([BIAS] if BIAS is not None else []) + ([RES] if RES is not None else []) + [out]
+    consts = [w_data, w_off, w_ptr] + ([bias_np] if bias_np is not None else [])
+    name = unique_name("block_direct_sparse_conv2d", spec, n, w_off.tobytes(), w_ptr.tobytes())
+    func = te.create_prim_func(args).with_attr("global_symbol", name)
+
+    budget = n_vector_registers(t) * 3 // 4
+    r_default, tw_default = _register_tile(n, lanes, owp, oh_, budget)
+
+    def _schedule(sch, vecs, rr, unroll: bool):
+        """``vecs``: vectors per tile row (int, or None: sample a perfect tile of the
+        OWp/lanes loop); ``rr``: output rows per tile (int or sampled tile)."""
+        blk = sch.get_sblock("acc")
+        bl, rl, ohl, il, owl, el = sch.get_loops(blk)
+        oho, ohi = sch.split(ohl, [None, rr] if isinstance(rr, int) else rr)
+        # split the lanes off first: the loop structure does not depend on samples (replay-safe)
+        owv, owl_ = sch.split(owl, [None, lanes])
+        if vecs is None:
+            vecs = sch.sample_perfect_tile(owv, n=2, max_innermost_factor=4)
+        owo, owm = sch.split(owv, [None, vecs] if isinstance(vecs, int) else vecs)
+        n_par = b_ * (oh_ // rr if isinstance(rr, int) else 1)
+        r_chunks = pick_tile(nb, max(1, -(-4 * t.cores // n_par))) if isinstance(rr, int) else 1
+        rco, rci = sch.split(rl, [r_chunks, None])
+        # per nonzero: for each output row / vector of the tile, one input load, N FMAs
+        sch.reorder(bl, oho, rco, owo, rci, el, ohi, owm, il, owl_)
+        par = sch.fuse(bl, oho, rco)
+        sch.parallel(par)
+        sch.set_scope(blk, 0, "local")
+        sch.reverse_compute_at(sch.get_sblock("out"), rci)
+        sch.vectorize(owl_)
+        if unroll:
+            sch.unroll(il)
+            sch.unroll(owm)
+            sch.unroll(ohi)
+        sch.annotate(el, SPARSE_ROW_ANN, 1)
+        sch.decompose_reduction(blk, el)
+        if n >= 4 and cout % n == 0:  # epilogue: N contiguous channels of a pixel per store
+            ol = sch.get_loops(sch.get_sblock("out"))
+            sch.vectorize(ol[-1])
+            sch.unroll(ol[-2])
+        # 1x1: the copy is big and memory-bound -> vector reads of channels, scattered stores
+        schedule_channel_major_input(sch, cin, lanes, vector_channels=spec.kh == 1 and spec.kw == 1)
+        return ohi, owm, il
+
+    def schedule_default(sch) -> None:
+        _schedule(sch, tw_default // lanes, r_default, True)
+        shrink_sparse_loops(sch)
+
+    def schedule_space(sch) -> None:
+        blk = sch.get_sblock("acc")
+        loops = sch.get_loops(blk)
+        rr = sch.sample_perfect_tile(loops[2], n=2, max_innermost_factor=max(1, budget // n))
+        ohi, owm, il = _schedule(sch, None, rr, False)
+        unroll = sch.sample_categorical([0, 1], [0.2, 0.8])
+        sch.annotate(ohi, "pragma_unroll_explicit", unroll)
+        sch.annotate(ohi, "pragma_auto_unroll_max_step", 256)
+
+    return KernelInstance(
+        name=name,
+        kind="1xN-spatial",
+        func=func,
+        consts=consts,
+        out_shape=spec.out_shape,
+        schedule_default=schedule_default,
+        schedule_space=schedule_space,
+        flops=2 * bsr.nnz_blocks * n * b_ * oh_ * ow_,
+        info={
+            "n": n,
+            "density": float(np.count_nonzero(weight)) / max(1, weight.size),
+            "block_density": bsr.density,
+            "nnz_blocks": bsr.nnz_blocks,
+            "max_row_length": maxlen,
+            "layout": (f"channel-major padded input copy, vector along output width, "
+                       f"tile {r_default}x{n}x{tw_default}"),
+            "index_order": "(cin, kh, kw) as flat input offsets",
+        },
+    )
