@@ -1,8 +1,10 @@
 #!/usr/bin/env python
 """Benchmark the sparse conv kernels against dense TVM and PyTorch, layer by layer.
 
-Times, in one process and side by side: the 1xN BSR conv (N in --ns) and the CSR direct
-sparse conv at each density, vs the same layer dense in TVM (``dense_conv2d``; a plain TE
+Times, in one process and side by side: the 1xN BSR conv (N in --ns; kernel ``1xN``, vector
+over the N output channels), the spatially vectorised 1xN conv (kernel ``1xN-spatial``,
+vector over the output width; for N below the vector lanes) and the CSR direct sparse conv
+at each density, vs the same layer dense in TVM (``dense_conv2d``; a plain TE
 fallback when that kernel is absent) and in PyTorch (``torch.nn.functional.conv2d``, NCHW,
 ``torch.set_num_threads(threads)``). Ratios printed are dense time / sparse time, where
 "best dense" is the faster of TVM dense and PyTorch.
@@ -165,10 +167,13 @@ def main(argv=None) -> int:
     ap.add_argument("--ns", default="4,8,16")
     ap.add_argument("--layers", default="", help="comma-separated layer names (default: all)")
     ap.add_argument("--no-csr", action="store_true")
+    ap.add_argument("--kernels", default="1xN,1xN-spatial,csr",
+                    help="comma-separated kernels to time: 1xN, 1xN-spatial, csr")
     args = ap.parse_args(argv)
 
     import torch
 
+    from tvmprune.kernels.block_direct_conv2d import block_direct_sparse_conv2d
     from tvmprune.kernels.direct_sparse_conv2d import direct_sparse_conv2d
     from tvmprune.kernels.sparse_conv2d import sparse_conv2d_1xn
     from tvmprune.target import get_target, with_cores
@@ -195,9 +200,12 @@ def main(argv=None) -> int:
     if args.tuning_log:
         print(f"note: --tuning-log {args.tuning_log}: applying tuned records is a TODO; timing default schedules")
 
+    want_k = set(args.kernels.split(","))
+    if args.no_csr:
+        want_k.discard("csr")
     rng = np.random.default_rng(0)
     records = []
-    hdr = f"{'layer':<18}{'kernel':<7}{'N':>3}{'dens':>6}{'sparse ms':>10}{'tvm dense':>10}{'torch':>8}{'vs tvm':>8}{'vs torch':>9}{'vs best':>8}"
+    hdr = f"{'layer':<18}{'kernel':<12}{'N':>3}{'dens':>6}{'sparse ms':>10}{'tvm dense':>10}{'torch':>8}{'vs tvm':>8}{'vs torch':>9}{'vs best':>8}"
     print(hdr)
     print("-" * len(hdr))
     for name, cin, cout, hw, k, stride in layers:
@@ -206,11 +214,16 @@ def main(argv=None) -> int:
         dinst = dense_conv2d(spec, dense_w, None, target) if dense_conv2d else _fallback_dense(spec, dense_w, target)
         dlib = build(dinst, target)
         for d in densities:
-            kernels = [("1xN", n) for n in ns] + ([] if args.no_csr else [("csr", 1)])
+            kernels = [(kd, n) for n in ns for kd in ("1xN", "1xN-spatial") if kd in want_k]
+            kernels += [("csr", 1)] if "csr" in want_k else []
             for kind, n in kernels:
                 w = sparse_weight(spec, d, n, rng)
-                inst = sparse_conv2d_1xn(spec, w, None, n, target) if kind == "1xN" else direct_sparse_conv2d(
-                    spec, w, None, target)
+                if kind == "1xN":
+                    inst = sparse_conv2d_1xn(spec, w, None, n, target)
+                elif kind == "1xN-spatial":
+                    inst = block_direct_sparse_conv2d(spec, w, None, n, target)
+                else:
+                    inst = direct_sparse_conv2d(spec, w, None, target)
                 lib = build(inst, target)
                 # interleave: dense, sparse, torch, twice; keep the best median of each
                 tvm_d, sp, th = [], [], []
@@ -228,7 +241,7 @@ def main(argv=None) -> int:
                     "target": target.name,
                 }
                 records.append(rec)
-                print(f"{name:<18}{kind:<7}{n:>3}{d:>6.2f}{sp_ms:>10.3f}{tvm_ms:>10.3f}{th_ms:>8.3f}"
+                print(f"{name:<18}{kind:<12}{n:>3}{d:>6.2f}{sp_ms:>10.3f}{tvm_ms:>10.3f}{th_ms:>8.3f}"
                       f"{tvm_ms / sp_ms:>8.2f}{th_ms / sp_ms:>9.2f}{best / sp_ms:>8.2f}", flush=True)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

@@ -101,7 +101,7 @@ def _run_compile(args: argparse.Namespace) -> int:
     out = cm.export(args.output)
     formats: dict[str, int] = {}
     for pl in cm.plans:
-        key = pl.fmt if pl.fmt != "1xN" else f"1x{pl.n}"
+        key = f"1x{pl.n}{pl.fmt[3:]}" if pl.fmt.startswith("1xN") else pl.fmt
         formats[key] = formats.get(key, 0) + 1
     print(f"wrote {out}/model.so and {out}/meta.json  (layers: "
           + ", ".join(f"{v} {k}" for k, v in sorted(formats.items())) + ")")

@@ -25,8 +25,11 @@ from .target import NamedTarget
 # Built-in parameters, fitted to scripts/bench_kernels.py --quick on x86 AVX-512 (2 threads):
 # our dense conv reaches ~60% of peak; 1x16 reaches 6.0x / 4.1x / 2.3x over the best dense at
 # density 0.1 / 0.2 / 0.3 (alpha ~1.5-1.7); CSR direct conv 1.2-2.0x at 0.1 (alpha ~5 on 3x3,
-# ~7 on 1x1, where its input transpose dominates). `tvmprune calibrate` measures them per target.
-DEFAULT_PARAMS = {"dense_efficiency": 0.6, "alpha_1xn": 1.6, "alpha_csr_3x3": 5.0, "alpha_csr_1x1": 7.0}
+# ~7 on 1x1, where its input transpose dominates); the spatially vectorised 1xN kernel (N < lanes)
+# runs its block FMAs at alpha ~1.15 over the output width rounded up to whole vectors, plus the
+# channel-major input copy. `tvmprune calibrate` measures them per target.
+DEFAULT_PARAMS = {"dense_efficiency": 0.6, "alpha_1xn": 1.6, "alpha_csr_3x3": 5.0, "alpha_csr_1x1": 7.0,
+                  "alpha_1xn_spatial": 1.15}
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,8 @@ class PerfParams:
     dense_efficiency: fraction of peak FLOP/s the dense kernels reach.
     alpha_1xn: slowdown of a 1xN sparse multiply-add (N = vector lanes) vs a dense one.
     alpha_csr_3x3 / alpha_csr_1x1: the same for CSR direct convolution (KxK and 1x1 / linear).
+    alpha_1xn_spatial: the same for the spatially vectorised 1xN conv (vector along the output
+        width, any N), on top of the time of its channel-major input copy.
     source: where the numbers come from (built-in, or the calibration file).
     """
 
@@ -43,6 +48,7 @@ class PerfParams:
     alpha_1xn: float = DEFAULT_PARAMS["alpha_1xn"]
     alpha_csr_3x3: float = DEFAULT_PARAMS["alpha_csr_3x3"]
     alpha_csr_1x1: float = DEFAULT_PARAMS["alpha_csr_1x1"]
+    alpha_1xn_spatial: float = DEFAULT_PARAMS["alpha_1xn_spatial"]
     source: str = "built-in (fitted on x86 AVX-512)"
 
 
@@ -59,14 +65,16 @@ def params_for(target: NamedTarget) -> PerfParams:
     if p.is_file():
         try:
             d = json.loads(p.read_text(encoding="utf-8"))["params"]
-            return PerfParams(**{k: float(d[k]) for k in DEFAULT_PARAMS}, source=f"calibrated ({p})")
+            # files from before a parameter existed keep the built-in value for it
+            return PerfParams(**{k: float(d.get(k, DEFAULT_PARAMS[k])) for k in DEFAULT_PARAMS},
+                              source=f"calibrated ({p})")
         except (OSError, KeyError, ValueError, TypeError):
             pass  # a damaged file: fall back to the built-in numbers
     return PerfParams()
 
 
 def predict_ms(info: LayerInfo, target: NamedTarget, params: PerfParams | None = None) -> dict[str, float]:
-    """Predicted milliseconds per candidate format (``dense``, ``1xN``, ``csr``) for one layer.
+    """Predicted milliseconds per candidate format (``dense``, ``1xN``, ``1xN-spatial``, ``csr``) for one layer.
 
     dense = max(FLOPs / (peak x efficiency), bytes / bandwidth); sparse formats scale the
     FLOPs by density x alpha (1xN also by how much of a vector N fills) and the weight
@@ -93,6 +101,8 @@ def predict_ms(info: LayerInfo, target: NamedTarget, params: PerfParams | None =
         t_c = prm.alpha_1xn * density * flops / (peak * lanes_fill)
         t_m = (act_bytes + w_bytes * density * (1 + 1 / n)) / bw
         out["1xN"] = max(t_c, t_m) * 1e3
+        if info.op == "conv2d" and n < target.vector_lanes:  # N fills the vector: the 1xN kernel's case
+            out["1xN-spatial"] = _spatial_ms(info.spec, density, flops, w_bytes, n, target, prm, peak, bw)
     one_by_one = info.op == "linear" or (info.spec.kh == 1 and info.spec.kw == 1)
     alpha_csr = prm.alpha_csr_1x1 if one_by_one else prm.alpha_csr_3x3
     t_c = alpha_csr * density * flops / peak
@@ -101,8 +111,25 @@ def predict_ms(info: LayerInfo, target: NamedTarget, params: PerfParams | None =
     return out
 
 
+def _spatial_ms(spec, density: float, flops: float, w_bytes: float, n: int, target: NamedTarget,
+                prm: PerfParams, peak: float, bw: float) -> float:
+    """1xN-spatial: block FMAs over the output width rounded up to whole vectors (full lanes
+    whatever N is), bounded by traffic, plus the channel-major copy of the input (read NHWC,
+    write the padded copy) which runs before as its own pass."""
+    lanes = target.vector_lanes
+    owp = -(-spec.out_w // lanes) * lanes
+    t_c = prm.alpha_1xn_spatial * density * flops * (owp / spec.out_w) / peak
+    in_bytes = 4 * spec.batch * spec.in_h * spec.in_w * spec.cin
+    hp = spec.in_h + spec.padding[0] + spec.padding[2]
+    wx = max(spec.in_w + spec.padding[1] + spec.padding[3], (owp - 1) * spec.stride[1] + spec.kw)
+    copy_bytes = 4 * spec.batch * spec.cin * hp * wx
+    out_bytes = 4 * spec.batch * spec.out_h * spec.out_w * spec.cout
+    t_m = (copy_bytes + out_bytes + w_bytes * density * (1 + 1 / n)) / bw
+    return (max(t_c, t_m) + (in_bytes + copy_bytes) / bw) * 1e3
+
+
 def choose_format(info: LayerInfo, target: NamedTarget) -> LayerPlan:
-    """Pick dense / depthwise / 1xN / csr for one layer from the roofline predictions."""
+    """Pick dense / depthwise / 1xN / 1xN-spatial / csr for one layer from the roofline predictions."""
     if info.op == "conv2d" and info.spec.groups > 1:
         if info.spec.groups == info.spec.cin == info.spec.cout:
             return LayerPlan(info, "depthwise", reason="depthwise convs stay dense", predicted_ms=predict_ms(info, target))
@@ -114,6 +141,10 @@ def choose_format(info: LayerInfo, target: NamedTarget) -> LayerPlan:
         return LayerPlan(info, "dense", reason=why, predicted_ms=pred)
     if best == "1xN":
         return LayerPlan(info, "1xN", n=info.block_n, reason=f"1x{info.block_n} blocks, density {info.density:.2f}",
+                         predicted_ms=pred)
+    if best == "1xN-spatial":
+        return LayerPlan(info, "1xN-spatial", n=info.block_n,
+                         reason=f"1x{info.block_n} blocks, density {info.density:.2f}, vector along output width",
                          predicted_ms=pred)
     return LayerPlan(info, "csr", reason=f"unstructured, density {info.density:.2f}", predicted_ms=pred)
 
@@ -158,11 +189,13 @@ def calibrate(target: NamedTarget, density: float = 0.2, save: bool = True,
     """Measure the roofline parameters on this machine with a short probe (~1 min) and store them.
 
     Times a 3x3 (64->64 @28x28) and a 1x1 (256->64 @14x14) layer dense, 1xN (N = vector
-    lanes) and CSR at ``density``, and solves the model's equations for the parameters.
+    lanes), 1xN-spatial (N = lanes/4, at least 2) and CSR at ``density``, and solves the
+    model's equations for the parameters.
     Only for targets that run on this machine.
     """
     from .errors import TvmpruneError
     from .kernels.base import ConvSpec
+    from .kernels.block_direct_conv2d import block_direct_sparse_conv2d
     from .kernels.dense_conv2d import dense_conv2d
     from .kernels.direct_sparse_conv2d import direct_sparse_conv2d
     from .kernels.sparse_conv2d import sparse_conv2d_1xn
@@ -175,6 +208,7 @@ def calibrate(target: NamedTarget, density: float = 0.2, save: bool = True,
     say = log or (lambda s: None)
     rng = np.random.default_rng(0)
     n = min(max(target.vector_lanes, 2), 32)
+    n_sp = max(2, target.vector_lanes // 4)
     layers = {
         "3x3": ConvSpec(1, 28, 28, 64, 64, 3, 3, padding=(1, 1, 1, 1)),
         "1x1": ConvSpec(1, 14, 14, 256, 64, 1, 1),
@@ -186,27 +220,45 @@ def calibrate(target: NamedTarget, density: float = 0.2, save: bool = True,
         t_dense = time_kernel(dense_conv2d(spec, wd, None, target), spec.in_shape, target)
         w_blk = _probe_weight(spec, density, n, rng)
         t_1xn = time_kernel(sparse_conv2d_1xn(spec, w_blk, None, n, target), spec.in_shape, target)
+        w_sp = _probe_weight(spec, density, n_sp, rng)
+        t_sp = time_kernel(block_direct_sparse_conv2d(spec, w_sp, None, n_sp, target), spec.in_shape, target)
         w_uns = _probe_weight(spec, density, 1, rng)
         t_csr = time_kernel(direct_sparse_conv2d(spec, w_uns, None, target), spec.in_shape, target)
-        meas[key] = {"dense_ms": t_dense, "1xN_ms": t_1xn, "csr_ms": t_csr, "flops": spec.dense_flops}
-        say(f"  {key} layer: dense {t_dense:.3f} ms, 1x{n} {t_1xn:.3f} ms, csr {t_csr:.3f} ms at density {density}")
+        meas[key] = {"dense_ms": t_dense, "1xN_ms": t_1xn, "1xN-spatial_ms": t_sp, "csr_ms": t_csr,
+                     "flops": spec.dense_flops}
+        say(f"  {key} layer: dense {t_dense:.3f} ms, 1x{n} {t_1xn:.3f} ms, 1x{n_sp}-spatial {t_sp:.3f} ms, "
+            f"csr {t_csr:.3f} ms at density {density}")
     eff = float(np.mean([m["flops"] / (m["dense_ms"] * 1e-3) / peak for m in meas.values()]))
 
     def alpha(m: dict[str, float], key: str) -> float:
         return (m[key] * 1e-3) * peak * eff / (density * m["flops"])
+
+    def alpha_sp(key: str) -> float:
+        # invert _spatial_ms: take the modelled copy time off, scale by the rounded-up width
+        spec, m = layers[key], meas[key]
+        base = PerfParams(dense_efficiency=eff, alpha_1xn_spatial=1.0)
+        w_b = 4 * spec.cout * spec.cin * spec.kh * spec.kw
+        p_eff = peak * eff
+        t_one = _spatial_ms(spec, density, m["flops"], w_b, n_sp, target, base, p_eff, target.mem_bandwidth_gbs * 1e9)
+        lanes = target.vector_lanes
+        owp = -(-spec.out_w // lanes) * lanes
+        t_c1 = density * m["flops"] * (owp / spec.out_w) / p_eff * 1e3  # compute part at alpha = 1
+        t_fixed = max(0.0, t_one - t_c1)  # copy (+ traffic) part, when compute-bound at alpha 1
+        return max(0.5, (m["1xN-spatial_ms"] - t_fixed) / t_c1)
 
     params = PerfParams(
         dense_efficiency=eff,
         alpha_1xn=float(np.mean([alpha(m, "1xN_ms") for m in meas.values()])),
         alpha_csr_3x3=alpha(meas["3x3"], "csr_ms"),
         alpha_csr_1x1=alpha(meas["1x1"], "csr_ms"),
+        alpha_1xn_spatial=float(np.mean([alpha_sp(k) for k in layers])),
         source="calibrated (this run)",
     )
     if save:
         path = calibration_path(target)
         path.parent.mkdir(parents=True, exist_ok=True)
         body = {"target": target.to_json(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "density": density,
-                "block_n": n, "measurements": meas,
+                "block_n": n, "spatial_block_n": n_sp, "measurements": meas,
                 "params": {k: getattr(params, k) for k in DEFAULT_PARAMS}}
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(body, indent=2), encoding="utf-8")

@@ -97,7 +97,7 @@ def detect_block_n(weight: np.ndarray) -> int:
 class LayerPlan:
     """The planner's decision for one layer.
 
-    ``fmt``: ``dense``, ``depthwise``, ``1xN``, ``csr``, ``relax`` (left as a Relax op);
+    ``fmt``: ``dense``, ``depthwise``, ``1xN``, ``1xN-spatial``, ``csr``, ``relax`` (left as a Relax op);
     ``n``: block size for 1xN; ``predicted_ms``: per-format predictions of the perf model.
     """
 
@@ -115,7 +115,7 @@ class LayerPlan:
             "op": self.info.op,
             "shape": self.info.shape_str,
             "density": round(self.info.density, 4),
-            "format": self.fmt if self.fmt != "1xN" else f"1x{self.n}",
+            "format": f"1x{self.n}{self.fmt[3:]}" if self.fmt.startswith("1xN") else self.fmt,
             "reason": self.reason,
             "predicted_ms": {k: round(v, 4) for k, v in self.predicted_ms.items()},
             "kernel": self.kernel.name if self.kernel else None,
@@ -366,6 +366,10 @@ def build_kernel(plan: LayerPlan, target: NamedTarget) -> KernelInstance | None:
             from ..kernels.sparse_conv2d import sparse_conv2d_1xn
 
             return sparse_conv2d_1xn(info.spec, info.weight, info.bias, plan.n, target)
+        if plan.fmt == "1xN-spatial":
+            from ..kernels.block_direct_conv2d import block_direct_sparse_conv2d
+
+            return block_direct_sparse_conv2d(info.spec, info.weight, info.bias, plan.n, target)
         if plan.fmt == "csr":
             from ..kernels.direct_sparse_conv2d import direct_sparse_conv2d
 
