@@ -74,7 +74,7 @@ class _Source:
         self.slower: set[str] = set()
         self.family: dict[str, list[str]] = {}
         for e in manifest.get("tasks", {}).values():
-            d, tt = e.get("default_s"), e.get("tuned_s")
+            d, tt = e.get("default_vs_tuned_s") or e.get("default_s"), e.get("tuned_s")
             if d and tt and tt > d * 1.02:
                 self.slower.add(e.get("shash"))
             fam = e.get("family")

@@ -294,11 +294,12 @@ def arg_info(func: Any) -> list[Any]:
     return out
 
 
-def time_kernel(func: Any, consts: list[np.ndarray], target: Any, remote: RemoteSpec | None = None,
-                repeat: int = 5, min_repeat_ms: int = 50) -> float:
-    """Median seconds of one call of a scheduled kernel PrimFunc with its real consts.
+def kernel_timer(func: Any, consts: list[np.ndarray], target: Any, remote: RemoteSpec | None = None,
+                 repeat: int = 5, min_repeat_ms: int = 50) -> Any:
+    """Build a scheduled kernel once; returns ``f() -> median seconds of one call`` (real consts).
 
-    Runs on this machine, or on the RPC board of ``remote`` (cross-compiled ``.so`` uploaded).
+    Runs on this machine, or on the RPC board of ``remote`` (cross-compiled ``.so`` uploaded,
+    the session kept open by the returned closure).
     """
     import tvm
 
@@ -328,8 +329,30 @@ def time_kernel(func: Any, consts: list[np.ndarray], target: Any, remote: Remote
         args = [tvm.runtime.tensor(a, dev) for a in host]
         rt = lib.mod if hasattr(lib, "mod") else lib
         f = rt.time_evaluator("main", dev, number=1, repeat=repeat, min_repeat_ms=min_repeat_ms)
-    res = f(*args)
-    return float(np.median(res.results))
+
+    def timer() -> float:
+        return float(np.median(f(*args).results))
+
+    timer.keep = (lib, args)  # type: ignore[attr-defined]
+    return timer
+
+
+def time_kernel(func: Any, consts: list[np.ndarray], target: Any, remote: RemoteSpec | None = None,
+                repeat: int = 5, min_repeat_ms: int = 50) -> float:
+    """Median seconds of one call of a scheduled kernel PrimFunc with its real consts."""
+    return kernel_timer(func, consts, target, remote, repeat, min_repeat_ms)()
+
+
+def time_side_by_side(funcs: list[Any], consts: list[np.ndarray], target: Any, remote: RemoteSpec | None = None,
+                      rounds: int = 3) -> list[float]:
+    """Best-of-``rounds`` seconds of each PrimFunc, measured alternately (a busy machine's load
+    then hits all of them alike; timing them minutes apart is not a comparison)."""
+    timers = [kernel_timer(f, consts, target, remote) for f in funcs]
+    best = [float("inf")] * len(funcs)
+    for _ in range(rounds):
+        for i, tm in enumerate(timers):
+            best[i] = min(best[i], tm())
+    return best
 
 
 def run_kernel(func: Any, consts: list[np.ndarray], target: Any, inputs: list[np.ndarray]) -> np.ndarray:

@@ -41,7 +41,7 @@ def export_best(log_dirs: list[Path], out_dir: Path, max_workloads: int = 40, mi
         manifest = dbm.read_manifest(d)
         for entry in manifest["tasks"].values():
             shash = entry.get("shash")
-            dflt, tuned = entry.get("default_s"), entry.get("tuned_s")
+            dflt, tuned = entry.get("default_vs_tuned_s") or entry.get("default_s"), entry.get("tuned_s")
             if not shash or not dflt or not tuned or dflt / tuned < min_speedup:
                 continue
             rec = contents.best(shash)
@@ -50,13 +50,17 @@ def export_best(log_dirs: list[Path], out_dir: Path, max_workloads: int = 40, mi
             if shash not in chosen or rec.mean_sec < chosen[shash][0]:
                 chosen[shash] = (rec.mean_sec, contents, rec, entry)
     # keep the workloads with the largest absolute saving
-    ranked = sorted(chosen.items(), key=lambda kv: -((kv[1][3].get("default_s") or 0) - (kv[1][3].get("tuned_s") or 0))
-                    * max(1, kv[1][3].get("weight", 1)))[:max_workloads]
+    def saving(entry: dict) -> float:
+        dflt = entry.get("default_vs_tuned_s") or entry.get("default_s") or 0.0
+        return (dflt - (entry.get("tuned_s") or dflt)) * max(1, entry.get("weight") or 1)
+
+    ranked = sorted(chosen.items(), key=lambda kv: -saving(kv[1][3]))[:max_workloads]
     wl_lines, rec_lines, tasks = [], [], {}
     for i, (shash, (_, contents, rec, entry)) in enumerate(ranked):
         wl_lines.append(contents.workloads[rec.workload_index][2])
         rec_lines.append(json.dumps([i, rec.raw]))
-        e = {k: entry.get(k) for k in ("name", "desc", "kind", "shash", "family", "default_s", "tuned_s", "weight")}
+        e = {k: entry.get(k) for k in ("name", "desc", "kind", "shash", "family", "default_s", "default_vs_tuned_s",
+                                         "tuned_s", "weight")}
         tasks[entry.get("name") or shash] = e
     (out_dir / dbm.WORKLOAD_FILE).write_text("".join(x + "\n" for x in wl_lines), encoding="utf-8")
     (out_dir / dbm.RECORD_FILE).write_text("".join(x + "\n" for x in rec_lines), encoding="utf-8")

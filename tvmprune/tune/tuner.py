@@ -35,7 +35,8 @@ from typing import Any, Callable
 from ..errors import TuningError
 from ..target import NamedTarget
 from . import db as dbm
-from .measure import RemoteSpec, make_builder, make_runner, point_to, save_consts, time_kernel
+from .measure import (RemoteSpec, make_builder, make_runner, point_to, save_consts, time_kernel,
+                      time_side_by_side)
 from .apply import family_key
 from .tasks import TuneTask, space_generator
 
@@ -371,6 +372,8 @@ def tune_tasks(
         shutil.rmtree(cons_dir, ignore_errors=True)
         # 4. re-time the best record of every task next to its default schedule
         contents = dbm.read_log(d, validate=False)
+        if measure_tuned:
+            log("  timing default vs tuned schedules side by side ...")
         for t, res in zip(tasks, report.tasks):
             e = mt[t.key]
             res.trials = contents.count(e["shash"])
@@ -383,10 +386,14 @@ def tune_tasks(
                 continue
             try:
                 func, _ = _replay_best(t, contents, e["shash"])
-                res.tuned_s = time_kernel(func, t.kernel.consts, target, remote) if func is not None else None
+                if func is not None:
+                    # default and tuned side by side, alternately: this is the reported comparison
+                    res.default_s, res.tuned_s = time_side_by_side([t.kernel.scheduled(), func], t.kernel.consts,
+                                                                   target, remote)
             except Exception as ex:  # noqa: BLE001
                 log(f"  warning: could not replay the best record of {t.desc}: {str(ex).splitlines()[-1]}")
             e["tuned_s"] = res.tuned_s
+            e["default_vs_tuned_s"] = res.default_s
         dbm.write_manifest(d, manifest)
     report.wall_s = time.time() - t_start
     if not any(r.trials for r in report.tasks):
