@@ -64,7 +64,7 @@ def export_best(log_dirs: list[Path], out_dir: Path, max_workloads: int = 40, mi
         tasks[entry.get("name") or shash] = e
     (out_dir / dbm.WORKLOAD_FILE).write_text("".join(x + "\n" for x in wl_lines), encoding="utf-8")
     (out_dir / dbm.RECORD_FILE).write_text("".join(x + "\n" for x in rec_lines), encoding="utf-8")
-    dbm.write_manifest(out_dir, {"tasks": tasks, "source": [str(d) for d in log_dirs]})
+    dbm.write_manifest(out_dir, {"tasks": tasks, "source": [Path(d).name for d in log_dirs]})
     return len(ranked)
 
 
@@ -73,9 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("logs", nargs="+", help="tuning log directories")
     p.add_argument("--target", required=True, help="target name whose schedules/<target>/ to write")
     p.add_argument("--max", type=int, default=40, help="keep at most this many workloads")
+    p.add_argument("--min-speedup", type=float, default=1.02, help="keep records at least this much faster than "
+                   "the default schedule (timed side by side)")
     args = p.parse_args(argv)
     out = shipped_dir(args.target)
-    n = export_best([Path(x) for x in args.logs], out, args.max)
+    n = export_best([Path(x) for x in args.logs], out, args.max, args.min_speedup)
     size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
     print(f"wrote {n} workload(s) to {out} ({size / 1024:.0f} KiB)")
     return 0
