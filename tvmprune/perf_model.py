@@ -22,14 +22,20 @@ import numpy as np
 from .frontend.lowering import LayerInfo, LayerPlan
 from .target import NamedTarget
 
-# Built-in parameters, fitted to scripts/bench_kernels.py --quick on x86 AVX-512 (2 threads):
-# our dense conv reaches ~60% of peak; 1x16 reaches 6.0x / 4.1x / 2.3x over the best dense at
-# density 0.1 / 0.2 / 0.3 (alpha ~1.5-1.7); CSR direct conv 1.2-2.0x at 0.1 (alpha ~5 on 3x3,
-# ~7 on 1x1, where its input transpose dominates); the spatially vectorised 1xN kernel (N < lanes)
-# runs its block FMAs at alpha ~1.15 over the output width rounded up to whole vectors, plus the
-# channel-major input copy. `tvmprune calibrate` measures them per target.
-DEFAULT_PARAMS = {"dense_efficiency": 0.6, "alpha_1xn": 1.6, "alpha_csr_3x3": 5.0, "alpha_csr_1x1": 7.0,
-                  "alpha_1xn_spatial": 1.15}
+# Built-in parameters, fitted on x86 AVX-512 (2 threads): our dense conv reaches ~50% of peak;
+# 1x16 reaches 6.0x / 4.1x / 2.3x over the best dense at density 0.1 / 0.2 / 0.3 (alpha ~1.6);
+# the CSR direct conv and the spatially vectorised 1xN kernel (N < lanes) run their FMAs over
+# the output width rounded up to whole vectors, after a channel-major copy of the input
+# (_spatial_ms), where CSR on 1x1 layers pays most. `tvmprune calibrate` measures them per target.
+DEFAULT_PARAMS = {"dense_efficiency": 0.5, "alpha_1xn": 1.6, "alpha_csr_3x3": 1.25, "alpha_csr_1x1": 3.0,
+                  "alpha_1xn_spatial": 1.2}
+# Per nonzero (block) and output row, the spatial kernels pay an index load, a weight broadcast
+# and loop overhead worth about this many vector FMAs, shared by the N rows of a block and
+# amortised over the vectors of the output width. This and the CSR / spatial alphas were
+# fitted to scripts/check_perf_model.py on x86 AVX-512 (54 layer x density x format cases,
+# the sparse-vs-dense call right in 52), with every alpha >= 1 (a sparse FMA never costs
+# less than a dense one).
+NONZERO_OVERHEAD_FMAS = 1.0
 
 
 @dataclass(frozen=True)
@@ -102,23 +108,30 @@ def predict_ms(info: LayerInfo, target: NamedTarget, params: PerfParams | None =
         t_m = (act_bytes + w_bytes * density * (1 + 1 / n)) / bw
         out["1xN"] = max(t_c, t_m) * 1e3
         if info.op == "conv2d" and n < target.vector_lanes:  # N fills the vector: the 1xN kernel's case
-            out["1xN-spatial"] = _spatial_ms(info.spec, density, flops, w_bytes, n, target, prm, peak, bw)
+            out["1xN-spatial"] = _spatial_ms(info.spec, density, flops, w_bytes, n, target, prm.alpha_1xn_spatial,
+                                             peak, bw)
     one_by_one = info.op == "linear" or (info.spec.kh == 1 and info.spec.kw == 1)
     alpha_csr = prm.alpha_csr_1x1 if one_by_one else prm.alpha_csr_3x3
-    t_c = alpha_csr * density * flops / peak
-    t_m = (act_bytes + 2 * w_bytes * density) / bw
-    out["csr"] = max(t_c, t_m) * 1e3
+    if info.op == "conv2d":
+        # the CSR direct conv shares the spatial kernel's structure (channel-major input copy,
+        # output width rounded up to whole vectors) with one output channel per nonzero
+        out["csr"] = _spatial_ms(info.spec, density, flops, w_bytes, 1, target, alpha_csr, peak, bw)
+    else:
+        t_c = alpha_csr * density * flops / peak
+        t_m = (act_bytes + 2 * w_bytes * density) / bw
+        out["csr"] = max(t_c, t_m) * 1e3
     return out
 
 
 def _spatial_ms(spec, density: float, flops: float, w_bytes: float, n: int, target: NamedTarget,
-                prm: PerfParams, peak: float, bw: float) -> float:
-    """1xN-spatial: block FMAs over the output width rounded up to whole vectors (full lanes
+                alpha: float, peak: float, bw: float) -> float:
+    """1xN-spatial (and CSR with ``n`` = 1): block FMAs over the output width rounded up to whole vectors (full lanes
     whatever N is), bounded by traffic, plus the channel-major copy of the input (read NHWC,
     write the padded copy) which runs before as its own pass."""
     lanes = target.vector_lanes
     owp = -(-spec.out_w // lanes) * lanes
-    t_c = prm.alpha_1xn_spatial * density * flops * (owp / spec.out_w) / peak
+    overhead = 1.0 + NONZERO_OVERHEAD_FMAS / (n * (owp // lanes))
+    t_c = alpha * density * flops * (owp / spec.out_w) * overhead / peak
     in_bytes = 4 * spec.batch * spec.in_h * spec.in_w * spec.cin
     hp = spec.in_h + spec.padding[0] + spec.padding[2]
     wx = max(spec.in_w + spec.padding[1] + spec.padding[3], (owp - 1) * spec.stride[1] + spec.kw)
@@ -231,27 +244,25 @@ def calibrate(target: NamedTarget, density: float = 0.2, save: bool = True,
     eff = float(np.mean([m["flops"] / (m["dense_ms"] * 1e-3) / peak for m in meas.values()]))
 
     def alpha(m: dict[str, float], key: str) -> float:
-        return (m[key] * 1e-3) * peak * eff / (density * m["flops"])
+        # a sparse FMA never costs less than a dense one: a smaller fit is measurement noise
+        return max(1.0, (m[key] * 1e-3) * peak * eff / (density * m["flops"]))
 
-    def alpha_sp(key: str) -> float:
-        # invert _spatial_ms: take the modelled copy time off, scale by the rounded-up width
+    def alpha_spatial(key: str, measured: str, rows: int) -> float:
+        # invert _spatial_ms (linear in alpha while compute-bound): t = t0 + alpha * (t1 - t0)
         spec, m = layers[key], meas[key]
-        base = PerfParams(dense_efficiency=eff, alpha_1xn_spatial=1.0)
         w_b = 4 * spec.cout * spec.cin * spec.kh * spec.kw
-        p_eff = peak * eff
-        t_one = _spatial_ms(spec, density, m["flops"], w_b, n_sp, target, base, p_eff, target.mem_bandwidth_gbs * 1e9)
-        lanes = target.vector_lanes
-        owp = -(-spec.out_w // lanes) * lanes
-        t_c1 = density * m["flops"] * (owp / spec.out_w) / p_eff * 1e3  # compute part at alpha = 1
-        t_fixed = max(0.0, t_one - t_c1)  # copy (+ traffic) part, when compute-bound at alpha 1
-        return max(0.5, (m["1xN-spatial_ms"] - t_fixed) / t_c1)
+        args = (spec, density, m["flops"], w_b, rows, target)
+        bw = target.mem_bandwidth_gbs * 1e9
+        t0 = _spatial_ms(*args, 1e-9, peak * eff, bw)
+        t1 = _spatial_ms(*args, 1.0, peak * eff, bw)
+        return max(1.0, (m[measured] - t0) / max(t1 - t0, 1e-9))
 
     params = PerfParams(
         dense_efficiency=eff,
         alpha_1xn=float(np.mean([alpha(m, "1xN_ms") for m in meas.values()])),
-        alpha_csr_3x3=alpha(meas["3x3"], "csr_ms"),
-        alpha_csr_1x1=alpha(meas["1x1"], "csr_ms"),
-        alpha_1xn_spatial=float(np.mean([alpha_sp(k) for k in layers])),
+        alpha_csr_3x3=alpha_spatial("3x3", "csr_ms", 1),
+        alpha_csr_1x1=alpha_spatial("1x1", "csr_ms", 1),
+        alpha_1xn_spatial=float(np.mean([alpha_spatial(k, "1xN-spatial_ms", n_sp) for k in layers])),
         source="calibrated (this run)",
     )
     if save:
