@@ -131,3 +131,40 @@ def unique_name(prefix: str, *parts: Any) -> str:
     """A short deterministic symbol name from ``prefix`` and hashed ``parts``."""
     h = hashlib.sha1(repr(parts).encode()).hexdigest()[:10]
     return f"{prefix}_{h}"
+
+
+def apply_activation(x: Any, activation: str | None) -> Any:
+    """``relu`` / ``relu6`` / nothing on a TIR expression."""
+    from tvm import te, tirx
+
+    if activation == "relu":
+        return te.max(x, tirx.const(0.0, "float32"))
+    if activation == "relu6":
+        return te.min(te.max(x, tirx.const(0.0, "float32")), tirx.const(6.0, "float32"))
+    return x
+
+
+def conv_epilogue(
+    shape: tuple[int, ...],
+    value_at: Callable[..., Any],
+    bias: Any,
+    residual: Any,
+    activation: str | None,
+    name: str,
+) -> Any:
+    """The NHWC output stage shared by every conv kernel: ``act(acc + bias[c] + residual)``.
+
+    ``value_at(b, oh, ow, c)`` reads the kernel's accumulator in its own layout; ``bias``
+    (``[Cout]``) and ``residual`` (NHWC, the output's shape) are TE tensors or None.
+    """
+    from tvm import te
+
+    def f(b, oh, ow, c):
+        v = value_at(b, oh, ow, c)
+        if bias is not None:
+            v = v + bias[c]
+        if residual is not None:
+            v = v + residual[b, oh, ow, c]
+        return apply_activation(v, activation)
+
+    return te.compute(shape, f, name=name)

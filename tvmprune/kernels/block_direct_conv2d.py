@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import ConvSpec, KernelInstance, unique_name
+from .base import ConvSpec, KernelInstance, conv_epilogue, unique_name
 from .direct_sparse_conv2d import (
     channel_major_geometry,
     channel_major_input,
@@ -45,7 +45,6 @@ from .direct_sparse_conv2d import (
 from .formats import kernel_arrays, matrix_to_bsr
 from .sparse_conv2d import (
     SPARSE_ROW_ANN,
-    apply_activation,
     bias_array,
     check_conv,
     n_vector_registers,
@@ -109,15 +108,7 @@ def block_direct_sparse_conv2d(
 
     acc = te.compute((b_, nb, oh_, n, owp), acc_f, name="acc")
 
-    def out_f(b, oh, ow, c):
-        v = acc[b, c // n, oh, c % n, ow]
-        if BIAS is not None:
-            v = v + BIAS[c]
-        if RES is not None:
-            v = v + RES[b, oh, ow, c]
-        return apply_activation(v, spec.activation)
-
-    out = te.compute(spec.out_shape, out_f, name="out")
+    out = conv_epilogue(spec.out_shape, lambda b, oh, ow, c: acc[b, c // n, oh, c % n, ow], BIAS, RES, spec.activation, "out")
     args = [data, W, OFF, PTR] + ([BIAS] if BIAS is not None else []) + ([RES] if RES is not None else []) + [out]
     consts = [w_data, w_off, w_ptr] + ([bias_np] if bias_np is not None else [])
     name = unique_name("block_direct_sparse_conv2d", spec, n, w_off.tobytes(), w_ptr.tobytes())

@@ -21,7 +21,7 @@ from tvm import te, tirx
 
 from ..errors import UnsupportedLayerError
 from ..target import NamedTarget, get_target
-from .base import ConvSpec, KernelInstance, unique_name
+from .base import ConvSpec, KernelInstance, conv_epilogue, unique_name
 
 
 def _pad(data: te.Tensor, spec: ConvSpec) -> te.Tensor:
@@ -40,23 +40,11 @@ def _pad(data: te.Tensor, spec: ConvSpec) -> te.Tensor:
 def epilogue(
     conv: te.Tensor, spec: ConvSpec, bias: te.Tensor | None, residual: te.Tensor | None
 ) -> te.Tensor:
-    """``act(conv + bias + residual)`` as one elementwise stage named ``epilogue`` (or ``conv`` itself)."""
+    """``act(conv + bias + residual)`` as one stage named ``epilogue`` (or ``conv`` itself)."""
     if bias is None and residual is None and spec.activation is None:
         return conv
-
-    def f(n, y, x, c):
-        v = conv[n, y, x, c]
-        if bias is not None:
-            v = v + bias[c]
-        if residual is not None:
-            v = v + residual[n, y, x, c]
-        if spec.activation == "relu":
-            v = tirx.max(v, tirx.const(0.0, "float32"))
-        elif spec.activation == "relu6":
-            v = tirx.min(tirx.max(v, tirx.const(0.0, "float32")), tirx.const(6.0, "float32"))
-        return v
-
-    return te.compute(conv.shape, f, name="epilogue")
+    return conv_epilogue(conv.shape, lambda n, y, x, c: conv[n, y, x, c], bias, residual, spec.activation,
+                         "epilogue")
 
 
 def _pick_vec(cout: int, lanes: int) -> int:

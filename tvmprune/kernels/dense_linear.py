@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from tvm import te, tirx
+from tvm import te
 
 from ..target import NamedTarget, get_target
-from .base import KernelInstance, unique_name
+from .base import KernelInstance, apply_activation, unique_name
 
 
 def linear_epilogue(y: te.Tensor, bias: te.Tensor | None, activation: str | None) -> te.Tensor:
@@ -25,11 +25,7 @@ def linear_epilogue(y: te.Tensor, bias: te.Tensor | None, activation: str | None
         v = y[n, o]
         if bias is not None:
             v = v + bias[o]
-        if activation == "relu":
-            v = tirx.max(v, tirx.const(0.0, "float32"))
-        elif activation == "relu6":
-            v = tirx.min(tirx.max(v, tirx.const(0.0, "float32")), tirx.const(6.0, "float32"))
-        return v
+        return apply_activation(v, activation)
 
     return te.compute(y.shape, f, name="epilogue")
 

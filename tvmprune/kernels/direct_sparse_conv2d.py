@@ -31,11 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from .base import ConvSpec, KernelInstance, unique_name
+from .base import ConvSpec, KernelInstance, conv_epilogue, unique_name
 from .formats import conv_weight_to_csr, kernel_arrays
 from .sparse_conv2d import (
     SPARSE_ROW_ANN,
-    apply_activation,
     bias_array,
     check_conv,
     n_vector_registers,
@@ -146,15 +145,7 @@ def direct_sparse_conv2d(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | 
 
     acc = te.compute((b_, cout, oh_, owp), acc_f, name="acc")
 
-    def out_f(b, oh, ow, c):
-        v = acc[b, c, oh, ow]
-        if BIAS is not None:
-            v = v + BIAS[c]
-        if RES is not None:
-            v = v + RES[b, oh, ow, c]
-        return apply_activation(v, spec.activation)
-
-    out = te.compute(spec.out_shape, out_f, name="out")
+    out = conv_epilogue(spec.out_shape, lambda b, oh, ow, c: acc[b, c, oh, ow], BIAS, RES, spec.activation, "out")
     args = [data, W, OFF, PTR] + ([BIAS] if BIAS is not None else []) + ([RES] if RES is not None else []) + [out]
     consts = [w_data, w_off, w_ptr] + ([bias_np] if bias_np is not None else [])
     name = unique_name("direct_sparse_conv2d", spec, w_off.tobytes(), w_ptr.tobytes())

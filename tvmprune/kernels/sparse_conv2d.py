@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UnsupportedLayerError
-from .base import ConvSpec, KernelInstance, unique_name
+from .base import ConvSpec, KernelInstance, conv_epilogue, unique_name
 from .formats import conv_weight_to_bsr, kernel_arrays
 
 SPARSE_ROW_ANN = "tvmprune.sparse_row"
@@ -57,16 +57,6 @@ def n_vector_registers(t) -> int:
     if t.arch == "aarch64" or t.vector_lanes >= 16:
         return 32
     return 16
-
-
-def apply_activation(x, activation: str | None):
-    from tvm import te, tirx
-
-    if activation == "relu":
-        return te.max(x, tirx.const(0.0, "float32"))
-    if activation == "relu6":
-        return te.min(te.max(x, tirx.const(0.0, "float32")), tirx.const(6.0, "float32"))
-    return x
 
 
 def pick_tile(extent: int, limit: int) -> int:
@@ -181,9 +171,8 @@ def shrink_sparse_loops(sch) -> int:
 
 def _annotated_loops(sch) -> list:
     """Loop RVs carrying the ``tvmprune.sparse_row`` annotation."""
-    import tvm
     import tvm_ffi
-    from tvm import s_tir, tirx
+    from tvm import s_tir
 
     names: list = []
     tvm_ffi.structural_walk(sch.mod["main"].body, [(s_tir.SBlock, lambda b: names.append(b.name_hint))])
@@ -244,7 +233,7 @@ def sparse_conv2d_1xn(
     nb = bsr.n_block_rows
     b_ = spec.batch
     oh_, ow_, cout, cin = spec.out_h, spec.out_w, spec.cout, spec.cin
-    kw_, sh, sw = spec.kw, spec.stride[0], spec.stride[1]
+    sh, sw = spec.stride[0], spec.stride[1]
     bias_np = bias_array(spec.bias, bias, cout)
 
     data = te.placeholder(spec.in_shape, "float32", name="data")
@@ -266,15 +255,7 @@ def sparse_conv2d_1xn(
 
     acc = te.compute((b_, oh_, ow_, nb, n), acc_f, name="acc")
 
-    def out_f(b, oh, ow, c):
-        v = acc[b, oh, ow, c // n, c % n]
-        if BIAS is not None:
-            v = v + BIAS[c]
-        if RES is not None:
-            v = v + RES[b, oh, ow, c]
-        return apply_activation(v, spec.activation)
-
-    out = te.compute(spec.out_shape, out_f, name="out")
+    out = conv_epilogue(spec.out_shape, lambda b, oh, ow, c: acc[b, oh, ow, c // n, c % n], BIAS, RES, spec.activation, "out")
     args = [data, W, IDX, PTR] + ([BIAS] if BIAS is not None else []) + ([RES] if RES is not None else []) + [out]
     consts = [w_data, w_idx, w_ptr] + ([bias_np] if bias_np is not None else [])
     name = unique_name("sparse_conv2d_1xn", spec, n, w_idx.tobytes(), w_ptr.tobytes())

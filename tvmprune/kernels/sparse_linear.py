@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import UnsupportedLayerError
-from .base import ACTIVATIONS, KernelInstance, unique_name
+from .base import ACTIVATIONS, KernelInstance, apply_activation, unique_name
 from .formats import kernel_arrays, matrix_to_bsr
-from .sparse_conv2d import SPARSE_ROW_ANN, apply_activation, resolve_target, shrink_sparse_loops
+from .sparse_conv2d import SPARSE_ROW_ANN, resolve_target, shrink_sparse_loops
 
 
 def sparse_linear(
