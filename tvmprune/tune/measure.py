@@ -294,8 +294,16 @@ def arg_info(func: Any) -> list[Any]:
     return out
 
 
+def rpc_session(remote: RemoteSpec) -> Any:
+    """One session on the board of ``remote`` (a board serves one session at a time: reuse it)."""
+    from tvm import rpc
+
+    tracker = rpc.connect_tracker(remote.tracker_host, int(remote.tracker_port))
+    return tracker.request(remote.key, priority=1, session_timeout=max(remote.session_timeout_sec, 60))
+
+
 def kernel_timer(func: Any, consts: list[np.ndarray], target: Any, remote: RemoteSpec | None = None,
-                 repeat: int = 5, min_repeat_ms: int = 50) -> Any:
+                 repeat: int = 5, min_repeat_ms: int = 50, session: Any = None) -> Any:
     """Build a scheduled kernel once; returns ``f() -> median seconds of one call`` (real consts).
 
     Runs on this machine, or on the RPC board of ``remote`` (cross-compiled ``.so`` uploaded,
@@ -307,20 +315,18 @@ def kernel_timer(func: Any, consts: list[np.ndarray], target: Any, remote: Remot
     lib = tvm.compile(mod, target=target.tvm_target)
     host = host_arguments(consts, arg_info(func))
     if remote is not None and remote.is_rpc:
-        from tvm import rpc
-
         tmp = tempfile.mkdtemp(prefix="tvmprune_time_")
-        so = os.path.join(tmp, "kernel.so")
+        name = f"kernel_{os.path.basename(tmp)}.so"
+        so = os.path.join(tmp, name)
         if target.cross_compiler:
             from tvm.support import cc
 
             lib.export_library(so, fcompile=cc.cross_compiler(target.cross_compiler))
         else:
             lib.export_library(so)
-        tracker = rpc.connect_tracker(remote.tracker_host, int(remote.tracker_port))
-        sess = tracker.request(remote.key, priority=1, session_timeout=max(remote.session_timeout_sec, 60))
+        sess = session if session is not None else rpc_session(remote)
         sess.upload(so)
-        rlib = sess.load_module("kernel.so")
+        rlib = sess.load_module(name)
         dev = sess.cpu(0)
         args = [tvm.runtime.tensor(a, dev) for a in host]
         f = rlib.time_evaluator(rlib.entry_name, dev, number=1, repeat=repeat, min_repeat_ms=min_repeat_ms)
@@ -333,7 +339,7 @@ def kernel_timer(func: Any, consts: list[np.ndarray], target: Any, remote: Remot
     def timer() -> float:
         return float(np.median(f(*args).results))
 
-    timer.keep = (lib, args)  # type: ignore[attr-defined]
+    timer.keep = (lib, args, f)  # type: ignore[attr-defined]
     return timer
 
 
@@ -347,7 +353,8 @@ def time_side_by_side(funcs: list[Any], consts: list[np.ndarray], target: Any, r
                       rounds: int = 3) -> list[float]:
     """Best-of-``rounds`` seconds of each PrimFunc, measured alternately (a busy machine's load
     then hits all of them alike; timing them minutes apart is not a comparison)."""
-    timers = [kernel_timer(f, consts, target, remote) for f in funcs]
+    session = rpc_session(remote) if remote is not None and remote.is_rpc else None
+    timers = [kernel_timer(f, consts, target, remote, session=session) for f in funcs]
     best = [float("inf")] * len(funcs)
     for _ in range(rounds):
         for i, tm in enumerate(timers):

@@ -275,7 +275,8 @@ def tune_tasks(
         alloc = allocate_trials(trials, tasks, {k: (v.get("default_s") or 0.0) for k, v in mt.items()})
         total_default = sum((mt[t.key].get("default_s") or 0) * t.weight for t in tasks)
         if total_default:
-            log(f"  default schedules: {total_default * 1e3:.2f} ms per inference over these kernels")
+            log(f"  default schedules: {total_default * 1e3:.2f} ms per inference over these kernels"
+                + (" (EMULATED board: not a real time)" if emulated else ""))
         database = dbm.open_database(d)
         builder = make_builder(target.cross_compiler, timeout_sec=builder_timeout)
         # the runner workers read each task's real consts from here (removed at the end)
