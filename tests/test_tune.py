@@ -161,8 +161,10 @@ def test_tune_dense_kernel_writes_database_and_matches_torch(dense_log):
     # the source applies the record to the kernel (unless it measured slower than the default)
     out = src(task.kernel, X86)
     entry = manifest["tasks"][task.key]
-    if entry["tuned_s"] <= entry["default_s"] * 1.02:
+    if entry["tuned_s"] <= entry["default_vs_tuned_s"] * 1.02:
         assert out is not None and src.stats["exact"] == 1
+    else:  # the default schedule won the side-by-side timing: it is kept
+        assert out is None and src.stats["default"] == 1
 
 
 def test_resume_does_no_duplicate_work(dense_log):

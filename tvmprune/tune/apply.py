@@ -10,8 +10,8 @@ Lookup, per kernel:
    shipped schedule); its trace only decides tile sizes and unrolling, so it replays on the
    new kernel -- if the replay fails, the kernel keeps its default schedule.
 
-Records whose re-timed speed (``tasks.json``) is slower than the default schedule are not
-used. Sources: ``--tuning-log DIR`` first, then the shipped ``schedules/<target>/`` database.
+A kernel whose own record was re-timed (``tasks.json``) slower than its default schedule keeps
+the default schedule (no family fallback either). Sources: ``--tuning-log DIR`` first, then the shipped ``schedules/<target>/`` database.
 """
 
 from __future__ import annotations
@@ -87,8 +87,10 @@ class _Source:
     def lookup(self, kernel: KernelInstance, shash: str) -> tuple[Any, str] | None:
         import tvm_ffi
 
+        if shash in self.slower:
+            return None, "default"  # tuned directly and the default schedule won: keep it
         rec = self.contents.best(shash)
-        if rec is not None and shash not in self.slower:
+        if rec is not None:
             mod_json = self.contents.workloads[rec.workload_index][1]
             from tvm.s_tir import meta_schedule as ms
 
@@ -151,7 +153,7 @@ def schedule_source_for(
                         f"({len(src.contents.workloads)} layer shape(s)); others keep their default schedule")
     if not sources:
         return None
-    stats = {"exact": 0, "similar": 0}
+    stats = {"exact": 0, "similar": 0, "default": 0}
 
     def source(kernel: KernelInstance, t: NamedTarget) -> Any:
         shash = dbm.shash_of(dbm.module_of(kernel.func))
@@ -163,7 +165,7 @@ def schedule_source_for(
                     f"({str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__}); default schedule")
                 continue
             if hit is not None:
-                stats[hit[1]] += 1
+                stats[hit[1]] = stats.get(hit[1], 0) + 1
                 return hit[0]
         return None
 
