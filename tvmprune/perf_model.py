@@ -27,15 +27,22 @@ from .target import NamedTarget
 # the CSR direct conv and the spatially vectorised 1xN kernel (N < lanes) run their FMAs over
 # the output width rounded up to whole vectors, after a channel-major copy of the input
 # (_spatial_ms), where CSR on 1x1 layers pays most. `tvmprune calibrate` measures them per target.
-DEFAULT_PARAMS = {"dense_efficiency": 0.5, "alpha_1xn": 1.6, "alpha_csr_3x3": 1.25, "alpha_csr_1x1": 3.0,
-                  "alpha_1xn_spatial": 1.2}
+DEFAULT_PARAMS = {"dense_efficiency": 0.5, "alpha_1xn": 1.6, "alpha_csr_3x3": 1.25, "alpha_csr_1x1": 2.0,
+                  "alpha_1xn_spatial": 1.0}
 # Per nonzero (block) and output row, the spatial kernels pay an index load, a weight broadcast
 # and loop overhead worth about this many vector FMAs, shared by the N rows of a block and
 # amortised over the vectors of the output width. This and the CSR / spatial alphas were
-# fitted to scripts/check_perf_model.py on x86 AVX-512 (54 layer x density x format cases,
-# the sparse-vs-dense call right in 52), with every alpha >= 1 (a sparse FMA never costs
+# fitted on x86 AVX-512 to scripts/check_perf_model.py (54 layer x density x format cases) and
+# the 45 CSR layers of ResNet-50 unstructured@0.9 (scripts/bench_models.py --per-layer): the
+# sparse-vs-dense call is right in 94 of 99, with every alpha >= 1 (a sparse FMA never costs
 # less than a dense one).
 NONZERO_OVERHEAD_FMAS = 1.0
+# Per output row of a block (accumulator set-up, loop entry, the NHWC store that scatters the
+# row across channels), in vector FMAs: it weighs on layers with few nonzeros per row, e.g. the
+# 1x1 expansions of ResNet-50 (64->256) at density 0.1, 3x slower than dense with CSR.
+ROW_OVERHEAD_FMAS = 64.0
+# Strided layers read the channel-major input with a gather along the vector axis.
+STRIDE_PENALTY = 6.0
 
 
 @dataclass(frozen=True)
@@ -130,7 +137,10 @@ def _spatial_ms(spec, density: float, flops: float, w_bytes: float, n: int, targ
     write the padded copy) which runs before as its own pass."""
     lanes = target.vector_lanes
     owp = -(-spec.out_w // lanes) * lanes
-    overhead = 1.0 + NONZERO_OVERHEAD_FMAS / (n * (owp // lanes))
+    nnz_per_row = max(density * spec.cin * spec.kh * spec.kw, 1e-3)
+    overhead = 1.0 + NONZERO_OVERHEAD_FMAS / (n * (owp // lanes)) + ROW_OVERHEAD_FMAS / (n * nnz_per_row)
+    if spec.stride[1] > 1:
+        overhead *= STRIDE_PENALTY
     t_c = alpha * density * flops * (owp / spec.out_w) * overhead / peak
     in_bytes = 4 * spec.batch * spec.in_h * spec.in_w * spec.cin
     hp = spec.in_h + spec.padding[0] + spec.padding[2]
