@@ -142,7 +142,8 @@ def test_calibration_is_stored_and_used(tmp_path, monkeypatch):
     loaded = params_for(t)
     assert loaded.source.startswith("calibrated")
     assert loaded.alpha_1xn == pytest.approx(prm.alpha_1xn)
-    assert 0.02 < prm.dense_efficiency < 1.5 and 0.3 < prm.alpha_1xn < 20
+    # efficiency is relative to a nominal-clock peak: boost clocks can take it above 1
+    assert 0.02 < prm.dense_efficiency < 4 and 1.0 <= prm.alpha_1xn < 20
     # with the measured parameters, a very sparse 1xN layer still goes sparse and a dense one dense
     assert choose_format(_info(0.05, n=t.vector_lanes), t).fmt == "1xN"
     assert choose_format(_info(0.95, n=t.vector_lanes), t).fmt == "dense"
