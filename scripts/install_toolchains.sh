@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Installs what tvmprune needs from Debian for ARM cross-compilation and emulation:
 # the armv7 / aarch64 GCC cross toolchains (linking exported modules), their binutils
-# (objdump checks), qemu-user-static (the emulated board) and `file`.
+# (objdump checks), qemu-user-static and mmdebstrap (the emulated aarch64 board) and `file`.
 # Safe to re-run; does nothing when everything is present.
 set -u
 need=()
-for tool in arm-linux-gnueabihf-gcc aarch64-linux-gnu-gcc aarch64-linux-gnu-objdump arm-linux-gnueabihf-objdump qemu-aarch64-static file; do
+for tool in arm-linux-gnueabihf-gcc aarch64-linux-gnu-gcc aarch64-linux-gnu-objdump arm-linux-gnueabihf-objdump qemu-aarch64-static mmdebstrap file; do
   command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
 if [ ${#need[@]} -eq 0 ]; then
@@ -22,7 +22,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq >/dev/null 2>&1 || true
 if ! $SUDO apt-get install -y -qq gcc-arm-linux-gnueabihf gcc-aarch64-linux-gnu binutils-arm-linux-gnueabihf \
-    binutils-aarch64-linux-gnu qemu-user-static file >/dev/null; then
+    binutils-aarch64-linux-gnu qemu-user-static mmdebstrap file >/dev/null; then
   echo "toolchains: apt-get install failed; ARM tests will be skipped" >&2
 fi
 exit 0
