@@ -299,7 +299,7 @@ def per_layer(model: str, pattern: str, cm: Any, model_ms: float, target: Any, r
     rows = []
     for p in cm.plans:
         info = p.info
-        fmt = p.fmt if p.fmt != "1xN" else f"1x{p.n}"
+        fmt = p.format_label
         row: dict[str, Any] = {"layer": info.name, "shape": info.shape_str if info.op else "", "fmt": fmt,
                                "density": round(info.density, 3), "gflop": info.dense_flops / 1e9 if p.kernel else None}
         if p.kernel is None:
@@ -309,7 +309,7 @@ def per_layer(model: str, pattern: str, cm: Any, model_ms: float, target: Any, r
         residual = bool(info.op == "conv2d" and info.spec.residual)
         shape = layer_in_shape(info)
         ms = time_kernel(p.kernel, shape, residual, target, repeat, rng)
-        if p.fmt in ("1xN", "csr"):
+        if p.fmt in ("1xN", "1xN-spatial", "csr"):
             dms = time_kernel(dense_reference(p, target), shape, residual, target, repeat, rng)
             cat = "sparse " + info.op
         else:
@@ -431,7 +431,7 @@ def bench_model(name: str, patterns: list[str], args: Any, target: Any, ort_reas
             return
         fmts: dict[str, int] = {}
         for p in cm.plans:
-            f = p.fmt if p.fmt != "1xN" else f"1x{p.n}"
+            f = p.format_label
             fmts[f] = fmts.get(f, 0) + 1
         ok = err <= args.rtol
         log(f"{name} {pattern}: compiled in {compile_s:.1f} s; layers {fmts}; numerics rel err {err:.2e} "

@@ -99,12 +99,10 @@ def _run_compile(args: argparse.Namespace) -> int:
 
         print(explain_table(cm.plans, target))
     out = cm.export(args.output)
-    formats: dict[str, int] = {}
-    for pl in cm.plans:
-        key = f"1x{pl.n}{pl.fmt[3:]}" if pl.fmt.startswith("1xN") else pl.fmt
-        formats[key] = formats.get(key, 0) + 1
+    from .frontend.lowering import formats_summary
+
     print(f"wrote {out}/model.so and {out}/meta.json  (layers: "
-          + ", ".join(f"{v} {k}" for k, v in sorted(formats.items())) + ")")
+          + ", ".join(f"{v} {k}" for k, v in formats_summary(cm.plans).items()) + ")")
     if not target.runs_on_host:
         print(f"  cross-compiled with {target.cross_compiler}: copy {out} to the board and load it with "
               "tvm.runtime.load_module + relax.VirtualMachine")

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import PruneConfigError, RPCConnectionError, TvmpruneError
+from .frontend.lowering import formats_summary
 
 DEFAULT_PATTERNS = "dense,unstructured@0.8,1x4@0.8,1x4@0.8+norearrange,filter@0.5"
 BUILTIN_MODEL = "digits"
@@ -140,13 +141,6 @@ def count_model(model: Any, input_shape: tuple[int, ...]) -> dict[str, int]:
     return out
 
 
-def formats_summary(plans: list[Any]) -> dict[str, int]:
-    """``{format: number of layers}`` from the compiler's per-layer plans (1xN as ``1x8``)."""
-    fm: dict[str, int] = {}
-    for pl in plans:
-        key = pl.fmt if pl.fmt != "1xN" else f"1x{pl.n}"
-        fm[key] = fm.get(key, 0) + 1
-    return dict(sorted(fm.items()))
 
 
 def _fmt_formats(fm: dict[str, int] | None) -> str:
@@ -487,7 +481,7 @@ def run(args: argparse.Namespace) -> int:
         cm = compile_model(pruned, shape, target, schedule_source=source, model_spec=spec, pattern=pat.label)
         row["formats"] = formats_summary(cm.plans)
         row["layers"] = [{"name": pl.info.name, "shape": pl.info.shape_str, "density": round(pl.info.density, 4),
-                          "format": pl.fmt if pl.fmt != "1xN" else f"1x{pl.n}"} for pl in cm.plans]
+                          "format": pl.format_label} for pl in cm.plans]
         row["tuned_kernels"] = cm.meta.get("tuned_kernels", 0)
         row["tvm_max_abs_err"] = _check_against_torch(cm, pruned, shape, args.seed) if target.runs_on_host else None
         lat = None

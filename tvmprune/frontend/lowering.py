@@ -108,6 +108,11 @@ class LayerPlan:
     predicted_ms: dict[str, float] = field(default_factory=dict)
     kernel: KernelInstance | None = None
 
+    @property
+    def format_label(self) -> str:
+        """The format as users see it: ``dense``, ``csr``, ``1x8``, ``1x4-spatial`` ..."""
+        return f"1x{self.n}{self.fmt[3:]}" if self.fmt.startswith("1xN") else self.fmt
+
     def to_json(self) -> dict[str, Any]:
         return {
             "index": self.info.index,
@@ -115,7 +120,7 @@ class LayerPlan:
             "op": self.info.op,
             "shape": self.info.shape_str,
             "density": round(self.info.density, 4),
-            "format": f"1x{self.n}{self.fmt[3:]}" if self.fmt.startswith("1xN") else self.fmt,
+            "format": self.format_label,
             "reason": self.reason,
             "predicted_ms": {k: round(v, 4) for k, v in self.predicted_ms.items()},
             "kernel": self.kernel.name if self.kernel else None,
@@ -123,6 +128,14 @@ class LayerPlan:
 
 
 Planner = Callable[[LayerInfo, NamedTarget], LayerPlan]
+
+
+def formats_summary(plans: list[LayerPlan]) -> dict[str, int]:
+    """``{format label: number of layers}``, sorted by label (``{"1x8": 20, "dense": 1}``)."""
+    counts: dict[str, int] = {}
+    for pl in plans:
+        counts[pl.format_label] = counts.get(pl.format_label, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def _op_name(expr: Any) -> str | None:

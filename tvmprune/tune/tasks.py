@@ -142,7 +142,7 @@ class TuneTask:
 
 def describe(plan: Any) -> str:
     info = plan.info
-    fmt = plan.fmt if plan.fmt != "1xN" else f"1x{plan.n}"
+    fmt = plan.format_label
     return f"{info.shape_str} {fmt} d={info.density:.2f}"
 
 
