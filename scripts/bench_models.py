@@ -59,21 +59,6 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def randomize_bn(model: Any, seed: int = 0) -> Any:
-    """Random BN statistics / affine params so outputs are O(1) (as tests/test_compile.py)."""
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.num_features, generator=g) * 0.5 + 0.75)
-                m.weight.data.copy_(torch.rand(m.num_features, generator=g) * 0.5 + 0.75)
-                m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-    return model.eval()
-
-
 # --------------------------------------------------------------------------- runtimes
 
 
@@ -405,6 +390,8 @@ def bench_model(name: str, patterns: list[str], args: Any, target: Any, ort_reas
     from tvmprune.compiler import compile_model
     from tvmprune.model_request import resolve_model
     from tvmprune.perf_model import dense_only
+    from tvmprune.frontend.lowering import formats_summary
+    from tvmprune.frontend.model_source import randomize_batchnorm
 
     shape = args.input_shape
     records: list[dict[str, Any]] = []
@@ -417,7 +404,7 @@ def bench_model(name: str, patterns: list[str], args: Any, target: Any, ort_reas
         t0 = time.time()
         try:
             req = resolve_model(name, shape, prune=None if pattern == "dense" else pattern)
-            model = randomize_bn(req.model, seed=0)
+            model = randomize_batchnorm(req.model, seed=0)
             log(f"{name} {pattern}: pruned in {time.time() - t0:.1f} s, compiling ...")
             t1 = time.time()
             cm = compile_model(model, shape, target, planner=dense_only if pattern == "dense" else None,
@@ -429,10 +416,7 @@ def bench_model(name: str, patterns: list[str], args: Any, target: Any, ort_reas
             log(f"{name} {pattern}: FAILED: {msg}")
             failures.append({"model": name, "pattern": pattern, "runtime": "tvm", "error": msg})
             return
-        fmts: dict[str, int] = {}
-        for p in cm.plans:
-            f = p.format_label
-            fmts[f] = fmts.get(f, 0) + 1
+        fmts = formats_summary(cm.plans)
         ok = err <= args.rtol
         log(f"{name} {pattern}: compiled in {compile_s:.1f} s; layers {fmts}; numerics rel err {err:.2e} "
             f"{'ok' if ok else 'NUMERICS FAIL'}")
@@ -446,7 +430,7 @@ def bench_model(name: str, patterns: list[str], args: Any, target: Any, ort_reas
         del model, req
         gc.collect()
 
-    base = randomize_bn(resolve_model(name, shape).model, seed=0)
+    base = randomize_batchnorm(resolve_model(name, shape).model, seed=0)
     add_tvm("dense")
     for pat in patterns:
         if pat != "dense":

@@ -10,20 +10,13 @@ import torch
 
 from tvmprune.compiler import compile_model, load_compiled
 from tvmprune.data import TinyCNN
-from tvmprune.frontend.model_source import load_model
+from tvmprune.frontend.model_source import load_model, randomize_batchnorm
 from tvmprune.target import get_target
 
 
 def randomize_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Random BN statistics and affine params so outputs are O(1) and folding errors show."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) * 0.5 + 0.75)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) * 0.5 + 0.75)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-    return model.eval()
+    return randomize_batchnorm(model, seed)
 
 
 def check_close(model, shape, target="x86", atol_rel=1e-4):

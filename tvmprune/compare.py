@@ -31,12 +31,12 @@ import platform
 import socket
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from .errors import PruneConfigError, RPCConnectionError, TvmpruneError
+from .tune.measure import call_with_timeout, parse_hostport
 from .frontend.lowering import formats_summary
 
 DEFAULT_PATTERNS = "dense,unstructured@0.8,1x4@0.8,1x4@0.8+norearrange,filter@0.5"
@@ -187,7 +187,7 @@ def _tune(model: Any, input_shape: tuple[int, ...], target: Any, trials: int, lo
 
     remote = RemoteSpec()
     if args.tracker:
-        host, port = parse_tracker(args.tracker)
+        host, port = parse_hostport(args.tracker)
         remote = RemoteSpec(host, port, args.key, session_timeout_sec=int(max(60, args.rpc_timeout)))
     tasks = extract_tasks(lower_model(model, input_shape, target))
     rep = tune_tasks(tasks, target, log_dir, trials, remote=remote, measure_tuned=False,
@@ -198,39 +198,13 @@ def _tune(model: Any, input_shape: tuple[int, ...], target: Any, trials: int, lo
 
 # --------------------------------------------------------------------------- timing
 
-def parse_tracker(text: str) -> tuple[str, int]:
-    host, sep, port = str(text).rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise RPCConnectionError(f"bad --tracker {text!r}: expected HOST:PORT, e.g. 127.0.0.1:9190")
-    return host, int(port)
-
-
-def _with_timeout(fn: Callable[[], Any], seconds: float, what: str) -> Any:
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
-            box["error"] = e
-
-    th = threading.Thread(target=target, daemon=True)
-    th.start()
-    th.join(seconds)
-    if th.is_alive():
-        raise RPCConnectionError(f"{what} did not finish within {seconds:g} s")
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
-
-
 class RemoteTimer:
     """Times exported modules on a board reached through an RPC tracker."""
 
     def __init__(self, tracker: str, key: str | None, timeout: float = 60.0) -> None:
         if not key:
             raise RPCConnectionError("--tracker needs --key (the device key the board registered with)")
-        self.host, self.port = parse_tracker(tracker)
+        self.host, self.port = parse_hostport(tracker)
         self.key, self.timeout = key, timeout
         try:
             with socket.create_connection((self.host, self.port), timeout=min(timeout, 10.0)):
@@ -245,7 +219,7 @@ class RemoteTimer:
         from tvm import rpc
 
         try:
-            summary = _with_timeout(lambda: rpc.connect_tracker(self.host, self.port).summary(), self.timeout,
+            summary = call_with_timeout(lambda: rpc.connect_tracker(self.host, self.port).summary(), self.timeout,
                                     f"asking the RPC tracker {self.host}:{self.port} for its devices")
         except RPCConnectionError:
             raise
@@ -267,7 +241,7 @@ class RemoteTimer:
             return tr.request(self.key, priority=1, session_timeout=max(60, int(self.timeout * 10)), max_retry=2)
 
         try:
-            return _with_timeout(connect, self.timeout, f"requesting device {self.key!r} from {self.host}:{self.port}")
+            return call_with_timeout(connect, self.timeout, f"requesting device {self.key!r} from {self.host}:{self.port}")
         except RPCConnectionError as e:
             raise RPCConnectionError(f"{e}; is a board registered with key {self.key!r}? check with "
                                      f"`python -m tvm.exec.query_rpc_tracker --port {self.port}`") from None
@@ -293,7 +267,7 @@ class RemoteTimer:
                 return time_vm(vm, dev, cm.input_shape, warmup=warmup, repeat=repeat)
 
             try:
-                return _with_timeout(go, max(self.timeout, 30.0) * 5, "timing over RPC")
+                return call_with_timeout(go, max(self.timeout, 30.0) * 5, "timing over RPC")
             except RPCConnectionError:
                 raise
             except Exception as e:  # noqa: BLE001

@@ -102,3 +102,21 @@ def check_input_shape(model: torch.nn.Module, shape: tuple[int, ...]) -> None:
             f"input shape {'x'.join(map(str, shape))} does not fit the model: {type(e).__name__}: "
             f"{str(e).splitlines()[0] if str(e) else ''}"
         ) from None
+
+
+def randomize_batchnorm(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give every BatchNorm2d random statistics and affine parameters (in place; eval mode).
+
+    torchvision models built without weights have identity BN (mean 0, var 1): their
+    outputs shrink layer by layer (mobilenet_v2 ends near 1e-9), so an error in BN folding
+    or in a kernel would hide below any tolerance. With these statistics outputs stay O(1).
+    """
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) * 0.5 + 0.75)
+                m.weight.copy_(torch.rand(m.num_features, generator=g) * 0.5 + 0.75)
+                m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+    return model.eval()

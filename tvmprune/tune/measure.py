@@ -205,13 +205,13 @@ def make_runner(consts_path: str, remote: RemoteSpec, timeout_sec: float = 120.0
 
 
 def parse_hostport(s: str) -> tuple[str, int]:
-    host, sep, port = s.rpartition(":")
+    host, sep, port = str(s).rpartition(":")
     if not sep or not host or not port.isdigit():
         raise RPCConnectionError(f"--tracker must be HOST:PORT (e.g. 127.0.0.1:9190), got {s!r}")
     return host, int(port)
 
 
-def _with_timeout(fn: Any, timeout: float, what: str) -> Any:
+def call_with_timeout(fn: Any, timeout: float, what: str) -> Any:
     """Run ``fn()`` in a daemon thread; raise RPCConnectionError when it takes longer than ``timeout``."""
     box: dict[str, Any] = {}
 
@@ -254,8 +254,8 @@ def check_tracker(remote: RemoteSpec, timeout: float = 10.0) -> dict[str, Any]:
     from tvm import rpc
 
     left = max(1.0, timeout - (time.time() - t0))
-    tracker = _with_timeout(lambda: rpc.connect_tracker(host, port), left, f"RPC tracker {host}:{port}")
-    summary = _with_timeout(tracker.summary, left, f"RPC tracker {host}:{port} summary")
+    tracker = call_with_timeout(lambda: rpc.connect_tracker(host, port), left, f"RPC tracker {host}:{port}")
+    summary = call_with_timeout(tracker.summary, left, f"RPC tracker {host}:{port} summary")
     servers = 0
     for item in summary.get("server_info", []):
         k = str(item.get("key", ""))
@@ -274,7 +274,7 @@ def check_tracker(remote: RemoteSpec, timeout: float = 10.0) -> dict[str, Any]:
         dev = sess.cpu(0)
         return f"{key} ({'present' if dev.exist else 'no cpu device'})"
 
-    device = _with_timeout(_session, left, f"RPC server with key {key!r} via {host}:{port}")
+    device = call_with_timeout(_session, left, f"RPC server with key {key!r} via {host}:{port}")
     return {"servers": servers, "device": device}
 
 
