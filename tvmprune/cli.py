@@ -69,10 +69,8 @@ def _add_compile(sub: Any) -> Callable[[argparse.Namespace], int]:
 
 def _schedule_source(args: argparse.Namespace, target: Any) -> Any:
     """The tuning records to apply: --tuning-log, else shipped schedules for the target."""
-    try:
-        from .tune.apply import schedule_source_for
-    except ImportError:  # tuning support not installed in this checkout
-        return None
+    from .tune.apply import schedule_source_for
+
     return schedule_source_for(args.tuning_log, target, use_shipped=not getattr(args, "no_shipped_schedules", False),
                                log=print)
 
@@ -174,17 +172,11 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _optional(module: str, adder: str) -> Callable[[Any], Callable[[argparse.Namespace], int]] | None:
-    import importlib
-
-    try:
-        return getattr(importlib.import_module(module), adder)
-    except (ImportError, AttributeError):
-        return None
-
-
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Namespace], int]]]:
     from . import __version__
+    from .compare import add_compare_parser
+    from .prune.command import add_prune_parser
+    from .tune.command import add_tune_parser
 
     parser = argparse.ArgumentParser(
         prog="tvmprune",
@@ -195,16 +187,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argpars
     runners: dict[str, Callable[[argparse.Namespace], int]] = {}
     runners["targets"] = _add_targets(sub)
     adders = [
-        ("prune", _optional("tvmprune.prune.command", "add_prune_parser")),
+        ("prune", add_prune_parser),
         ("compile", _add_compile),
-        ("tune", _optional("tvmprune.tune.command", "add_tune_parser")),
+        ("tune", add_tune_parser),
         ("bench", _add_bench),
         ("calibrate", _add_calibrate),
-        ("compare", _optional("tvmprune.compare", "add_compare_parser")),
+        ("compare", add_compare_parser),
     ]
     for name, adder in adders:
-        if adder is None:
-            continue
         run = adder(sub)
         if run is None or isinstance(run, argparse.ArgumentParser):  # runner set via set_defaults(func=...)
             run = sub.choices[name].get_default("func")

@@ -159,7 +159,6 @@ def compile_model(
         func = schedule_source(p.kernel, t) if schedule_source else None
         if func is not None:
             tuned += 1
-            p.info_tuned = True  # type: ignore[attr-defined]
         else:
             func = p.kernel.scheduled()
         mod[mod.get_global_var(p.kernel.name)] = func.with_attr("global_symbol", p.kernel.name)
