@@ -124,7 +124,7 @@ def test_host_arguments_use_real_consts():
 def test_extract_tasks_groups_by_workload():
     class P:
         def __init__(self, k, name):
-            self.kernel, self.fmt, self.n = k, "dense", 0
+            self.kernel, self.fmt, self.n, self.format_label = k, "dense", 0, "dense"
             self.info = type("I", (), {"name": name, "shape_str": "conv", "density": 1.0})()
 
     t, _, _ = _dense_task(0)
