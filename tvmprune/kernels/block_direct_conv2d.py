@@ -51,6 +51,8 @@ from .sparse_conv2d import (
     pick_tile,
     resolve_target,
     shrink_sparse_loops,
+    sparse_conv_placeholders,
+    sparse_kernel_signature,
 )
 
 
@@ -91,12 +93,8 @@ def block_direct_sparse_conv2d(
     nb = bsr.n_block_rows
     bias_np = bias_array(spec.bias, bias, cout)
 
-    data = te.placeholder(spec.in_shape, "float32", name="data")
-    W = te.placeholder(w_data.shape, "float32", name="w_data")
-    OFF = te.placeholder(w_off.shape, "int32", name="w_offsets")
-    PTR = te.placeholder(w_ptr.shape, "int32", name="w_indptr")
-    BIAS = te.placeholder((cout,), "float32", name="bias") if bias_np is not None else None
-    RES = te.placeholder(spec.out_shape, "float32", name="residual") if spec.residual else None
+    bufs = sparse_conv_placeholders(spec, w_data, w_off, w_ptr, "w_offsets", bias_np)
+    data, W, OFF, PTR, BIAS, RES = bufs
     xt = channel_major_input(data, spec, hp, wx)
     e = te.reduce_axis((0, maxlen), name="e")
 
@@ -109,8 +107,7 @@ def block_direct_sparse_conv2d(
     acc = te.compute((b_, nb, oh_, n, owp), acc_f, name="acc")
 
     out = conv_epilogue(spec.out_shape, lambda b, oh, ow, c: acc[b, c // n, oh, c % n, ow], BIAS, RES, spec.activation, "out")
-    args = [data, W, OFF, PTR] + ([BIAS] if BIAS is not None else []) + ([RES] if RES is not None else []) + [out]
-    consts = [w_data, w_off, w_ptr] + ([bias_np] if bias_np is not None else [])
+    args, consts = sparse_kernel_signature(bufs, out, [w_data, w_off, w_ptr], bias_np)
     name = unique_name("block_direct_sparse_conv2d", spec, n, w_off.tobytes(), w_ptr.tobytes())
     func = te.create_prim_func(args).with_attr("global_symbol", name)
 

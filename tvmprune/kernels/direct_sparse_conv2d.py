@@ -41,6 +41,8 @@ from .sparse_conv2d import (
     pick_tile,
     resolve_target,
     shrink_sparse_loops,
+    sparse_conv_placeholders,
+    sparse_kernel_signature,
 )
 
 
@@ -127,12 +129,8 @@ def direct_sparse_conv2d(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | 
     maxlen = max(1, csr.max_row_length)
     bias_np = bias_array(spec.bias, bias, cout)
 
-    data = te.placeholder(spec.in_shape, "float32", name="data")
-    W = te.placeholder(w_data.shape, "float32", name="w_data")
-    OFF = te.placeholder(w_off.shape, "int32", name="w_offsets")
-    PTR = te.placeholder(w_ptr.shape, "int32", name="w_indptr")
-    BIAS = te.placeholder((cout,), "float32", name="bias") if bias_np is not None else None
-    RES = te.placeholder(spec.out_shape, "float32", name="residual") if spec.residual else None
+    bufs = sparse_conv_placeholders(spec, w_data, w_off, w_ptr, "w_offsets", bias_np)
+    data, W, OFF, PTR, BIAS, RES = bufs
 
     xt = channel_major_input(data, spec, hp, wx)
     e = te.reduce_axis((0, maxlen), name="e")
@@ -146,8 +144,7 @@ def direct_sparse_conv2d(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | 
     acc = te.compute((b_, cout, oh_, owp), acc_f, name="acc")
 
     out = conv_epilogue(spec.out_shape, lambda b, oh, ow, c: acc[b, c, oh, ow], BIAS, RES, spec.activation, "out")
-    args = [data, W, OFF, PTR] + ([BIAS] if BIAS is not None else []) + ([RES] if RES is not None else []) + [out]
-    consts = [w_data, w_off, w_ptr] + ([bias_np] if bias_np is not None else [])
+    args, consts = sparse_kernel_signature(bufs, out, [w_data, w_off, w_ptr], bias_np)
     name = unique_name("direct_sparse_conv2d", spec, w_off.tobytes(), w_ptr.tobytes())
     func = te.create_prim_func(args).with_attr("global_symbol", name)
 

@@ -59,6 +59,30 @@ def n_vector_registers(t) -> int:
     return 16
 
 
+def sparse_conv_placeholders(spec: ConvSpec, w_data: np.ndarray, w_index: np.ndarray, w_ptr: np.ndarray,
+                             index_name: str, bias_np: np.ndarray | None) -> tuple:
+    """TE placeholders of a sparse conv kernel in argument order:
+    ``data, w_data, <index_name>, w_indptr, bias (or None), residual (or None)``."""
+    from tvm import te
+
+    return (
+        te.placeholder(spec.in_shape, "float32", name="data"),
+        te.placeholder(w_data.shape, "float32", name="w_data"),
+        te.placeholder(w_index.shape, "int32", name=index_name),
+        te.placeholder(w_ptr.shape, "int32", name="w_indptr"),
+        te.placeholder((spec.cout,), "float32", name="bias") if bias_np is not None else None,
+        te.placeholder(spec.out_shape, "float32", name="residual") if spec.residual else None,
+    )
+
+
+def sparse_kernel_signature(placeholders: tuple, out: Any, arrays: list[np.ndarray],
+                            bias_np: np.ndarray | None) -> tuple[list, list[np.ndarray]]:
+    """PrimFunc arguments (placeholders that exist, then ``out``) and the matching consts
+    (``arrays`` = weight values, index, indptr; then the bias)."""
+    args = [p for p in placeholders if p is not None] + [out]
+    return args, list(arrays) + ([bias_np] if bias_np is not None else [])
+
+
 def pick_tile(extent: int, limit: int) -> int:
     """Largest divisor of ``extent`` that is <= ``limit`` (at least 1)."""
     limit = max(1, min(limit, extent))
@@ -236,12 +260,8 @@ def sparse_conv2d_1xn(
     sh, sw = spec.stride[0], spec.stride[1]
     bias_np = bias_array(spec.bias, bias, cout)
 
-    data = te.placeholder(spec.in_shape, "float32", name="data")
-    W = te.placeholder(w_data.shape, "float32", name="w_data")
-    IDX = te.placeholder(w_idx.shape, "int32", name="w_indices")
-    PTR = te.placeholder(w_ptr.shape, "int32", name="w_indptr")
-    BIAS = te.placeholder((cout,), "float32", name="bias") if bias_np is not None else None
-    RES = te.placeholder(spec.out_shape, "float32", name="residual") if spec.residual else None
+    bufs = sparse_conv_placeholders(spec, w_data, w_idx, w_ptr, "w_indices", bias_np)
+    data, W, IDX, PTR, BIAS, RES = bufs
     xp = _pad_input(data, spec)
     e = te.reduce_axis((0, maxlen), name="e")
 
@@ -256,8 +276,7 @@ def sparse_conv2d_1xn(
     acc = te.compute((b_, oh_, ow_, nb, n), acc_f, name="acc")
 
     out = conv_epilogue(spec.out_shape, lambda b, oh, ow, c: acc[b, oh, ow, c // n, c % n], BIAS, RES, spec.activation, "out")
-    args = [data, W, IDX, PTR] + ([BIAS] if BIAS is not None else []) + ([RES] if RES is not None else []) + [out]
-    consts = [w_data, w_idx, w_ptr] + ([bias_np] if bias_np is not None else [])
+    args, consts = sparse_kernel_signature(bufs, out, [w_data, w_idx, w_ptr], bias_np)
     name = unique_name("sparse_conv2d_1xn", spec, n, w_idx.tobytes(), w_ptr.tobytes())
     func = te.create_prim_func(args).with_attr("global_symbol", name)
 
