@@ -319,6 +319,10 @@ def load_pruned(directory: str) -> tuple[nn.Module, dict]:
                 raise PruneConfigError(f"{jpath}: bad kept channel indices for group {name!r}")
             keep[g.gid] = idx
         graph.apply_channel_index(model, keep)
+    if cfg.get("kind") == "interspace":  # KxK convs saved in interspace form (coefficients, basis, mask)
+        from .interspace import rebuild_interspace_layers
+
+        rebuild_interspace_layers(model, cfg)
     try:
         state = torch.load(wpath, map_location="cpu", weights_only=True)
     except Exception as e:
