@@ -147,11 +147,17 @@ def compile_model(
     t = get_target(target)
     say = log or (lambda s: None)
     planner = planner or choose_format
+    # interspace-pruned layers: dense filters for import, the planner may pick the interspace kernel
+    from .frontend.interspace import prepare_interspace
+    from .perf_model import PLANNERS
+
+    mode = next((k for k, v in PLANNERS.items() if v is planner), "auto")
+    model, planner, make_kernel = prepare_interspace(model, planner, mode)
     t0 = time.time()
     imported = import_model(model, input_shape)
     say(f"imported model into Relax ({time.time() - t0:.1f} s, BN folded: {imported.bn_folded})")
     t0 = time.time()
-    mod, plans = lower_to_kernels(imported.mod, t, planner, imported.layer_names)
+    mod, plans = lower_to_kernels(imported.mod, t, planner, imported.layer_names, make_kernel=make_kernel)
     tuned = 0
     for p in plans:
         if p.kernel is None:
