@@ -32,7 +32,6 @@ from torch import nn
 from ...errors import UnsupportedLayerError
 
 __all__ = ["InterspaceConv2d", "spatial_basis"]
-BASIS_GRAD_SCALE = [1.0]
 
 
 def spatial_basis(kh: int, kw: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -95,11 +94,7 @@ class InterspaceConv2d(nn.Module):
     @property
     def weight(self) -> torch.Tensor:
         """Reconstructed filters ``[Cout, Cin/groups, KH, KW]`` (differentiable in c and B)."""
-        b = self.basis
-        s = BASIS_GRAD_SCALE[0]
-        if s != 1.0 and b.requires_grad:
-            b = b * s + (b * (1.0 - s)).detach()
-        return torch.einsum("oij,jhw->oihw", self.masked_coefficients(), b)
+        return torch.einsum("oij,jhw->oihw", self.masked_coefficients(), self.basis)
 
     @torch.no_grad()
     def set_mask(self, keep: torch.Tensor) -> None:
