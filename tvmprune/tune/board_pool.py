@@ -155,3 +155,26 @@ class BoardPool:
             n = self._run_timeouts
         if n >= MAX_RUN_TIMEOUTS:
             self._declare_lost(f"{n} runs in a row got no answer from the board")
+
+
+def time_model_on_board(host: str, port: int, key: str, so_path: str, input_shape: tuple[int, ...], warmup: int,
+                        repeat: int, rpc_timeout: float = 60.0, run_timeout: float | None = None) -> dict[str, float]:
+    """``bench.time_vm`` of an exported model (``model.so``) on a board under ``key``, every wait bounded
+    (``compare --tracker``). Returns the summary dict of :func:`..bench.summarize_ms`.
+
+    Raises:
+        BoardLostError: no board answered within ``rpc_timeout`` (retried meanwhile).
+        RPCConnectionError: the board answered but the model failed or overran ``run_timeout``
+            (default ``max(150 s, 5 x rpc_timeout)``).
+    """
+    from ..errors import RPCConnectionError
+
+    pool = BoardPool(BoardAddress(host, int(port), key, rpc_timeout=rpc_timeout))
+    try:
+        return pool.run("time_relax_module", {"so_path": so_path, "input_shape": tuple(input_shape),
+                                              "warmup": warmup, "repeat": repeat,
+                                              "run_budget_s": run_timeout or max(150.0, 5 * rpc_timeout)})
+    except CandidateFailed as e:
+        raise RPCConnectionError(f"timing on {key!r} over RPC failed: {e}") from None
+    finally:
+        pool.close()

@@ -153,6 +153,7 @@ class TaskProgress:
     best_s: float = math.inf
     new: int = 0  # candidates that came back this run (measured or failed)
     failed: int = 0
+    unmeasured: int = 0  # lost with a board: not recorded, measured again by a rerun
     first_error: str | None = None
     stopped: str = ""  # why the task was ended early
     t0: float = field(default_factory=time.time)
@@ -246,8 +247,14 @@ def _make_progress_callback(progress: TaskProgress, settings: TuneSettings, stop
                 return
             if not runner_results:
                 return
-            n_ok = 0
+            from .board_runner import UNMEASURED
+
+            n_ok = n_back = 0
             for br, rr in zip(builder_results, runner_results):
+                if rr.error_msg and str(rr.error_msg).startswith(UNMEASURED):
+                    progress.unmeasured += 1
+                    continue
+                n_back += 1
                 secs = [float(x) for x in (rr.run_secs or [])] if rr.error_msg is None and br.error_msg is None else []
                 progress.new += 1
                 if secs:
@@ -255,8 +262,8 @@ def _make_progress_callback(progress: TaskProgress, settings: TuneSettings, stop
                     progress.best_s = min(progress.best_s, sum(secs) / len(secs))
                 elif progress.first_error is None:
                     progress.first_error = str(br.error_msg or rr.error_msg or "")
-            progress.failed += len(runner_results) - n_ok
-            log(progress.line(n_ok, len(runner_results), settings.emulated))
+            progress.failed += n_back - n_ok
+            log(progress.line(n_ok, n_back, settings.emulated))
             if settings.deadline is not None and time.time() > settings.deadline:
                 progress.stopped = "time budget spent"
                 task_scheduler.terminate_task(task_id)
@@ -405,7 +412,7 @@ def _tune_one(i: int, n: int, t: TuneTask, target_n: int, env: _Run) -> TaskResu
     res.trials = env.contents.count(e.shash)
     if progress.stopped:
         res.skipped = progress.stopped
-    elif res.trials < target_n:
+    elif res.trials < target_n and not progress.unmeasured:
         e.exhausted_at = res.trials  # the search found no new candidates: resuming must not retry forever
     if progress.failed and progress.failed == progress.new:
         env.log(f"    warning: every candidate of this task failed; first error: "
