@@ -3,8 +3,8 @@
 Inside MetaSchedule's C++ search loop a Python exception raised by a signal handler turns
 into a generic error somewhere in C++ (or is swallowed). So while the search runs
 (:meth:`InterruptGuard.deferred`) the first signal only sets :attr:`InterruptGuard.signum`
-and kills the worker processes (builders, runners, board workers): every wait then returns
-at once, the measure callback sees the flag and ends the task, and the tuner raises
+and kills the worker processes (builders, runners, board workers), and keeps killing new
+ones until the search returns: every wait then returns at once, the measure callback sees the flag and ends the task, and the tuner raises
 ``KeyboardInterrupt`` itself. A second signal, or one outside the search, raises
 ``KeyboardInterrupt`` at once.
 """
@@ -15,6 +15,7 @@ import contextlib
 import os
 import signal
 import threading
+import time
 from typing import Any, Iterator
 
 
@@ -63,6 +64,14 @@ class InterruptGuard:
         kill_workers()
         if not (self._defer and first):
             raise KeyboardInterrupt
+        # MetaSchedule's builder pool restarts a killed worker for its next candidate (a fresh
+        # worker imports TVM: tens of seconds); keep killing them until the search has returned
+        threading.Thread(target=self._reap, daemon=True, name="tvmprune-reaper").start()
+
+    def _reap(self) -> None:
+        while self._defer:
+            kill_workers()
+            time.sleep(0.2)
 
     def __enter__(self) -> "InterruptGuard":
         if threading.current_thread() is threading.main_thread():

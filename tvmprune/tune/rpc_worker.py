@@ -47,7 +47,11 @@ class BoardAborted(BoardError):
 
 def kill_all_workers() -> None:
     """Kill every live worker process of this process (Ctrl-C, SIGTERM, exit)."""
-    for w in list(_LIVE):
+    try:
+        workers = list(_LIVE)
+    except RuntimeError:  # the set changed while copied (another thread): take the next round
+        return
+    for w in workers:
         w.kill()
 
 
