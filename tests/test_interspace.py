@@ -126,3 +126,27 @@ def test_module_rejects_non_zero_padding_mode():
     from tvmprune.errors import UnsupportedLayerError
     with pytest.raises(UnsupportedLayerError, match="zero padding"):
         InterspaceConv2d.from_conv(conv)
+
+
+def test_registered_pattern_prunes_and_round_trips(tmp_path):
+    from tvmprune.prune import parse_pattern
+
+    pat = parse_pattern("interspace@0.9+global+1x4")
+    assert pat.label == "interspace@0.9+1x4+global"
+    res = prune_model(_model(), pat, torch.zeros(X_SHAPE))
+    assert res.config["kind"] == "interspace" and res.config["n"] == 4
+    assert set(interspace_layers(res.model)) == {"conv1", "conv2", "down.0"}
+    assert res.sparsity == pytest.approx(0.9, abs=0.01)
+    save_pruned(res, str(tmp_path), "tiny_cnn", X_SHAPE)
+    loaded, _ = load_pruned(str(tmp_path))
+    x = torch.randn(1, *X_SHAPE[1:])
+    with torch.no_grad():
+        assert (res.model(x) - loaded(x)).abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("text", ["interspace@0.9+1x3", "interspace@1.0", "interspace", "interspace@0.9+1x4+1x8"])
+def test_bad_pattern_strings_are_clear_errors(text):
+    from tvmprune.prune import parse_pattern
+
+    with pytest.raises(PruneConfigError):
+        parse_pattern(text)

@@ -29,15 +29,18 @@ import torch
 from torch import nn
 
 from ...errors import PruneConfigError
-from .. import LayerReport, PruneResult
-from ..block import MAX_LAYER_RATE, block_mask, check_block_size, check_rate, encode_bits, global_block_masks
-from ..graph import build_graph
+from ..bits import encode_bits
+from ..block import block_mask, global_block_masks
+from ..criteria import check_block_size
+from ..graph import DependencyGraph, build_graph
 from ..masks import apply_masks
+from ..result import LayerReport, PruneResult
+from ..selection import MAX_LAYER_RATE, check_rate
 from ..unstructured import global_magnitude_masks, magnitude_mask
 from .convert import interspace_layers, interspace_targets, to_interspace
 from .module import InterspaceConv2d
 
-__all__ = ["interspace_prune", "InterspacePruneResult", "interspace_label", "coefficient_scores"]
+__all__ = ["interspace_prune", "prune_in_place", "InterspacePruneResult", "interspace_label", "coefficient_scores"]
 
 KIND = "interspace"
 
@@ -124,6 +127,14 @@ def interspace_prune(model: nn.Module, rate: float, example_input: torch.Tensor 
     rate, block_n = _check(model, rate, block_n, example_input)
     m = copy.deepcopy(model).eval()
     graph = build_graph(m, example_input)
+    result = prune_in_place(m, graph, rate, global_, block_n, max_layer_rate)
+    result.graph = graph
+    return result
+
+
+def prune_in_place(m: nn.Module, graph: DependencyGraph, rate: float, global_: bool, block_n: int,
+                   max_layer_rate: float) -> InterspacePruneResult:
+    """Convert and prune ``m`` itself (a private copy; ``graph`` traced from it); see :func:`interspace_prune`."""
     why = interspace_targets(m, graph)
     ip_names = [n for n, r in why.items() if r is None]
     if not ip_names:
@@ -161,4 +172,4 @@ def interspace_prune(model: nn.Module, rate: float, example_input: torch.Tensor 
         dens = float((t != 0).sum()) / t.numel()
         skipped = None if (n in ip or n in sp_names) else why[n]
         layers.append(LayerReport(n, kind, shapes[n], dens, label if skipped is None else "dense", skipped))
-    return InterspacePruneResult(m.eval(), layers, config, sp_masks, graph)
+    return InterspacePruneResult(m.eval(), layers, config, sp_masks)
