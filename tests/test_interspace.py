@@ -150,3 +150,18 @@ def test_bad_pattern_strings_are_clear_errors(text):
 
     with pytest.raises(PruneConfigError):
         parse_pattern(text)
+
+
+def test_compare_counts_interspace_coefficients():
+    from tvmprune.compare import count_model
+
+    model = _model()
+    ip = interspace_prune(model, 0.9, torch.zeros(X_SHAPE))
+    sp = prune_model(model, "unstructured@0.9", torch.zeros(X_SHAPE))
+    with torch.no_grad():  # a moved basis makes the filters spatially dense; the count must not change
+        for m in interspace_layers(ip.model).values():
+            m.basis.add_(0.1)
+    c_ip, c_sp = count_model(ip.model, X_SHAPE), count_model(sp.model, X_SHAPE)
+    assert c_ip["weights_total"] == c_sp["weights_total"]
+    assert c_ip["weights_nonzero"] == c_sp["weights_nonzero"]
+    assert c_ip["flops_nonzero"] == c_sp["flops_nonzero"]

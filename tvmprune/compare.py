@@ -113,11 +113,14 @@ def count_model(model: Any, input_shape: tuple[int, ...]) -> dict[str, int]:
         out["params_nonzero"] += int((p != 0).sum())
     hooks = []
 
+    from .prune.interspace import InterspaceConv2d
+
     def hook(mod: Any, inp: Any, outp: Any) -> None:
-        w = mod.weight.detach()
+        # interspace layers count their coefficients (the sparse part; the K² x K² basis is not counted)
+        w = (mod.masked_coefficients() if isinstance(mod, InterspaceConv2d) else mod.weight).detach()
         out["weights_total"] += w.numel()
         out["weights_nonzero"] += int((w != 0).sum())
-        if isinstance(mod, nn.Conv2d):
+        if isinstance(mod, (nn.Conv2d, InterspaceConv2d)):
             positions = outp.shape[0] * outp.shape[2] * outp.shape[3]  # per output channel
             out["flops"] += 2 * positions * w.numel()
             out["flops_nonzero"] += 2 * positions * int((w != 0).sum())
@@ -127,7 +130,7 @@ def count_model(model: Any, input_shape: tuple[int, ...]) -> dict[str, int]:
             out["flops_nonzero"] += 2 * rows * int((w != 0).sum())
 
     for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
+        if isinstance(m, (nn.Conv2d, nn.Linear, InterspaceConv2d)):
             hooks.append(m.register_forward_hook(hook))
     was_training = model.training
     model.eval()
