@@ -82,7 +82,8 @@ def _fallback_dense(spec: ConvSpec, weight: np.ndarray, target):
     """Plain NHWC/HWIO TE conv with a simple vectorised schedule (when dense_conv2d is absent)."""
     from tvm import te, tirx
 
-    from tvmprune.kernels.base import KernelInstance, unique_name
+    from tvmprune.kernels.base import KernelInstance
+    from tvmprune.kernels.identity import symbol_name
 
     data = te.placeholder(spec.in_shape, "float32", name="data")
     wt = np.ascontiguousarray(weight.transpose(2, 3, 1, 0))
@@ -102,7 +103,7 @@ def _fallback_dense(spec: ConvSpec, weight: np.ndarray, target):
         lambda b, oh, ow, co: te.sum(xp[b, oh * sh + ry, ow * sw + rx, rc] * W[ry, rx, rc, co], axis=[ry, rx, rc]),
         name="out",
     )
-    name = unique_name("bench_dense", spec)
+    name = symbol_name("bench_dense", spec)
     func = te.create_prim_func([data, W, out]).with_attr("global_symbol", name)
 
     def sched(sch):

@@ -275,7 +275,7 @@ def layer_in_shape(info: Any) -> tuple[int, ...]:
 
 
 def per_layer(model: str, pattern: str, cm: Any, model_ms: float, target: Any, repeat: int) -> dict[str, Any]:
-    from tvmprune.bench import format_table
+    from tvmprune.reports.tables import format_table
 
     log(f"{model} {pattern}: timing {sum(p.kernel is not None for p in cm.plans)} kernels alone "
         "(+ dense kernel of each sparse layer)")
@@ -389,7 +389,7 @@ def bench_model(name: str, patterns: list[str], args: Any, target: Any, ort_reas
 
     from tvmprune.compiler import compile_model
     from tvmprune.model_request import resolve_model
-    from tvmprune.perf_model import dense_only
+    from tvmprune.plan.planners import dense_only
     from tvmprune.frontend.lowering import formats_summary
     from tvmprune.frontend.model_source import randomize_batchnorm
 
@@ -485,7 +485,7 @@ def bench_model(name: str, patterns: list[str], args: Any, target: Any, ort_reas
 
 
 def print_table(records: list[dict[str, Any]]) -> None:
-    from tvmprune.bench import format_table
+    from tvmprune.reports.tables import format_table
 
     rows = []
     for r in records:

@@ -17,7 +17,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 
-from tvmprune.bench import format_table  # noqa: E402
+from tvmprune.reports.tables import format_table  # noqa: E402
 from tvmprune.frontend.lowering import LayerInfo  # noqa: E402
 from tvmprune.kernels.base import ConvSpec  # noqa: E402
 from tvmprune.kernels.block_direct_conv2d import block_direct_sparse_conv2d  # noqa: E402

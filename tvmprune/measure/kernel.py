@@ -1,4 +1,4 @@
-"""Build and time one kernel alone on this machine (per-layer measurements, calibration)."""
+"""Time one kernel alone on this machine (per-layer measurements, calibration, benchmarks)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..target import NamedTarget, get_target
-from .base import KernelInstance
+from ..kernels.base import KernelInstance
 
 
 def kernel_arguments(inst: KernelInstance, in_shape: tuple[int, ...], residual: bool, seed: int = 0) -> list[Any]:
