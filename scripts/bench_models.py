@@ -171,7 +171,7 @@ def ort_available() -> str | None:
 
 def time_interleaved(runners: list[Runner], repeat: int, rounds: int) -> list[dict[str, float]]:
     """``repeat`` samples per runner, taken in ``rounds`` interleaved rounds."""
-    from tvmprune.bench import summarize_ms
+    from tvmprune.measure.model import summarize_ms
 
     samples: list[list[float]] = [[] for _ in runners]
     per = [repeat // rounds + (1 if i < repeat % rounds else 0) for i in range(rounds)]
@@ -390,7 +390,7 @@ def bench_model(name: str, patterns: list[str], args: Any, target: Any, ort_reas
     from tvmprune.compiler import compile_model
     from tvmprune.model_request import resolve_model
     from tvmprune.plan.planners import dense_only
-    from tvmprune.frontend.lowering import formats_summary
+    from tvmprune.plan.layer import formats_summary
     from tvmprune.frontend.model_source import randomize_batchnorm
 
     shape = args.input_shape
@@ -505,6 +505,9 @@ def print_table(records: list[dict[str, Any]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tvmprune.runtime_threads import use_usable_cores
+
+    use_usable_cores()
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default=",".join(MODELS), help="comma list (default: %(default)s)")
     ap.add_argument("--patterns", default=",".join(PATTERNS),

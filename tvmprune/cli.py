@@ -207,10 +207,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argpars
 def main(argv: list[str] | None = None) -> int:
     import os
 
+    from .runtime_threads import use_usable_cores
+
     # PyTorch's OpenMP threads spin-wait by default and then fight TVM's thread pool (and each
     # other on small machines), which makes `bench --vs-torch` timings erratic. Must be set
     # before torch is imported; a user's own setting wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    use_usable_cores()
     parser, runners = build_parser()
     args = parser.parse_args(argv)
     if not args.command:

@@ -47,7 +47,6 @@ if TYPE_CHECKING:
 
 
 SPARSE_ROW_ANN = "tvmprune.sparse_row"
-_ORDER = ["pix_outer"]
 
 
 # ----------------------------------------------------------------------------------------
@@ -302,14 +301,9 @@ def sparse_conv2d_1xn(
             owo, owi = sch.split(owl, [None, tile_rv_or_int])
         else:
             owo, owi = sch.split(owl, tile_rv_or_int)
-        if _ORDER[0] == "r_outer":
-            sch.reorder(bl, rl, ohl, owo, el, owi, il)
-            fused = sch.fuse(bl, rl, ohl)
-            at = owo
-        else:
-            sch.reorder(bl, ohl, owo, rl, el, owi, il)
-            fused = sch.fuse(bl, ohl)
-            at = rl
+        sch.reorder(bl, ohl, owo, rl, el, owi, il)
+        fused = sch.fuse(bl, ohl)
+        at = rl
         sch.parallel(fused)
         sch.set_scope(blk, 0, "local")
         sch.reverse_compute_at(sch.get_sblock("out"), at)

@@ -24,6 +24,27 @@ def kernel_arguments(inst: KernelInstance, in_shape: tuple[int, ...], residual: 
     return args
 
 
+def compile_kernel(inst: KernelInstance, target: "NamedTarget | str", func: Any = None) -> Any:
+    """``tvm.compile`` of ``inst`` alone (default schedule, or the scheduled ``func``); host targets only."""
+    import tvm
+
+    t = get_target(target)
+    if not t.runs_on_host:
+        raise ValueError(f"cannot time a {t.name} kernel on this machine")
+    f = func if func is not None else inst.scheduled()
+    return tvm.compile(tvm.IRModule({inst.name: f.with_attr("global_symbol", inst.name)}), target=t.tvm_target)
+
+
+def time_compiled(lib: Any, inst: KernelInstance, in_shape: tuple[int, ...], residual: bool = False,
+                  number: int = 1, repeat: int = 5, min_repeat_ms: int = 20, seed: int = 0) -> float:
+    """Median milliseconds of one call of an already compiled kernel (:func:`compile_kernel`)."""
+    import tvm
+
+    args = kernel_arguments(inst, in_shape, residual, seed)
+    ev = lib.mod.time_evaluator(inst.name, tvm.cpu(), number=number, repeat=repeat, min_repeat_ms=min_repeat_ms)
+    return float(np.median(ev(*args).results)) * 1e3
+
+
 def time_kernel(
     inst: KernelInstance,
     in_shape: tuple[int, ...],
@@ -38,13 +59,5 @@ def time_kernel(
     ``in_shape`` is the shape of the ``data`` argument (NHWC for convs, ``[B, in]`` for
     linear layers). Host targets only.
     """
-    import tvm
-
-    t = get_target(target)
-    if not t.runs_on_host:
-        raise ValueError(f"cannot time a {t.name} kernel on this machine")
-    f = func if func is not None else inst.scheduled()
-    lib = tvm.compile(tvm.IRModule({inst.name: f.with_attr("global_symbol", inst.name)}), target=t.tvm_target)
-    args = kernel_arguments(inst, in_shape, residual)
-    ev = lib.mod.time_evaluator(inst.name, tvm.cpu(), number=1, repeat=repeat, min_repeat_ms=min_repeat_ms)
-    return float(np.median(ev(*args).results)) * 1e3
+    lib = compile_kernel(inst, target, func)
+    return time_compiled(lib, inst, in_shape, residual, repeat=repeat, min_repeat_ms=min_repeat_ms)
