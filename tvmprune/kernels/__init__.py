@@ -4,38 +4,17 @@
 * :mod:`.family` / :mod:`.registry` -- kernel families and the registry of them;
 * :mod:`.identity` -- symbol names and tuning identities of kernels;
 * one module per kernel (``dense_conv2d``, ``sparse_conv2d`` ...), each ending with its family.
-
-Kernel builders are loaded on first use (``from tvmprune.kernels import sparse_linear``), so
-importing the package's types does not import every kernel.
 """
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
-
 from .base import ConvSpec, KernelInstance
+from .block_direct_conv2d import block_direct_sparse_conv2d
+from .dense_conv2d import dense_conv2d
+from .dense_linear import dense_linear
+from .direct_sparse_conv2d import direct_sparse_conv2d
 from .format import Format, LayerOp
+from .formats import BSR, CSR, conv_weight_to_bsr, conv_weight_to_csr, matrix_to_bsr, matrix_to_csr
 from .identity import symbol_name
-
-_LAZY = {
-    "block_direct_sparse_conv2d": ".block_direct_conv2d",
-    "dense_conv2d": ".dense_conv2d",
-    "dense_linear": ".dense_linear",
-    "direct_sparse_conv2d": ".direct_sparse_conv2d",
-    "sparse_conv2d_1xn": ".sparse_conv2d",
-    "shrink_sparse_loops": ".sparse_conv2d",
-    "sparse_linear": ".sparse_linear",
-    "BSR": ".formats",
-    "CSR": ".formats",
-    "conv_weight_to_bsr": ".formats",
-    "conv_weight_to_csr": ".formats",
-    "matrix_to_bsr": ".formats",
-    "matrix_to_csr": ".formats",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name], __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+from .sparse_conv2d import shrink_sparse_loops, sparse_conv2d_1xn
+from .sparse_linear import sparse_linear

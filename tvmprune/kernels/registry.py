@@ -10,24 +10,30 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..errors import UnsupportedLayerError
-from . import block_direct_conv2d, dense_conv2d, dense_linear, direct_sparse_conv2d, sparse_conv2d, sparse_linear
 from .base import KernelInstance
+from .block_direct_conv2d import FAMILY as BSR_SPATIAL_CONV2D_FAMILY
+from .dense_conv2d import DENSE_FAMILY, DEPTHWISE_FAMILY
+from .dense_linear import FAMILY as DENSE_LINEAR_FAMILY
+from .direct_sparse_conv2d import FAMILY as CSR_CONV2D_FAMILY
 from .family import KernelFamily
 from .format import Format, LayerOp
+from .sparse_conv2d import FAMILY as BSR_CONV2D_FAMILY
+from .sparse_linear import BSR_FAMILY as BSR_LINEAR_FAMILY
+from .sparse_linear import CSR_FAMILY as CSR_LINEAR_FAMILY
 
 if TYPE_CHECKING:
     from ..plan.layer import LayerInfo, LayerPlan
     from ..target import NamedTarget
 
 FAMILIES: tuple[KernelFamily, ...] = (
-    dense_conv2d.DENSE_FAMILY,
-    dense_conv2d.DEPTHWISE_FAMILY,
-    sparse_conv2d.FAMILY,
-    block_direct_conv2d.FAMILY,
-    direct_sparse_conv2d.FAMILY,
-    dense_linear.FAMILY,
-    sparse_linear.BSR_FAMILY,
-    sparse_linear.CSR_FAMILY,
+    DENSE_FAMILY,
+    DEPTHWISE_FAMILY,
+    BSR_CONV2D_FAMILY,
+    BSR_SPATIAL_CONV2D_FAMILY,
+    CSR_CONV2D_FAMILY,
+    DENSE_LINEAR_FAMILY,
+    BSR_LINEAR_FAMILY,
+    CSR_LINEAR_FAMILY,
 )
 
 

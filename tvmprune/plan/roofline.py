@@ -16,12 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..kernels.base import ConvSpec
-from ..kernels.channel_major import channel_major_geometry
-from ..kernels.format import LayerOp
 from ..target import NamedTarget
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # kernels import this module: no run-time import back into kernels at module level
+    from ..kernels.base import ConvSpec
     from .layer import LayerInfo
 
 # Built-in parameters, fitted on x86 AVX-512 (2 threads): our dense conv reaches ~50% of peak;
@@ -107,6 +105,8 @@ class LayerCost:
 
 def layer_cost(info: "LayerInfo", target: NamedTarget, prm: PerfParams) -> LayerCost:
     """:class:`LayerCost` of a conv / linear layer."""
+    from ..kernels.format import LayerOp
+
     if info.op == LayerOp.CONV2D:
         s = info.spec
         act_bytes = 4 * (s.batch * s.in_h * s.in_w * s.cin + s.batch * s.out_h * s.out_w * s.cout)
@@ -130,13 +130,15 @@ def sparse_ms(c: LayerCost, alpha: float, n: int, lanes_fill: float = 1.0) -> fl
     return max(t_c, t_m) * 1e3
 
 
-def spatial_ms(spec: ConvSpec, c: LayerCost, n: int, target: NamedTarget, alpha: float) -> float:
+def spatial_ms(spec: "ConvSpec", c: LayerCost, n: int, target: NamedTarget, alpha: float) -> float:
     """Spatially vectorised sparse conv (1xN-spatial, and CSR with ``n`` = 1), in ms.
 
     Block FMAs over the output width rounded up to whole vectors (full lanes whatever N
     is), bounded by traffic, plus the channel-major copy of the input (read NHWC, write the
     padded copy), which runs before as its own pass.
     """
+    from ..kernels.channel_major import channel_major_geometry
+
     lanes = target.vector_lanes
     hp, owp, wx = channel_major_geometry(spec, lanes)
     nnz_per_row = max(c.density * spec.cin * spec.kh * spec.kw, 1e-3)
@@ -151,13 +153,13 @@ def spatial_ms(spec: ConvSpec, c: LayerCost, n: int, target: NamedTarget, alpha:
     return (max(t_c, t_m) + (in_bytes + copy_bytes) / c.bw) * 1e3
 
 
-def probe_cost(spec: ConvSpec, density: float, target: NamedTarget, peak: float) -> LayerCost:
+def probe_cost(spec: "ConvSpec", density: float, target: NamedTarget, peak: float) -> LayerCost:
     """:class:`LayerCost` of a calibration probe conv at nominal ``density`` and measured ``peak``."""
     return LayerCost(flops=spec.dense_flops, density=density, act_bytes=0.0, w_bytes=4 * spec.cout * spec.cin *
                      spec.kh * spec.kw, peak=peak, bw=target.mem_bandwidth_gbs * 1e9)
 
 
-def fit_compute_alpha(spec: ConvSpec, density: float, measured_ms: float, n: int, target: NamedTarget,
+def fit_compute_alpha(spec: "ConvSpec", density: float, measured_ms: float, n: int, target: NamedTarget,
                       peak: float) -> float:
     """``alpha`` of a compute-bound sparse kernel: measured time over the dense time of its useful FLOPs.
 
@@ -166,7 +168,7 @@ def fit_compute_alpha(spec: ConvSpec, density: float, measured_ms: float, n: int
     return max(1.0, (measured_ms * 1e-3) * peak / (density * spec.dense_flops))
 
 
-def fit_spatial_alpha(spec: ConvSpec, density: float, measured_ms: float, n: int, target: NamedTarget,
+def fit_spatial_alpha(spec: "ConvSpec", density: float, measured_ms: float, n: int, target: NamedTarget,
                       peak: float) -> float:
     """``alpha`` of :func:`spatial_ms` (linear in alpha while compute-bound: t = t0 + alpha (t1 - t0))."""
     c = probe_cost(spec, density, target, peak)
