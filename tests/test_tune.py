@@ -266,7 +266,7 @@ def test_apply_in_compile_model(tmp_path):
     """compile_model(schedule_source=schedule_source_for(log)) uses the tuned record; numerics hold."""
     from tvmprune.compiler import compile_model
     from tvmprune.frontend.model_source import load_model
-    from tvmprune.perf_model import dense_only
+    from tvmprune.plan.planners import dense_only
     from tvmprune.tune.tasks import lower_model
 
     torch.manual_seed(0)

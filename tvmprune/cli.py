@@ -29,7 +29,7 @@ def _run_targets(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([t.to_json() | {"description": t.description} for t in ts], indent=2))
         return 0
-    from .bench import format_table
+    from .reports.tables import format_table
 
     rows = [
         {"name": t.name, "lanes": t.vector_lanes, "cc": t.cross_compiler or "(host cc)", "desc": t.description,
@@ -78,7 +78,7 @@ def _schedule_source(args: argparse.Namespace, target: Any) -> Any:
 def _run_compile(args: argparse.Namespace) -> int:
     from .compiler import compile_model, ensure_writable_dir
     from .model_request import resolve_model
-    from .perf_model import PLANNERS
+    from .plan.planners import PLANNERS
     from .target import get_target
 
     target = get_target(args.target)
@@ -97,7 +97,7 @@ def _run_compile(args: argparse.Namespace) -> int:
 
         print(explain_table(cm.plans, target))
     out = cm.export(args.output)
-    from .frontend.lowering import formats_summary
+    from .plan.layer import formats_summary
 
     print(f"wrote {out}/model.so and {out}/meta.json  (layers: "
           + ", ".join(f"{v} {k}" for k, v in formats_summary(cm.plans).items()) + ")")
@@ -119,7 +119,8 @@ def _add_bench(sub: Any) -> Callable[[argparse.Namespace], int]:
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    from .bench import format_table, time_torch, time_vm
+    from .measure.model import time_torch, time_vm
+    from .reports.tables import format_table
     from .compiler import load_compiled
 
     if args.repeat < 1 or args.warmup < 0:
@@ -159,7 +160,8 @@ def _add_calibrate(sub: Any) -> Callable[[argparse.Namespace], int]:
 
 
 def _run_calibrate(args: argparse.Namespace) -> int:
-    from .perf_model import DEFAULT_PARAMS, calibrate
+    from .plan.calibrate import calibrate
+    from .plan.roofline import DEFAULT_PARAMS
     from .target import get_target
 
     if not 0.0 < args.density < 1.0:
@@ -205,10 +207,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argpars
 def main(argv: list[str] | None = None) -> int:
     import os
 
+    from .runtime_threads import use_usable_cores
+
     # PyTorch's OpenMP threads spin-wait by default and then fight TVM's thread pool (and each
     # other on small machines), which makes `bench --vs-torch` timings erratic. Must be set
     # before torch is imported; a user's own setting wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    use_usable_cores()
     parser, runners = build_parser()
     args = parser.parse_args(argv)
     if not args.command:

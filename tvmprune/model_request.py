@@ -23,7 +23,6 @@ class ModelRequest:
         input_shape: NCHW input shape.
         pattern: pruning pattern label (``dense`` when not pruned).
         pruned_dir: the ``--pruned`` directory, if any.
-        layers: per-layer pruning report (from the pruner), if pruned here.
     """
 
     model: Any
@@ -31,10 +30,6 @@ class ModelRequest:
     input_shape: tuple[int, ...]
     pattern: str = "dense"
     pruned_dir: str | None = None
-    layers: Any = None
-
-    def meta(self) -> dict[str, Any]:
-        return {"model": self.spec, "pattern": self.pattern, "pruned_dir": self.pruned_dir}
 
 
 def pruned_pattern_label(pruning_json: dict[str, Any]) -> str:
@@ -80,5 +75,5 @@ def resolve_model(
         if pat.kind == "dense":
             return ModelRequest(net, model, shape, "dense")
         result = prune_model(net, pat, torch.zeros(shape))
-        return ModelRequest(result.model.eval(), model, shape, pat.label, layers=result.layers)
+        return ModelRequest(result.model.eval(), model, shape, pat.label)
     return ModelRequest(net, model, shape, "dense")
