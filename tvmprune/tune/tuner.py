@@ -36,6 +36,7 @@ from ..errors import BoardLostError, TuningError
 from ..target import NamedTarget
 from . import db as dbm
 from .apply import family_key
+from .logs import metaschedule_logs
 from .interrupt import InterruptGuard, kill_workers
 from .measure import RemoteSpec, make_builder, make_runner, point_to, save_consts, time_kernel, time_side_by_side
 from .tasks import TuneTask, space_generator
@@ -101,19 +102,6 @@ def _no_tensor_intrin():
     finally:
         if isinstance(sys.modules.get(name), types.ModuleType) and not hasattr(sys.modules[name], "__file__"):
             del sys.modules[name]
-
-
-def _quiet_console() -> None:
-    """MetaSchedule logs INFO lines and statistics tables to the console; keep them in the
-    log directory's ``logs/`` files only (our progress lines replace them)."""
-    import logging
-
-    for name, lg in list(logging.root.manager.loggerDict.items()):
-        if not name.startswith("tvm.s_tir.meta_schedule") or not isinstance(lg, logging.Logger):
-            continue
-        for h in list(lg.handlers):
-            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
-                lg.removeHandler(h)
 
 
 def allocate_trials(total: int, tasks: list[TuneTask], default_s: dict[str, float], minimum: int = 4) -> dict[str, int]:
@@ -271,7 +259,7 @@ def _make_progress_callback(progress: TaskProgress, settings: TuneSettings, stop
     return Progress()
 
 
-def _tune_context(task: TuneTask, index: int, target: NamedTarget, log_dir: Path, settings: TuneSettings) -> Any:
+def _tune_context(task: TuneTask, index: int, target: NamedTarget, logger: Any, settings: TuneSettings) -> Any:
     from tvm.s_tir import meta_schedule as ms
 
     with _no_tensor_intrin(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
@@ -285,9 +273,8 @@ def _tune_context(task: TuneTask, index: int, target: NamedTarget, log_dir: Path
             task_name=task.name,
             rand_state=settings.seed + index,
             num_threads=max(1, target.cores if target.runs_on_host else (os.cpu_count() or 1)),
-            logger=ms.logging.get_loggers_from_work_dir(str(log_dir), [task.name])[0],
+            logger=logger,
         ).clone()
-        _quiet_console()
     return ctx
 
 
@@ -295,7 +282,7 @@ def _search(task: TuneTask, index: int, remaining: int, progress: TaskProgress, 
     """MetaSchedule on one task for ``remaining`` trials; records go to ``env.database``."""
     from tvm.s_tir import meta_schedule as ms
 
-    ctx = _tune_context(task, index, env.target, env.log_dir, env.settings)
+    ctx = _tune_context(task, index, env.target, env.ms_logs.task_logger(task.name), env.settings)
     runner = env.measurer.runner_for(task, env.manifest.tasks[task.key])
     cost_model = ms.cost_model.XGBModel(extractor=ms.feature_extractor.PerStoreFeature(), adaptive_training=True,
                                         num_tuning_cores=max(1, os.cpu_count() or 1))
@@ -345,6 +332,7 @@ class _Run:
     contents: dbm.LogContents = field(default_factory=dbm.LogContents)
     measurer: Any = None
     database: Any = None
+    ms_logs: Any = None  # logs.MetaScheduleLogs of this run
 
     def kept(self) -> int:
         return len(dbm.read_log(self.log_dir, validate=False).records)
@@ -506,8 +494,8 @@ def tune_tasks(
     settings = TuneSettings(trials_per_iter, population, seed, builder_timeout, measure_tuned, emulated,
                             None if not time_budget else t_start + float(time_budget))
     report = TuneReport(log_dir=str(d), emulated=emulated)
-    with dbm.LogLock(d), InterruptGuard() as guard:
-        env = _Run(target, remote, d, settings, guard, log)
+    with dbm.LogLock(d), InterruptGuard() as guard, metaschedule_logs(d) as ms_logs:
+        env = _Run(target, remote, d, settings, guard, log, ms_logs=ms_logs)
         try:
             _tune_all(tasks, trials, env, report)
         except KeyboardInterrupt:
