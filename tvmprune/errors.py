@@ -47,3 +47,7 @@ class TuningError(TvmpruneError, RuntimeError):
 
 class RPCConnectionError(TvmpruneError, ConnectionError):
     """An RPC tracker or server that cannot be reached or does not answer in time."""
+
+
+class BundleError(TvmpruneError, RuntimeError):
+    """A runtime bundle (``compile --bundle``, ``tvmprune run``) that cannot be built or run."""
