@@ -51,3 +51,7 @@ class RPCConnectionError(TvmpruneError, ConnectionError):
 
 class BundleError(TvmpruneError, RuntimeError):
     """A runtime bundle (``compile --bundle``, ``tvmprune run``) that cannot be built or run."""
+
+
+class BoardLostError(RPCConnectionError):
+    """The RPC board(s) under a key stopped answering during a run (tune, compare, calibrate)."""
