@@ -96,7 +96,9 @@ std::vector<int64_t> ExpectedInputShape(const std::string& model_path) {
 
 /*! \brief Load model.so and initialise its Relax VM on the CPU; returns the VM's `main`. */
 ffi::Function LoadMain(const std::string& model_path) {
-  ffi::Module lib = ffi::Module::LoadFromFile(model_path);
+  // dlopen searches the library path for a name without '/': make "model.so" mean ./model.so
+  std::string path = model_path.find('/') == std::string::npos ? "./" + model_path : model_path;
+  ffi::Module lib = ffi::Module::LoadFromFile(path);
   ffi::Optional<ffi::Function> load = lib->GetFunction("vm_load_executable");
   if (!load) throw UsageError(model_path + " is not a Relax VM module (no vm_load_executable)");
   ffi::Module vm = (*load)().cast<ffi::Module>();
