@@ -8,7 +8,7 @@
     OUT/lib/libtvm_runtime.so
     OUT/bin/tvmprune-run    the runner (runner.cc); finds lib/ through its RPATH
 
-and records ``"bundle": {...}`` in meta.json. On the board (glibc >= 2.36 and GCC 12's
+and records ``"bundle": {...}`` in meta.json. On the board (glibc >= 2.34 and GCC 12's
 libstdc++, as Debian / Raspberry Pi OS bookworm): ``OUT/bin/tvmprune-run OUT/model.so --input
 x.npy --output y.npy``.
 """
