@@ -64,6 +64,9 @@ def _add_compile(sub: Any) -> Callable[[argparse.Namespace], int]:
     p.add_argument("--tuning-log", default=None, help="tuning database directory written by `tvmprune tune`")
     p.add_argument("--no-shipped-schedules", action="store_true",
                    help="do not fall back to the pre-tuned schedules shipped in schedules/<target>/")
+    from .bundle.command import add_bundle_argument  # runtime bundles (tvmprune/bundle)
+
+    add_bundle_argument(p)
     return _run_compile
 
 
@@ -104,6 +107,10 @@ def _run_compile(args: argparse.Namespace) -> int:
     if not target.runs_on_host:
         print(f"  cross-compiled with {target.cross_compiler}: copy {out} to the board and load it with "
               "tvm.runtime.load_module + relax.VirtualMachine")
+    if args.bundle:  # runtime bundle: lib/ + bin/tvmprune-run (tvmprune/bundle)
+        from .bundle.command import write_bundle_for_cli
+
+        write_bundle_for_cli(out, target)
     return 0
 
 
@@ -176,6 +183,7 @@ def _run_calibrate(args: argparse.Namespace) -> int:
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Namespace], int]]]:
     from . import __version__
+    from .bundle.command import add_run_parser
     from .compare import add_compare_parser
     from .prune.command import add_prune_parser
     from .tune.command import add_tune_parser
@@ -195,6 +203,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argpars
         ("bench", _add_bench),
         ("calibrate", _add_calibrate),
         ("compare", add_compare_parser),
+        ("run", add_run_parser),
     ]
     for name, adder in adders:
         run = adder(sub)
