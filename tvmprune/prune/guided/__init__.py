@@ -1,0 +1,14 @@
+"""Guided Sparsity Learning (Park et al., ICLR 2017): the target's performance model decides where to prune.
+
+* :mod:`.bounds`: per-layer breakeven / saturation densities from the perf model.
+* :mod:`.planner`: one-shot per-layer densities spending the pattern's pruning budget.
+* :mod:`.prune`: :func:`guided_prune`, the ``+guided`` modifier of ``unstructured`` / ``1xN``.
+"""
+
+from .bounds import LayerBounds, LayerGeometry, layer_bounds, layer_geometries
+from .planner import GuidedLayer, GuidedPlan, format_plan_table, plan_guided
+from .prune import GuidedPruneResult, guided_label, guided_prune, plan_from_config
+
+__all__ = ["LayerBounds", "LayerGeometry", "layer_bounds", "layer_geometries", "GuidedLayer", "GuidedPlan",
+           "format_plan_table", "plan_guided", "GuidedPruneResult", "guided_label", "guided_prune",
+           "plan_from_config"]
