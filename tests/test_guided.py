@@ -203,3 +203,71 @@ def test_bad_requests_raise(probe):
         guided_prune(probe, "1x8@0.5", "x86", X56, plan=plan)
     with pytest.raises(PruneConfigError, match="no guided plan"):
         plan_from_config({"pattern": "unstructured@0.5"})
+
+
+# --------------------------------------------------------------------------- training-time form
+
+from tvmprune.prune.guided import GuidedTraining, gesl_threshold, guided_finetune  # noqa: E402
+from tvmprune.prune.guided.training import restore_unprofitable  # noqa: E402
+
+
+def test_gesl_threshold_formula():
+    g = torch.tensor([0.0, 1e-4, 1e-3, 1.0, -1.0])
+    th = gesl_threshold(g)
+    th0, f = 1e-4, 10.0
+    expected = torch.tensor([1 / (abs(float(v)) / th0 + 1 / (f * th0)) for v in g])
+    assert torch.allclose(th, expected)
+    assert th[0] == pytest.approx(f * th0)  # idle weight: the largest threshold
+    assert th[1] == pytest.approx(1 / (1 + 1 / (f * th0)))  # |g| = th0
+    assert th[3] == th[4] and th[3] < th0 < th[0]  # busy weights get a far lower threshold
+
+
+def _batches(n: int = 6, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(4, 3, 56, 56, generator=g), torch.randint(0, 10, (4,), generator=g)) for _ in range(n)]
+
+
+def test_rule4_restores_dense_weights(probe):
+    r = guided_prune(probe, "unstructured@0.5", "x86", X56)
+    gl = r.plan.layer("c3")
+    assert gl.density < gl.bounds.breakeven
+    # a mask above c3's breakeven: not sparse enough to pay -> dense weights back, mask dropped
+    mask = torch.ones_like(r.model.c3.weight, dtype=torch.bool)
+    mask.view(-1)[: int(0.1 * mask.numel())] = False
+    masks = {"c3": mask, "fc": r.masks["fc"]}
+    with torch.no_grad():
+        r.model.c3.weight.mul_(mask)
+    assert restore_unprofitable(r.model, masks, r.plan, r.dense_weights) == ["c3"]
+    assert torch.equal(r.model.c3.weight, probe.c3.weight) and "c3" not in masks and "fc" in masks
+
+
+@pytest.mark.parametrize("method", ["gesl", "gdns"])
+def test_guided_finetune_applies_rules(probe, method):
+    r = guided_prune(probe, "unstructured@0.5", "x86", X56)
+    rep = {x.name: x for x in r.layers}
+    assert rep["expand"].pattern == "dense"
+    # a large th0 makes the threshold bite within a few steps (the default 1e-4 suits trained nets)
+    guided_finetune(r, _batches(), epochs=1, lr=1e-3, settings=GuidedTraining(method, th0=0.05), progress=False)
+    t = r.config["guided_training"]
+    assert t["method"] == method
+    mods = dict(r.model.named_modules())
+    for gl in r.plan.layers:
+        w = mods[gl.name].weight
+        if gl.name in t["restored_dense"]:  # rule 4: dense weights back
+            assert torch.equal(w, r.dense_weights[gl.name])
+        elif gl.name in r.masks:  # masks hold after retraining; never below the floor (rule 3)
+            assert torch.equal(w != 0, r.masks[gl.name])
+            assert t["density_after"][gl.name] >= 0.05 - 1e-3
+            assert t["density_after"][gl.name] < gl.bounds.breakeven
+    # rule 1: the layer without potential is never pruned (it trains dense)
+    assert "expand" not in t["density_after"] and bool((r.model.expand.weight != 0).all())
+    # the thresholds pruned the partly pruned layers further (fc starts above breakeven, reduce at 1.0)
+    assert any(t["density_after"][n] < t["density_before"][n] for n in t["density_after"])
+    assert set(t["restored_dense"]) == {n for n in t["density_after"] if t["density_after"][n] == 1.0}
+
+
+def test_bad_training_settings():
+    with pytest.raises(PruneConfigError, match="gesl, gdns"):
+        GuidedTraining("sgd")
+    with pytest.raises(PruneConfigError, match="prune_fraction"):
+        GuidedTraining(prune_fraction=1.0)

@@ -7,8 +7,9 @@
 
 from .bounds import LayerBounds, LayerGeometry, layer_bounds, layer_geometries
 from .planner import GuidedLayer, GuidedPlan, format_plan_table, plan_guided
-from .prune import GuidedPruneResult, guided_label, guided_prune, plan_from_config
+from .prune import GuidedPruneResult, guided_finetune, guided_label, guided_prune, plan_from_config
+from .training import GuidedTraining, TrainingReport, gesl_threshold, guided_train
 
 __all__ = ["LayerBounds", "LayerGeometry", "layer_bounds", "layer_geometries", "GuidedLayer", "GuidedPlan",
            "format_plan_table", "plan_guided", "GuidedPruneResult", "guided_label", "guided_prune",
-           "plan_from_config"]
+           "plan_from_config", "guided_finetune", "GuidedTraining", "TrainingReport", "gesl_threshold", "guided_train"]

@@ -6,14 +6,22 @@ the unguided pattern removes, and is spent in three phases (all per the target's
 via :mod:`.bounds`):
 
 1. Layers without speedup potential (sparse never beats dense) keep every element.
-2. Admission: the other layers are ranked by predicted ms saved per pruned element when pruned
+2. Admission: layers predicted less than ``MIN_SPEEDUP`` (1.1x) faster even at their floor
+   density are left dense too (pruning them would spend budget for nothing); the others are ranked by predicted ms saved per pruned element when pruned
    to their floor density ``max(saturation, 1 - max_layer_rate)``; in that order each is
    admitted while the budget still covers its entry cost (the elements to prune to get just
    below ``breakeven``, where it starts to pay).
-3. Water-filling: the rest of the budget goes, in steps of ~0.5% of a layer, to the admitted
-   layer whose next step saves the most predicted ms per element, down to its floor (the
-   roofline is piecewise linear and flattens below saturation, so the marginal gain falls
-   as a layer gets sparser and the greedy choice is optimal for the model).
+3. Water-filling over the admitted layers, by ``objective``:
+
+   * ``level`` (default): one common density level is lowered over them (each layer between
+     its entry and its floor) until the budget is spent: like the uniform pattern, but only on
+     layers where sparsity pays, and never above a layer's breakeven or below its floor;
+   * ``time``: the rest of the budget goes, in steps of ~0.5% of a layer, to the layer whose
+     next step saves the most predicted ms per element, down to its floor (the roofline is
+     piecewise linear and flattens below saturation, so the marginal gain falls as a layer
+     gets sparser and the greedy choice is optimal for the model). It drives the layers with
+     the most work per weight (large feature maps) to the floor first, which minimises the
+     predicted time but costs more accuracy than ``level``.
 4. Leftover budget (more than the useful ranges absorb) is spent where it costs no time:
    admitted layers below their saturation, then the non-admitted layers with potential, both
    up to ``max_layer_rate``; what still remains is reported as ``unspent``.
@@ -33,6 +41,9 @@ from .bounds import LayerBounds, LayerGeometry, layer_bounds, predict_layer_ms, 
 __all__ = ["GuidedLayer", "GuidedPlan", "plan_guided", "layer_elements", "format_plan_table", "FILL_STEPS"]
 
 FILL_STEPS = 200  # water-filling step: 1/FILL_STEPS of a layer's elements
+MIN_SPEEDUP = 1.1  # a layer is pruned only if its floor density is predicted at least this much faster
+OBJECTIVES = ("level", "time")
+DEFAULT_OBJECTIVE = "level"
 
 
 @dataclass
@@ -83,6 +94,7 @@ class GuidedPlan:
     layers: list[GuidedLayer] = field(default_factory=list)
     params_source: str = ""
     max_layer_rate: float = 0.95
+    objective: str = DEFAULT_OBJECTIVE
 
     @property
     def spent(self) -> int:
@@ -112,7 +124,7 @@ class GuidedPlan:
         try:
             return GuidedPlan(d["target"], d["kind"], int(d["n"]), float(d["rate"]), int(d["budget"]),
                               [GuidedLayer.from_json(x) for x in d["layers"]], d.get("params_source", ""),
-                              float(d.get("max_layer_rate", 0.95)))
+                              float(d.get("max_layer_rate", 0.95)), d.get("objective", DEFAULT_OBJECTIVE))
         except (KeyError, TypeError, ValueError) as e:
             raise PruneConfigError(f"damaged guided plan in pruning config ({type(e).__name__}: {e})") from None
 
@@ -138,10 +150,16 @@ class _Timer:
 
 
 def plan_guided(geoms: dict[str, LayerGeometry], kind: str, rate: float, target: NamedTarget, n: int = 1,
-                params: PerfParams | None = None, max_layer_rate: float = 0.95) -> GuidedPlan:
-    """Plan per-layer pruned counts for the prunable layers ``geoms`` (module docstring)."""
+                params: PerfParams | None = None, max_layer_rate: float = 0.95,
+                objective: str = DEFAULT_OBJECTIVE) -> GuidedPlan:
+    """Plan per-layer pruned counts for the prunable layers ``geoms`` (module docstring).
+
+    ``objective``: ``level`` (phase 3 by a common density level) or ``time`` (greedy ms per element).
+    """
     if kind not in ("unstructured", "1xN"):
         raise PruneConfigError(f"+guided applies to unstructured and 1xN patterns, not {kind!r}")
+    if objective not in OBJECTIVES:
+        raise PruneConfigError(f"guided objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     params = params or params_for(target)
     bn = n if kind == "1xN" else 0
     layers, timers = {}, {}
@@ -152,13 +170,17 @@ def plan_guided(geoms: dict[str, LayerGeometry], kind: str, rate: float, target:
     budget = int(round(rate * sum(gl.elements for gl in layers.values())))
     cap = {k: int(math.floor(max_layer_rate * gl.elements)) for k, gl in layers.items()}
     floor_ = {k: min(cap[k], int(math.floor((1 - gl.bounds.saturation) * gl.elements))) for k, gl in layers.items()}
-    entry = {k: int(math.floor((1 - gl.bounds.breakeven) * gl.elements)) + 1 for k, gl in layers.items()}
-    useful = [k for k, gl in layers.items() if gl.bounds.has_potential and entry[k] <= floor_[k]]
+    entry = {k: _entry_count(gl, timers[k]) for k, gl in layers.items()}
+    best = {k: layers[k].bounds.dense_ms / max(timers[k].ms(floor_[k])[0], 1e-12) for k in layers}
+    useful = [k for k, gl in layers.items()
+              if gl.bounds.has_potential and entry[k] <= floor_[k] and best[k] >= MIN_SPEEDUP]
     for k, gl in layers.items():
         if not gl.bounds.has_potential:
             gl.reason = f"no speedup potential on {target.name}: sparse never beats dense"
-        elif k not in useful:
+        elif entry[k] > floor_[k]:
             gl.reason = f"breakeven density {gl.bounds.breakeven:.3f} is below the {1 - max_layer_rate:.2f} floor"
+        elif k not in useful:
+            gl.reason = f"too little to gain: at most {best[k]:.2f}x at the floor density"
 
     def gain_at_floor(k: str) -> float:
         return (timers[k].dense - timers[k].ms(floor_[k])[0]) / max(floor_[k], 1)
@@ -170,7 +192,10 @@ def plan_guided(geoms: dict[str, LayerGeometry], kind: str, rate: float, target:
             layers[k].pruned, left = entry[k], left - entry[k]
             admitted.append(k)
             layers[k].reason = "pruned where it pays"
-    left = _water_fill(layers, timers, admitted, floor_, left)
+    if objective == "time":
+        left = _water_fill(layers, timers, admitted, floor_, left)
+    else:
+        left = _level_fill(layers, admitted, floor_, left)
     for k in admitted:
         if layers[k].pruned >= floor_[k] and floor_[k] < cap[k]:
             layers[k].reason = f"at saturation density {layers[k].bounds.saturation:.3f} (bandwidth bound below)"
@@ -189,7 +214,17 @@ def plan_guided(geoms: dict[str, LayerGeometry], kind: str, rate: float, target:
     for k, gl in layers.items():
         gl.predicted_ms, gl.format = timers[k].ms(gl.pruned)
     return GuidedPlan(target.name, kind, n if kind == "1xN" else 1, float(rate), budget, list(layers.values()),
-                      params.source, max_layer_rate)
+                      params.source, max_layer_rate, objective)
+
+
+def _entry_count(gl: GuidedLayer, timer: _Timer) -> int:
+    """Fewest elements to prune for the layer to be predicted faster than dense (just below breakeven)."""
+    if not gl.bounds.has_potential:
+        return gl.elements
+    k = int(math.floor((1 - gl.bounds.breakeven) * gl.elements)) + 1
+    while k < gl.elements and timer.ms(k)[1] == "dense":  # bisection rounding: a few steps at most
+        k += 1
+    return k
 
 
 def _water_fill(layers: dict[str, GuidedLayer], timers: dict[str, _Timer], admitted: list[str],
@@ -212,6 +247,41 @@ def _water_fill(layers: dict[str, GuidedLayer], timers: dict[str, _Timer], admit
         layers[k].pruned += take
         left -= take
         push(k)
+    return left
+
+
+def _level_fill(layers: dict[str, GuidedLayer], admitted: list[str], floor_: dict[str, int], left: int) -> int:
+    """Lower one common density level over the admitted layers (each stays between its entry and its floor)
+    until ``left`` elements are spent; returns the rest."""
+    start = {k: layers[k].pruned for k in admitted}
+
+    def counts(level: float) -> dict[str, int]:
+        return {k: min(floor_[k], max(start[k], int(round((1 - level) * layers[k].elements)))) for k in admitted}
+
+    def spent(level: float) -> int:
+        return sum(counts(level).values()) - sum(start.values())
+
+    if not admitted:
+        return left
+    lo, hi = 0.0, 1.0  # spent(hi) = 0 <= left; find the lowest level that does not overspend
+    if spent(lo) <= left:
+        hi = lo
+    for _ in range(60):
+        if hi - lo < 1e-12:
+            break
+        mid = 0.5 * (lo + hi)
+        if spent(mid) <= left:
+            hi = mid
+        else:
+            lo = mid
+    chosen = counts(hi)
+    left -= sum(chosen.values()) - sum(start.values())
+    for k in admitted:
+        layers[k].pruned = chosen[k]
+    for k in sorted(admitted, key=lambda k: floor_[k] - chosen[k], reverse=True):  # rounding remainder
+        take = min(left, floor_[k] - layers[k].pruned)
+        layers[k].pruned += take
+        left -= take
     return left
 
 

@@ -25,9 +25,10 @@ from ..pattern import PrunePattern, parse_pattern
 from ..rearrange import rearrange_filters
 from ..unstructured import magnitude_mask
 from .bounds import layer_geometries
-from .planner import GuidedPlan, plan_guided
+from .planner import DEFAULT_OBJECTIVE, GuidedPlan, plan_guided
+from .training import GuidedTraining, guided_train
 
-__all__ = ["GuidedPruneResult", "guided_prune", "plan_from_config", "guided_label"]
+__all__ = ["GuidedPruneResult", "guided_prune", "guided_finetune", "plan_from_config", "guided_label"]
 
 
 def guided_label(pattern: PrunePattern) -> str:
@@ -71,15 +72,16 @@ def _check_plan(plan: GuidedPlan, pattern: PrunePattern, elements: dict[str, int
 
 def guided_prune(model: nn.Module, pattern: PrunePattern | str, target: NamedTarget | str | None = None,
                  example_input: torch.Tensor | None = None, *, plan: GuidedPlan | None = None,
-                 params: PerfParams | None = None, max_layer_rate: float = MAX_LAYER_RATE) -> GuidedPruneResult:
+                 params: PerfParams | None = None, max_layer_rate: float = MAX_LAYER_RATE,
+                 objective: str = DEFAULT_OBJECTIVE) -> GuidedPruneResult:
     """Prune a copy of ``model`` with ``pattern`` (``unstructured`` or ``1xN``) guided by ``target``'s perf model.
 
     ``target`` defaults to the host (``x86``); ``example_input`` (NCHW, default 1x3x224x224
     zeros) gives the layer shapes the model predicts for; ``plan`` reuses a saved plan instead
-    of planning. Raises :class:`PruneConfigError` for other pattern kinds or a plan that does
+    of planning; ``objective`` picks the planner's water-filling (:mod:`.planner`). Raises :class:`PruneConfigError` for other pattern kinds or a plan that does
     not fit the model.
     """
-    from .. import LayerReport, _skip_reason, _validate
+    from .. import _skip_reason, _validate
     from .planner import layer_elements
 
     pattern = _validate(model, pattern, example_input)
@@ -104,7 +106,7 @@ def guided_prune(model: nn.Module, pattern: PrunePattern | str, target: NamedTar
     geoms = layer_geometries(m, example, names)
     bn = pattern.n if pattern.kind == "1xN" else 0
     if plan is None:
-        plan = plan_guided(geoms, pattern.kind, pattern.rate, target, pattern.n, params, max_layer_rate)
+        plan = plan_guided(geoms, pattern.kind, pattern.rate, target, pattern.n, params, max_layer_rate, objective)
     _check_plan(plan, pattern, {n: layer_elements(g.weight_shape, bn) for n, g in geoms.items()})
     dense = {gl.name: mods[gl.name].weight.detach().clone() for gl in plan.layers}
     masks = {}
@@ -114,18 +116,58 @@ def guided_prune(model: nn.Module, pattern: PrunePattern | str, target: NamedTar
             rate = gl.pruned / gl.elements
             masks[gl.name] = (block_mask(w, pattern.n, rate, gl.name) if bn else magnitude_mask(w, rate, gl.name))
     apply_masks(m, masks)
-    if bn:
-        config["masks"] = {k: {"shape": list(v.shape), "blockmap": encode_bits(block_map(v, bn))}
-                           for k, v in masks.items()}
-    else:
-        config["masks"] = {k: {"shape": list(v.shape), "mask": encode_bits(v)} for k, v in masks.items()}
+    config["masks"] = _encode_masks(masks, bn)
     config["guided"] = plan.to_json()
-    reasons = {gl.name: gl.reason for gl in plan.layers}
-    layers = []
-    for n in graph.layers:
+    result = GuidedPruneResult(m.eval(), [], config, masks, graph, plan=plan, dense_weights=dense)
+    result.layers = _layer_reports(result, skipped)
+    return result
+
+
+def _encode_masks(masks: dict[str, torch.Tensor], bn: int) -> dict:
+    if bn:
+        return {k: {"shape": list(v.shape), "blockmap": encode_bits(block_map(v, bn))} for k, v in masks.items()}
+    return {k: {"shape": list(v.shape), "mask": encode_bits(v)} for k, v in masks.items()}
+
+
+def _layer_reports(result: "GuidedPruneResult", skipped: dict[str, str | None]) -> list:
+    """One LayerReport per conv / linear; layers left dense by the plan (or rule 4) say why."""
+    from .. import LayerReport
+
+    mods = dict(result.model.named_modules())
+    reasons = {gl.name: gl.reason for gl in result.plan.layers}
+    restored = set((result.config.get("guided_training") or {}).get("restored_dense", []))
+    out = []
+    for n in result.graph.layers:
         w = mods[n].weight
         kind = "linear" if isinstance(mods[n], nn.Linear) else "conv"
-        why = skipped[n] or (None if n in masks else f"guided: {reasons.get(n, 'not reached by the example input')}")
-        layers.append(LayerReport(n, kind, tuple(w.shape), float((w != 0).sum()) / w.numel(),
-                                  config["pattern"] if why is None else "dense", why))
-    return GuidedPruneResult(m.eval(), layers, config, masks, graph, plan=plan, dense_weights=dense)
+        if skipped.get(n):
+            why = skipped[n]
+        elif n in result.masks:
+            why = None
+        elif n in restored:
+            why = "guided rule 4: not sparse enough to pay, dense weights restored"
+        else:
+            why = f"guided: {reasons.get(n, 'not reached by the example input')}"
+        out.append(LayerReport(n, kind, tuple(w.shape), float((w != 0).sum()) / w.numel(),
+                               result.config["pattern"] if why is None else "dense", why))
+    return out
+
+
+def guided_finetune(result: GuidedPruneResult, loader, *, epochs: int = 1, lr: float = 1e-3,
+                    settings: GuidedTraining | None = None, progress: bool = True) -> GuidedPruneResult:
+    """The training-time form: GESL / GDNS with GSL rules 3 and 4 on ``result`` (in place; see :mod:`.training`).
+
+    Updates the model, masks, per-layer report and the config (``masks``, ``guided_training``).
+    """
+    if not isinstance(result, GuidedPruneResult) or result.plan is None:
+        raise PruneConfigError("guided_finetune needs the result of guided_prune")
+    bn = result.plan.n if result.plan.kind == "1xN" else 0
+    report = guided_train(result.model, result.masks, result.plan, result.dense_weights, loader, epochs=epochs,
+                          lr=lr, settings=settings, progress=progress)
+    result.config["masks"] = _encode_masks(result.masks, bn)
+    result.config["guided_training"] = report.to_json()
+    skipped = {r.name: r.skipped_reason for r in result.layers
+               if r.skipped_reason and not r.skipped_reason.startswith("guided")}
+    result.layers = _layer_reports(result, skipped)
+    result.model.eval()
+    return result
