@@ -250,29 +250,12 @@ class RemoteTimer:
                                      f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
     def time(self, cm: Any, warmup: int, repeat: int) -> dict[str, float]:
-        from tvm import relax
-
-        from .bench import time_vm
-
         with tempfile.TemporaryDirectory(prefix="tvmprune_rpc_") as d:
             cm.export(d)
-            so = os.path.join(d, "model.so")
-            remote = self._session()
+            from .tune.board_pool import time_model_on_board  # bounded waits, retries (issue 20)
 
-            def go() -> dict[str, float]:
-                remote.upload(so)
-                rlib = remote.load_module("model.so")
-                dev = remote.cpu()
-                vm = relax.VirtualMachine(rlib, dev)
-                return time_vm(vm, dev, cm.input_shape, warmup=warmup, repeat=repeat)
-
-            try:
-                return call_with_timeout(go, max(self.timeout, 30.0) * 5, "timing over RPC")
-            except RPCConnectionError:
-                raise
-            except Exception as e:  # noqa: BLE001
-                raise RPCConnectionError(f"timing on {self.key!r} over RPC failed: "
-                                         f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+            return time_model_on_board(self.host, self.port, self.key, os.path.join(d, "model.so"), cm.input_shape,
+                                       warmup, repeat, rpc_timeout=self.timeout)
 
 
 def _time_local(cm: Any, warmup: int, repeat: int) -> dict[str, float]:

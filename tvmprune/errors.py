@@ -47,3 +47,7 @@ class TuningError(TvmpruneError, RuntimeError):
 
 class RPCConnectionError(TvmpruneError, ConnectionError):
     """An RPC tracker or server that cannot be reached or does not answer in time."""
+
+
+class BoardLostError(RPCConnectionError):
+    """The RPC board(s) under a key stopped answering during a run (tune, compare, calibrate)."""

@@ -43,7 +43,13 @@ def add_tune_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
                    help="tuning database directory (default tuning_logs/<model>-<pattern>-<target>/)")
     p.add_argument("--tracker", default=None, metavar="HOST:PORT", help="RPC tracker of the board to measure on")
     p.add_argument("--key", default=None, help="RPC device key registered at the tracker")
-    p.add_argument("--session-timeout", type=int, default=60, help="RPC session timeout per candidate (s)")
+    p.add_argument("--rpc-timeout", type=float, default=60.0, metavar="SEC",
+                   help="bound on every wait on the network: reach the tracker, get a session on the board, upload "
+                        "(default 60); a board that stays silent this long is given up and the run stops")
+    p.add_argument("--run-timeout", type=float, default=None, metavar="SEC",
+                   help="bound on running one candidate on the board (default: 50x the default schedule's "
+                        "measuring time, at least 10 s); a candidate over it is recorded as failed")
+    p.add_argument("--session-timeout", type=int, default=600, help="the RPC server ends a session older than this (s)")
     p.add_argument("--connect-timeout", type=float, default=15.0, help="give up reaching the tracker after this (s)")
     p.add_argument("--emulated", action="store_true",
                    help="the RPC board is emulated (qemu): times are marked as meaningless")
@@ -101,8 +107,12 @@ def run_tune(args: argparse.Namespace) -> int:
         if not (args.tracker and args.key):
             raise TuningError("give both --tracker HOST:PORT and --key KEY to measure on an RPC board")
         host, port = parse_hostport(args.tracker)
-        remote = RemoteSpec(host, port, args.key, session_timeout_sec=args.session_timeout)
+        if args.rpc_timeout <= 0 or (args.run_timeout is not None and args.run_timeout <= 0):
+            raise TuningError("--rpc-timeout and --run-timeout must be positive (seconds)")
+        remote = RemoteSpec(host, port, args.key, session_timeout_sec=args.session_timeout,
+                            rpc_timeout=args.rpc_timeout, run_timeout=args.run_timeout)
         info = check_tracker(remote, timeout=args.connect_timeout)
+        remote.boards = max(1, int(info["servers"]))
         print(f"RPC: tracker {host}:{port}, {info['servers']} server(s) with key {args.key}: {info['device']}")
     emulated = args.emulated or bool(args.key and "emul" in args.key)
     req = resolve_model(args.model, args.input_shape, args.pruned, args.prune)
