@@ -2,14 +2,15 @@
 
 * :mod:`.bounds`: per-layer breakeven / saturation densities from the perf model.
 * :mod:`.planner`: one-shot per-layer densities spending the pattern's pruning budget.
-* :mod:`.prune`: :func:`guided_prune`, the ``+guided`` modifier of ``unstructured`` / ``1xN``.
+* :mod:`.prune`: the ``+guided`` modifier of ``unstructured`` / ``1xN`` and :func:`guided_prune`.
+* :mod:`.training`: GESL / GDNS with GSL rules 3 and 4 (:func:`guided_finetune`).
 """
 
 from .bounds import LayerBounds, LayerGeometry, layer_bounds, layer_geometries
 from .planner import GuidedLayer, GuidedPlan, format_plan_table, plan_guided
-from .prune import GuidedPruneResult, guided_finetune, guided_label, guided_prune, plan_from_config
+from .prune import GuidedModifier, GuidedPruneResult, guided_finetune, guided_prune, plan_from_config
 from .training import GuidedTraining, TrainingReport, gesl_threshold, guided_train
 
 __all__ = ["LayerBounds", "LayerGeometry", "layer_bounds", "layer_geometries", "GuidedLayer", "GuidedPlan",
-           "format_plan_table", "plan_guided", "GuidedPruneResult", "guided_label", "guided_prune",
+           "format_plan_table", "plan_guided", "GuidedPruneResult", "GuidedModifier", "guided_prune",
            "plan_from_config", "guided_finetune", "GuidedTraining", "TrainingReport", "gesl_threshold", "guided_train"]
