@@ -59,7 +59,7 @@ def gesl_threshold(grad: torch.Tensor, th0: float = GESL_TH0, f: float = GESL_F)
 class GuidedTraining:
     """Settings of :func:`guided_train` (module docstring)."""
 
-    method: str = "gesl"
+    method: str = "gdns"
     l1: float = 1e-4
     th0: float = GESL_TH0
     f: float = GESL_F
