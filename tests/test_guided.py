@@ -271,3 +271,16 @@ def test_bad_training_settings():
         GuidedTraining("sgd")
     with pytest.raises(PruneConfigError, match="prune_fraction"):
         GuidedTraining(prune_fraction=1.0)
+
+
+def test_cli_prune_prints_the_plan_for_the_target(capsys, tmp_path):
+    from tvmprune.cli import main
+
+    args = ["prune", "--model", "tiny_cnn", "--input-shape", "1x3x32x32", "--pattern", "1x8@0.8+guided"]
+    assert main(args + ["--target", "arm_cpu", "-o", str(tmp_path / "p")]) == 0
+    out = capsys.readouterr().out
+    assert "breakeven" in out and "guided for arm_cpu" in out and "1x8@0.8+guided" in out
+    _, meta = load_pruned(str(tmp_path / "p"))
+    assert plan_from_config(meta["config"]).target == "arm_cpu"
+    assert main(["prune", "--model", "tiny_cnn", "--pattern", "filter@0.5+guided"]) == 2
+    assert "unknown option +guided for filter" in capsys.readouterr().err
