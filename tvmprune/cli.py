@@ -86,7 +86,7 @@ def _run_compile(args: argparse.Namespace) -> int:
 
     target = get_target(args.target)
     ensure_writable_dir(args.output)
-    req = resolve_model(args.model, args.input_shape, args.pruned, args.prune)
+    req = resolve_model(args.model, args.input_shape, args.pruned, args.prune, target=target)
     print(f"compiling {req.spec} ({req.pattern}) for {target.name}, input {'x'.join(map(str, req.input_shape))}")
     cm = compile_model(
         req.model, req.input_shape, target,

@@ -386,18 +386,24 @@ def _prune_and_evaluate(job: _Job, model: Any, pat: Any, ds: Any, example: Any, 
 
     args = job.args
     if pat.kind == "dense":
-        pruned, masks = model, {}
+        pruned, masks, res = model, {}, None
     else:
         job.say(f"{tag}: pruning")
-        res = prune_model(model, pat, example)
+        res = prune_model(model, pat, example, target=job.target)
         pruned, masks = res.model, res.masks
     acc_before = None
     if ds is not None:
         if pat.kind != "dense" and args.finetune_epochs > 0:
             acc_before = evaluate(pruned, ds.val)
             job.say(f"{tag}: fine-tuning {args.finetune_epochs} epoch(s) (accuracy before: {acc_before:.4f})")
-            finetune(pruned, masks, ds.train, epochs=args.finetune_epochs, lr=args.finetune_lr,
-                     progress=sys.stderr.isatty())
+            if getattr(res, "plan", None) is not None:  # +guided: GSL's training-time form
+                from .prune.guided import guided_finetune
+
+                guided_finetune(res, ds.train, epochs=args.finetune_epochs, lr=args.finetune_lr,
+                                progress=sys.stderr.isatty())
+            else:
+                finetune(pruned, masks, ds.train, epochs=args.finetune_epochs, lr=args.finetune_lr,
+                         progress=sys.stderr.isatty())
         job.say(f"{tag}: evaluating")
         row["accuracy"] = evaluate(pruned, ds.val)
     else:

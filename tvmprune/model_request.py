@@ -42,12 +42,13 @@ def resolve_model(
     input_shape: "str | tuple[int, ...] | None" = None,
     pruned: str | None = None,
     prune: str | None = None,
+    target: Any = None,
 ) -> ModelRequest:
     """Build the model a command asked for.
 
     Exactly one source: ``pruned`` (a ``tvmprune prune -o`` directory, which names its own
     model and input shape) or ``model`` (optionally pruned on the fly with ``prune``,
-    a pattern string such as ``1x8@0.8``).
+    a pattern string such as ``1x8@0.8``); ``target`` is the compile target ``+guided`` patterns plan for.
     """
     if pruned and prune:
         raise TvmpruneError("give either --pruned DIR or --prune PATTERN, not both")
@@ -74,6 +75,6 @@ def resolve_model(
         pat = parse_pattern(prune)
         if pat.kind == "dense":
             return ModelRequest(net, model, shape, "dense")
-        result = prune_model(net, pat, torch.zeros(shape))
+        result = prune_model(net, pat, torch.zeros(shape), target=target)
         return ModelRequest(result.model.eval(), model, shape, pat.label)
     return ModelRequest(net, model, shape, "dense")

@@ -46,6 +46,8 @@ def add_prune_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--global", dest="global_", action="store_true",
                    help="rank blocks / weights / filters across all layers (per-layer cap 0.95)")
     p.add_argument("--input-shape", default=None, help="example input N x C x H x W for tracing (default 1x3x224x224)")
+    p.add_argument("--target", default="x86",
+                   help="compile target whose performance model +guided patterns follow (default x86, the host)")
     p.add_argument("-o", "--output", default=None, help="output directory (default: print only, save nothing)")
     p.add_argument("--quiet", action="store_true", help="print only the summary, not the per-layer table")
     p.set_defaults(func=run_prune, command="prune")
@@ -103,11 +105,16 @@ def run_prune(args) -> int:
     t0 = time.time()
     model = load_model(args.model)
     check_input_shape(model, shape)
-    result = prune_model(model, pat, torch.zeros(shape))
+    result = prune_model(model, pat, torch.zeros(shape), target=getattr(args, "target", None))
     dt = time.time() - t0
     if not getattr(args, "quiet", False):
         print(format_layer_table(result.layers))
         print()
+        if getattr(result, "plan", None) is not None:  # +guided: bounds, chosen density, predicted speedup
+            from .guided import format_plan_table
+
+            print(format_plan_table(result.plan))
+            print()
     print(format_summary(result, model))
     groups = result.config.get("coupled_groups", [])
     if groups and not getattr(args, "quiet", False):

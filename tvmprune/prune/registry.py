@@ -42,7 +42,9 @@ METHODS: dict[str, str] = {
     "filter": "filter:FilterMethod",
 }
 # option name -> "module:Class"
-MODIFIERS: dict[str, str] = {}
+MODIFIERS: dict[str, str] = {
+    "guided": "guided.prune:GuidedModifier",
+}
 
 GLOBAL = Option("global", "rank units across all layers, at most max_layer_rate (0.95) of one layer")
 

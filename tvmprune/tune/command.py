@@ -118,7 +118,7 @@ def run_tune(args: argparse.Namespace) -> int:
         remote.boards = max(1, int(info["servers"]))
         print(f"RPC: tracker {host}:{port}, {info['servers']} server(s) with key {args.key}: {info['device']}")
     emulated = args.emulated or bool(args.key and "emul" in args.key)
-    req = resolve_model(args.model, args.input_shape, args.pruned, args.prune)
+    req = resolve_model(args.model, args.input_shape, args.pruned, args.prune, target=target)
     log_dir = Path(args.log) if args.log else default_log_dir(req.spec, req.pattern, target.name)
     print(f"tuning {req.spec} ({req.pattern}) for {target.name}: {args.trials} trials"
           + (f", time budget {args.time_budget:.0f} s" if args.time_budget else "") + f"; log {log_dir}")
