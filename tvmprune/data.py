@@ -91,12 +91,12 @@ class DigitsResNet(nn.Module):
 
     Residual ("highway") channels and whole blocks are what channel-gating methods
     (``gator@``) prune, so this net has three stages of basic blocks:
-    stem conv3x3(1->32)+BN+ReLU @16x16; stage 1: 2 blocks 32 ch @16x16; stage 2: 2 blocks
-    64 ch @8x8 (first block stride 2 with a 1x1 downsample); stage 3: 2 blocks 128 ch @4x4
-    (same); global average pool; linear(128->num_classes).
+    stem conv3x3(1->16)+BN+ReLU @16x16; stage 1: 2 blocks 16 ch @16x16; stage 2: 2 blocks
+    32 ch @8x8 (first block stride 2 with a 1x1 downsample); stage 3: 2 blocks 64 ch @4x4
+    (same); global average pool; linear(64->num_classes).
     """
 
-    def __init__(self, in_channels: int = 1, num_classes: int = 10, widths: tuple[int, ...] = (32, 64, 128),
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, widths: tuple[int, ...] = (16, 32, 64),
                  blocks: int = 2) -> None:
         super().__init__()
         if len(widths) != 3:

@@ -43,8 +43,10 @@ class GatorOptions:
     cost: str = "latency"
     max_epochs: int = 40
     finetune_epochs: int = 8
-    gate_lr: float = 0.05
+    gate_lr: float = 0.1
     lr: float = 1e-3
+    lambda0: float = 1.0
+    lambda_growth: float = 1.02
     seed: int = 0
 
     @property
@@ -153,7 +155,8 @@ def gator_prune(model: nn.Module, ratio: float, cost: str = "latency", example_i
     cm = _cost_model(m, graph, edges, opts.cost, example_input, target, progress)
     gates = ChannelGates(edges, INIT_KEEP_PROB)
     report = train_gates(m, gates, cm, loader, GateTrainConfig(opts.ratio, opts.max_epochs, opts.lr, opts.gate_lr,
-                                                                seed=opts.seed, progress=progress))
+                                                                opts.lambda0, opts.lambda_growth, opts.seed,
+                                                                progress))
     keep, dead = gate_keep_indices(gates)
     small = slice_by_gates(m, graph, keep, dead)
     if opts.finetune_epochs:

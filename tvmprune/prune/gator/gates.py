@@ -57,7 +57,7 @@ class ChannelGates(nn.Module):
                 noise = torch.log(u) - torch.log1p(-u)
                 s = torch.sigmoid((theta + noise) / self.temperature)
                 hard = (s > 0.5).float()
-                g = hard + s - s.detach()
+                g = hard + (s - s.detach())  # exactly 0 or 1 forward, ds/dtheta backward
             else:
                 g = (theta.detach() > 0).float()[None]
             gates.append(g * live)
