@@ -37,6 +37,11 @@ class ModelRequest:
         return {"model": self.spec, "pattern": self.pattern, "pruned_dir": self.pruned_dir}
 
 
+def pruned_pattern_label(pruning_json: dict[str, Any]) -> str:
+    """The pattern label (``1x8@0.8``) of a ``pruning.json`` dict: it sits under ``config``."""
+    return str((pruning_json.get("config") or {}).get("pattern") or "pruned")
+
+
 def resolve_model(
     model: str | None = None,
     input_shape: "str | tuple[int, ...] | None" = None,
@@ -59,7 +64,7 @@ def resolve_model(
         if model and spec and model != spec:
             raise TvmpruneError(f"--model {model} does not match the pruned directory's model {spec}")
         shape = parse_input_shape(input_shape) if input_shape else tuple(config.get("input_shape") or parse_input_shape(None))
-        return ModelRequest(net.eval(), spec, shape, config.get("pattern", "pruned"), pruned_dir=str(pruned))
+        return ModelRequest(net.eval(), spec, shape, pruned_pattern_label(config), pruned_dir=str(pruned))
     if not model:
         raise TvmpruneError("no model given: use --model NAME (e.g. resnet18) or --pruned DIR")
     shape = parse_input_shape(input_shape)

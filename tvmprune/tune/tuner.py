@@ -38,6 +38,7 @@ from . import db as dbm
 from .measure import (RemoteSpec, make_builder, make_runner, point_to, save_consts, time_kernel,
                       time_side_by_side)
 from .apply import family_key
+from .logs import metaschedule_logs
 from .tasks import TuneTask, space_generator
 
 Log = Callable[[str], None]
@@ -101,19 +102,6 @@ def _no_tensor_intrin():
     finally:
         if isinstance(sys.modules.get(name), types.ModuleType) and not hasattr(sys.modules[name], "__file__"):
             del sys.modules[name]
-
-
-def _quiet_console() -> None:
-    """MetaSchedule logs INFO lines and statistics tables to the console; keep them in the
-    log directory's ``logs/`` files only (our progress lines replace them)."""
-    import logging
-
-    for name, lg in list(logging.root.manager.loggerDict.items()):
-        if not name.startswith("tvm.s_tir.meta_schedule") or not isinstance(lg, logging.Logger):
-            continue
-        for h in list(lg.handlers):
-            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
-                lg.removeHandler(h)
 
 
 @contextlib.contextmanager
@@ -253,7 +241,7 @@ def tune_tasks(
     t_start = time.time()
     deadline = None if not time_budget else t_start + float(time_budget)
     report = TuneReport(log_dir=str(d), emulated=emulated)
-    with dbm.LogLock(d):
+    with dbm.LogLock(d), metaschedule_logs(d) as ms_logs:
         contents = dbm.sanitize(d, log=log)
         manifest = dbm.read_manifest(d)
         mt = manifest.setdefault("tasks", {})
@@ -330,9 +318,8 @@ def tune_tasks(
                     task_name=t.name,
                     rand_state=seed + i,
                     num_threads=max(1, target.cores if target.runs_on_host else (os.cpu_count() or 1)),
-                    logger=ms.logging.get_loggers_from_work_dir(str(d), [t.name])[0],
+                    logger=ms_logs.task_logger(t.name),
                 ).clone()
-                _quiet_console()
             cost_model = ms.cost_model.XGBModel(
                 extractor=ms.feature_extractor.PerStoreFeature(), adaptive_training=True,
                 num_tuning_cores=max(1, os.cpu_count() or 1))

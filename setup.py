@@ -1,0 +1,11 @@
+"""Packaging beyond what pyproject.toml can say: the shipped schedule records live in the
+top-level ``schedules/`` folder of the repository and are installed as the package data
+folder ``tvmprune/schedules/`` (so a non-editable install finds them too)."""
+
+from setuptools import find_packages, setup
+
+setup(
+    packages=find_packages(include=["tvmprune", "tvmprune.*"]) + ["tvmprune.schedules"],
+    package_dir={"tvmprune.schedules": "schedules"},
+    package_data={"tvmprune": ["assets/*"], "tvmprune.schedules": ["*/*.json", "*/*.md", "*.md"]},
+)
