@@ -14,6 +14,7 @@ Entry point: :func:`gator_prune`.  Saved models are rebuilt by :func:`rebuild_ga
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, replace
 from typing import Any, Iterable
 
@@ -51,8 +52,12 @@ class GatorOptions:
 
     @property
     def label(self) -> str:
-        s = f"gator@{self.ratio:g}"
-        return s if self.cost == "latency" else f"{s}+{self.cost}"
+        s = f"gator@{self.ratio:g}" + ("" if self.cost == "latency" else f"+{self.cost}")
+        if self.max_epochs != GatorOptions.max_epochs:
+            s += f"+epochs{self.max_epochs}"
+        if self.finetune_epochs != GatorOptions.finetune_epochs:
+            s += f"+finetune{self.finetune_epochs}"
+        return s
 
 
 def check_ratio(ratio: Any) -> float:
@@ -67,30 +72,26 @@ def check_ratio(ratio: Any) -> float:
 
 
 def parse_gator_options(ratio: Any, options: Iterable[str] = ()) -> GatorOptions:
-    """Options after the ratio: a cost name, ``epochs=N`` (max gate epochs), ``finetune=N``, ``seed=N``."""
+    """Options after the ratio (pattern ``+`` tokens): a cost name, ``epochsN`` (at most N gate
+    epochs), ``finetuneN`` (N fine-tuning epochs of the sliced model)."""
     o = GatorOptions(check_ratio(ratio))
-    ints = {"epochs": "max_epochs", "finetune": "finetune_epochs", "seed": "seed"}
     for opt in options:
         text = str(opt).strip().lower()
+        m = re.fullmatch(r"(epochs|finetune)(\d+)", text)
         if text in COSTS:
             o = replace(o, cost=text)
-            continue
-        key, _, val = text.partition("=")
-        if key in ints and val:
-            try:
-                n = int(val)
-            except ValueError:
-                n = -1
-            if n < 0:
-                raise PruneConfigError(f"gator option {opt!r}: {key} must be a non-negative integer")
-            o = replace(o, **{ints[key]: n})
-            continue
-        raise PruneConfigError(f"unknown gator option {opt!r}: the cost is one of {', '.join(COSTS)} "
-                               "(e.g. gator@0.5+flops); other options: epochs=N, finetune=N, seed=N")
+        elif m and m.group(1) == "epochs":
+            o = replace(o, max_epochs=int(m.group(2)))
+        elif m:
+            o = replace(o, finetune_epochs=int(m.group(2)))
+        else:
+            raise PruneConfigError(f"unknown gator option {opt!r}: the cost is one of {', '.join(COSTS)} "
+                                   "(e.g. gator@0.5+flops); other options: +epochsN, +finetuneN")
     return o
 
 
-def _train_loader(data: Any) -> Iterable:
+def train_loader_of(data: Any) -> Iterable:
+    """The training batches in ``data`` (a Dataset, a (train, val) pair, or a loader); error when None."""
     if data is None:
         raise MissingDataError(
             "gator@ trains channel gates and needs training data: pass data= (a tvmprune.dataset.Dataset or a "
@@ -138,33 +139,40 @@ def gator_prune(model: nn.Module, ratio: float, cost: str = "latency", example_i
     Raises:
         PruneConfigError: ratio outside (0, 1), unknown cost, no data (:class:`MissingDataError`).
     """
-    from .. import LayerReport, PruneResult
-
     opts = options or parse_gator_options(ratio, [cost] if cost else [])
-    loader = _train_loader(data)
+    loader = train_loader_of(data)
     m = copy.deepcopy(model).eval()
     if example_input is None:
         from ..graph import default_example_input
 
         example_input = default_example_input(m)
-    graph = build_graph(m, example_input)
-    edges = find_hyper_edges(m, graph)
+    return apply_gator(m, build_graph(m, example_input), opts, example_input, loader, target, progress)
+
+
+def apply_gator(model: nn.Module, graph: DependencyGraph, opts: GatorOptions, example_input: torch.Tensor,
+                loader: Iterable, target: Any, progress: bool) -> "PruneResult":
+    """Gate, train, slice and fine-tune ``model`` (a private copy, changed in place); see :func:`gator_prune`."""
+    from ..result import LayerReport, PruneResult
+
+    mods = dict(model.named_modules())
+    original = {n: (mods[n].weight.numel(), isinstance(mods[n], nn.Linear)) for n in graph.layers}
+    edges = find_hyper_edges(model, graph)
     if not edges:
         raise PruneConfigError(f"{type(model).__name__} has no channel group that gator can gate "
                                "(every group is frozen or feeds no layer)")
-    cm = _cost_model(m, graph, edges, opts.cost, example_input, target, progress)
+    cm = _cost_model(model, graph, edges, opts.cost, example_input, target, progress)
     gates = ChannelGates(edges, INIT_KEEP_PROB)
-    report = train_gates(m, gates, cm, loader, GateTrainConfig(opts.ratio, opts.max_epochs, opts.lr, opts.gate_lr,
-                                                                opts.lambda0, opts.lambda_growth, opts.seed,
-                                                                progress))
+    report = train_gates(model, gates, cm, loader, GateTrainConfig(opts.ratio, opts.max_epochs, opts.lr, opts.gate_lr,
+                                                                    opts.lambda0, opts.lambda_growth, opts.seed,
+                                                                    progress))
     keep, dead = gate_keep_indices(gates)
-    small = slice_by_gates(m, graph, keep, dead)
+    small = slice_by_gates(model, graph, keep, dead)
     if opts.finetune_epochs:
         from ...dataset import train
 
         train(small, loader, opts.finetune_epochs, lr=opts.lr, seed=opts.seed)
     config = _config(opts, graph, edges, gates, keep, dead, cm, report)
-    layers = _layer_reports(model, small, graph, edges, keep, dead, LayerReport)
+    layers = _layer_reports(original, small, graph, edges, keep, dead, LayerReport)
     return PruneResult(small.eval(), layers, config, {}, graph)
 
 
@@ -201,15 +209,14 @@ def _config(opts, graph, edges, gates, keep, dead, cm, report) -> dict:
     }
 
 
-def _layer_reports(model, small, graph, edges, keep, dead, LayerReport) -> list:
-    orig = dict(model.named_modules())
+def _layer_reports(original: dict, small, graph, edges, keep, dead, LayerReport) -> list:
     mods = dict(small.named_modules())
     reasons = ungated_reasons(graph, edges)
     touched = {mem.module for g in keep for mem in graph.groups[g].members}
     out = []
     for n in graph.layers:
-        kind = "linear" if isinstance(orig[n], nn.Linear) else "conv"
-        full = orig[n].weight.numel()
+        full, linear = original[n]
+        kind = "linear" if linear else "conv"
         if n not in mods:
             out.append(LayerReport(n, kind, (0,), 0.0, "removed (all channels of its edge closed)"))
             continue
