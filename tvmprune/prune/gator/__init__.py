@@ -114,8 +114,19 @@ def _cost_model(model: nn.Module, graph: DependencyGraph, edges: list[HyperEdge]
         return CostModel(layers, sizes, memory_cost, cost)
     from .latency_table import latency_cost_fn, latency_fits
 
-    fits = latency_fits(layers, target if target is not None else "x86", int(example_input.shape[0]), progress)
+    fits = latency_fits(layers, target if target is not None else "x86", int(example_input.shape[0]), progress,
+                        channel_quantum(cost, target))
     return CostModel(layers, sizes, latency_cost_fn(fits), cost)
+
+
+def channel_quantum(cost: str, target: Any) -> int:
+    """Open channel counts are rounded to multiples of this (``+latency`` only): half the target's
+    fp32 SIMD lanes (8 on AVX-512), the widths the dense conv kernel vectorises without a tail."""
+    if cost != "latency":
+        return 1
+    from ...target import get_target
+
+    return max(1, get_target(target if target is not None else "x86").vector_lanes // 2)
 
 
 def gator_prune(model: nn.Module, ratio: float, cost: str = "latency", example_input: torch.Tensor | None = None,
@@ -165,6 +176,8 @@ def apply_gator(model: nn.Module, graph: DependencyGraph, opts: GatorOptions, ex
     report = train_gates(model, gates, cm, loader, GateTrainConfig(opts.ratio, opts.max_epochs, opts.lr, opts.gate_lr,
                                                                     opts.lambda0, opts.lambda_growth, opts.seed,
                                                                     progress))
+    quantum = channel_quantum(opts.cost, target)
+    gates.quantize(quantum)
     keep, dead = gate_keep_indices(gates)
     small = slice_by_gates(model, graph, keep, dead)
     if opts.finetune_epochs:
@@ -172,6 +185,7 @@ def apply_gator(model: nn.Module, graph: DependencyGraph, opts: GatorOptions, ex
 
         train(small, loader, opts.finetune_epochs, lr=opts.lr, seed=opts.seed)
     config = _config(opts, graph, edges, gates, keep, dead, cm, report)
+    config["gator_channel_quantum"] = quantum
     layers = _layer_reports(original, small, graph, edges, keep, dead, LayerReport)
     return PruneResult(small.eval(), layers, config, {}, graph)
 

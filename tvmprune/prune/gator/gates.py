@@ -90,6 +90,33 @@ class ChannelGates(nn.Module):
             theta[now] = torch.minimum(theta[now], torch.zeros_like(theta[now]))
         return newly
 
+    @torch.no_grad()
+    def quantize(self, quantum: int) -> None:
+        """Round each edge's open count to the nearest multiple of ``quantum`` (by logit rank).
+
+        Kernels vectorise over output channels: a count that is not a multiple of the SIMD
+        width runs much slower than the next multiple.  Edges smaller than ``quantum`` and
+        removed edges are left alone; a non-removable edge keeps at least ``quantum``.
+        """
+        if quantum <= 1:
+            return
+        for i, (e, theta) in enumerate(zip(self.edges, self.logits)):
+            open_ = self.open_mask(i)
+            n = int(open_.sum())
+            if e.size < quantum or n == 0 or n % quantum == 0:
+                continue
+            want = min(max(int(round(n / quantum)) * quantum, quantum), e.size)
+            order = torch.argsort(theta, descending=True)
+            keep = torch.zeros_like(open_)
+            keep[order[:want]] = True
+            keep |= open_ if want > n else torch.zeros_like(open_)
+            if want < n:  # close the lowest-logit open channels
+                ranked = [int(c) for c in order if bool(open_[c])]
+                keep = torch.zeros_like(open_)
+                keep[torch.tensor(ranked[:want], dtype=torch.long)] = True
+            self.closed(i).copy_(~keep)
+            theta[keep] = torch.clamp(theta[keep], min=1e-3)
+
     def mask_gradients(self) -> None:
         """Zero the logit gradients of closed channels (they stay closed)."""
         for i, theta in enumerate(self.logits):

@@ -71,9 +71,10 @@ def _shape_key(lg: LayerGeometry, batch: int) -> str:
             f"_s{lg.stride[0]}x{lg.stride[1]}_p{lg.padding[0]}x{lg.padding[1]}")
 
 
-def _points(lg: LayerGeometry) -> list[tuple[int, int]]:
+def _points(lg: LayerGeometry, quantum: int = 1) -> list[tuple[int, int]]:
     def n(f: float, c: int) -> int:
-        return max(1, int(round(f * c)))
+        q = quantum if c >= quantum else 1
+        return max(q, int(round(f * c / q)) * q)
     if lg.kind == "depthwise":
         return sorted({(n(f, lg.cin), n(f, lg.cout)) for f in DEPTHWISE_FRACTIONS})
     return sorted({(n(fi, lg.cin), n(fo, lg.cout)) for fi, fo in CONV_FRACTIONS})
@@ -95,8 +96,10 @@ def _time_conv(lg: LayerGeometry, cin: int, cout: int, batch: int, target: Named
 
 
 def latency_fits(layers: list[LayerGeometry], target: "NamedTarget | str", batch: int = 1,
-                 progress: bool = False) -> dict[str, LatencyFit]:
+                 progress: bool = False, quantum: int = 1) -> dict[str, LatencyFit]:
     """A :class:`LatencyFit` per conv layer (linear layers are left out), measured or from the cache.
+
+    Channel counts are measured at multiples of ``quantum`` (see :meth:`ChannelGates.quantize`).
 
     Raises:
         PruneConfigError: the target's code cannot run on this machine.
@@ -109,7 +112,7 @@ def latency_fits(layers: list[LayerGeometry], target: "NamedTarget | str", batch
     todo: dict[str, LayerGeometry] = {}
     for lg in layers:
         if lg.kind != "linear":
-            todo.setdefault(_shape_key(lg, batch), lg)
+            todo.setdefault(_shape_key(lg, batch) + (f"_q{quantum}" if quantum > 1 else ""), lg)
     tables: dict[str, list] = {}
     missing = []
     for key, lg in todo.items():
@@ -121,13 +124,13 @@ def latency_fits(layers: list[LayerGeometry], target: "NamedTarget | str", batch
     if missing:
         from tqdm import tqdm
 
-        n = sum(len(_points(todo[k])) for k in missing)
+        n = sum(len(_points(todo[k], quantum)) for k in missing)
         bar = tqdm(total=n, desc="gator latency table", unit="kernel",
                    disable=not (progress and sys.stderr.isatty()))
         for key in missing:
             lg = todo[key]
             pts = []
-            for cin, cout in _points(lg):
+            for cin, cout in _points(lg, quantum):
                 pts.append((cin, cout, _time_conv(lg, cin, cout, batch, t)))
                 bar.update(1)
             tables[key] = pts
@@ -138,7 +141,8 @@ def latency_fits(layers: list[LayerGeometry], target: "NamedTarget | str", batch
             except OSError:
                 pass  # a cache that cannot be written only costs time
         bar.close()
-    return {lg.name: LatencyFit(tables[_shape_key(lg, batch)], lg.kind == "depthwise")
+    sfx = f"_q{quantum}" if quantum > 1 else ""
+    return {lg.name: LatencyFit(tables[_shape_key(lg, batch) + sfx], lg.kind == "depthwise")
             for lg in layers if lg.kind != "linear"}
 
 
