@@ -243,3 +243,34 @@ def test_gator_prune_end_to_end_flops_reaches_ratio(one_thread):
     x = torch.randn(3, 1, 8, 8)
     with torch.no_grad():
         assert torch.allclose(again.eval()(x), res.model(x), atol=1e-5)
+
+
+def test_quantize_rounds_open_counts_by_logit_rank():
+    _, _, edges = _setup("digits_resnet", DIGIT)
+    gates = ChannelGates(edges)
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for i, e in enumerate(edges):
+            gates.logits[i].copy_(torch.randn(e.size, generator=gen))
+    gates.close_settled()
+    before = [gates.open_mask(i).clone() for i in range(len(edges))]
+    gates.quantize(8)
+    for i, e in enumerate(edges):
+        n0, n1 = int(before[i].sum()), gates.open_counts()[i]
+        assert n1 % 8 == 0 and abs(n1 - n0) <= 4
+        theta = gates.logits[i].detach()
+        if n1 <= n0:  # the survivors are the highest-logit open channels
+            assert bool(before[i][gates.open_mask(i)].all())
+        else:
+            assert bool(gates.open_mask(i)[before[i]].all())
+        assert float(theta[gates.open_mask(i)].min()) > 0
+
+
+def test_cli_gator_without_data_is_a_clear_error(capsys):
+    from tvmprune.cli import main
+
+    assert main(["prune", "--model", "digits_resnet", "--pattern", "gator@0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "gator@0.5" in err and "--dataset builtin" in err
+    assert main(["prune", "--model", "digits_resnet", "--pattern", "gator@1.2", "--dataset", "builtin"]) == 2
+    assert "in (0, 1)" in capsys.readouterr().err
