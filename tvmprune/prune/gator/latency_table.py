@@ -46,7 +46,7 @@ class LatencyFit:
             a = np.stack([np.ones(len(p)), p[:, 1]], 1)
         else:
             a = np.stack([np.ones(len(p)), p[:, 0] * p[:, 1], p[:, 0], p[:, 1]], 1)
-        self.coef = [float(c) for c in np.linalg.lstsq(a, p[:, 2], rcond=None)[0]]
+        self.coef = _nonnegative_fit(a, p[:, 2])
 
     def __call__(self, n_in: torch.Tensor, n_out: torch.Tensor) -> torch.Tensor:
         c = self.coef
@@ -55,6 +55,23 @@ class LatencyFit:
         else:
             t = c[0] + c[1] * n_in * n_out + c[2] * n_in + c[3] * n_out
         return torch.clamp(t, min=0.0)
+
+
+def _nonnegative_fit(a: np.ndarray, t: np.ndarray) -> list[float]:
+    """Least squares with every coefficient >= 0 (a cost that never falls as channels are added).
+
+    Noisy timings on a shared machine can otherwise give negative terms that extrapolate to
+    nonsense; a negative coefficient is dropped and the rest refitted (active set).
+    """
+    active = list(range(a.shape[1]))
+    coef = np.zeros(a.shape[1])
+    while active:
+        sol = np.linalg.lstsq(a[:, active], t, rcond=None)[0]
+        if (sol >= 0).all():
+            coef[active] = sol
+            break
+        active.pop(int(np.argmin(sol)))
+    return [float(c) for c in coef]
 
 
 def latency_cache_dir(target: NamedTarget) -> Path:
