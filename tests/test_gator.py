@@ -264,7 +264,7 @@ def test_quantize_rounds_open_counts_by_logit_rank():
             assert bool(before[i][gates.open_mask(i)].all())
         else:
             assert bool(gates.open_mask(i)[before[i]].all())
-        assert float(theta[gates.open_mask(i)].min()) > 0
+        assert n1 == 0 or float(theta[gates.open_mask(i)].min()) > 0
 
 
 def test_cli_gator_without_data_is_a_clear_error(capsys):

@@ -96,7 +96,8 @@ class ChannelGates(nn.Module):
 
         Kernels vectorise over output channels: a count that is not a multiple of the SIMD
         width runs much slower than the next multiple.  Edges smaller than ``quantum`` and
-        removed edges are left alone; a non-removable edge keeps at least ``quantum``.
+        removed edges are left alone; a non-removable edge keeps at least ``quantum``, a removable
+        one with fewer than ``quantum / 2`` open channels closes (its block is removed).
         """
         if quantum <= 1:
             return
@@ -105,7 +106,8 @@ class ChannelGates(nn.Module):
             n = int(open_.sum())
             if e.size < quantum or n == 0 or n % quantum == 0:
                 continue
-            want = min(max(int(round(n / quantum)) * quantum, quantum), e.size)
+            floor = 0 if e.removable else quantum  # a removable edge with a few channels left goes
+            want = min(max(int(round(n / quantum)) * quantum, floor), e.size)
             order = torch.argsort(theta, descending=True)
             keep = torch.zeros_like(open_)
             keep[order[:want]] = True
@@ -113,7 +115,8 @@ class ChannelGates(nn.Module):
             if want < n:  # close the lowest-logit open channels
                 ranked = [int(c) for c in order if bool(open_[c])]
                 keep = torch.zeros_like(open_)
-                keep[torch.tensor(ranked[:want], dtype=torch.long)] = True
+                if want:
+                    keep[torch.tensor(ranked[:want], dtype=torch.long)] = True
             self.closed(i).copy_(~keep)
             theta[keep] = torch.clamp(theta[keep], min=1e-3)
 
