@@ -49,7 +49,10 @@ def _add_model_args(p: argparse.ArgumentParser, required_target: bool = True) ->
     p.add_argument("--input-shape", default=None, help="NCHW input shape, default 1x3x224x224")
     p.add_argument("--pruned", default=None, help="directory written by `tvmprune prune -o`")
     p.add_argument("--prune", default=None, metavar="PATTERN",
-                   help="prune on the fly: dense, unstructured@0.8, 1x8@0.8, filter@0.5")
+                   help="prune on the fly: dense, unstructured@0.8, 1x8@0.8, filter@0.5, gator@0.5")
+    p.add_argument("--dataset", default=None,
+                   help="training data for --prune patterns that learn (gator@): builtin (digits), an ImageFolder "
+                        "directory, or path/to/file.py:factory")
     p.add_argument("--target", default="x86", help="x86 (default), x86-avx2, x86-avx512, arm_cpu, aarch64, or TVM JSON")
 
 
@@ -86,7 +89,8 @@ def _run_compile(args: argparse.Namespace) -> int:
 
     target = get_target(args.target)
     ensure_writable_dir(args.output)
-    req = resolve_model(args.model, args.input_shape, args.pruned, args.prune, target=target)
+    req = resolve_model(args.model, args.input_shape, args.pruned, args.prune, dataset=args.dataset,
+                        target=target)
     print(f"compiling {req.spec} ({req.pattern}) for {target.name}, input {'x'.join(map(str, req.input_shape))}")
     cm = compile_model(
         req.model, req.input_shape, target,

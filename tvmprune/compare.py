@@ -277,7 +277,7 @@ def _resolve(args: argparse.Namespace) -> tuple[Any, str, tuple[int, ...], Any, 
     from .frontend.model_source import check_input_shape, load_model, parse_input_shape
 
     spec = args.model or BUILTIN_MODEL
-    builtin_model = spec.lower() in (BUILTIN_MODEL, "digits_cnn")
+    builtin_model = spec.lower() in (BUILTIN_MODEL, "digits_cnn", "digits_resnet")
     dataset_spec = args.dataset if args.dataset is not None else ("builtin" if builtin_model else None)
     if args.dataset is not None and str(args.dataset).lower() in ("none", ""):
         dataset_spec = None
@@ -287,7 +287,9 @@ def _resolve(args: argparse.Namespace) -> tuple[Any, str, tuple[int, ...], Any, 
         shape = DIGITS_INPUT_SHAPE
     else:
         shape = parse_input_shape(None)
-    if builtin_model:
+    if builtin_model and spec.lower() == "digits_resnet":  # the residual one: channel gating (gator@)
+        model = load_model("digits_resnet", seed=args.seed)
+    elif builtin_model:
         from .data import DigitsCNN
 
         torch.manual_seed(args.seed)
@@ -389,7 +391,8 @@ def _prune_and_evaluate(job: _Job, model: Any, pat: Any, ds: Any, example: Any, 
         pruned, masks, res = model, {}, None
     else:
         job.say(f"{tag}: pruning")
-        res = prune_model(model, pat, example, target=job.target)
+        res = prune_model(model, pat, example, data=ds.train if ds is not None else None, target=job.target,
+                          progress=sys.stderr.isatty())
         pruned, masks = res.model, res.masks
     acc_before = None
     if ds is not None:

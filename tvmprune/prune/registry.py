@@ -40,6 +40,7 @@ METHODS: dict[str, str] = {
     "unstructured": "unstructured:UnstructuredMethod",
     "1xN": "block:BlockMethod",
     "filter": "filter:FilterMethod",
+    "gator": "gator.method:GatorMethod",
 }
 # option name -> "module:Class"
 MODIFIERS: dict[str, str] = {
