@@ -9,7 +9,7 @@ from torch import nn
 
 from tvmprune.errors import PruneConfigError
 from tvmprune.kernels.base import ConvSpec
-from tvmprune.perf_model import NONZERO_OVERHEAD_FMAS, ROW_OVERHEAD_FMAS, PerfParams
+from tvmprune.plan.roofline import NONZERO_OVERHEAD_FMAS, ROW_OVERHEAD_FMAS, PerfParams
 from tvmprune.prune import load_pruned, save_pruned
 from tvmprune.prune.block import block_map
 from tvmprune.prune.guided import (GuidedPlan, LayerGeometry, format_plan_table, guided_prune, layer_bounds,
