@@ -7,5 +7,9 @@ from setuptools import find_packages, setup
 setup(
     packages=find_packages(include=["tvmprune", "tvmprune.*"]) + ["tvmprune.schedules"],
     package_dir={"tvmprune.schedules": "schedules"},
-    package_data={"tvmprune": ["assets/*"], "tvmprune.schedules": ["*/*.json", "*/*.md", "*.md"]},
+    package_data={
+        # bundle/: the runner's C++ sources and the support headers for building TVM's runtime
+        "tvmprune": ["assets/*", "bundle/*.cc", "bundle/*.h", "bundle/cxx/*.md", "bundle/cxx/**/*.h"],
+        "tvmprune.schedules": ["*/*.json", "*/*.md", "*.md"],
+    },
 )

@@ -1,6 +1,6 @@
 """Predicted time of the interspace form of a KxK conv (basis conv + sparse 1x1), roofline style.
 
-Same model and parameters as :mod:`tvmprune.perf_model`:
+Same model and parameters as :mod:`tvmprune.plan.roofline`:
 
 * basis conv: ``2 * B*OH*OWp * Cin * K² * K²`` FLOPs (K² basis filters, K² taps each, output
   width rounded up to whole vectors) at ``BASIS_CONV_EFFICIENCY`` x the dense kernels'
@@ -15,7 +15,7 @@ Same model and parameters as :mod:`tvmprune.perf_model`:
 from __future__ import annotations
 
 from .kernels.base import ConvSpec
-from .perf_model import NONZERO_OVERHEAD_FMAS, ROW_OVERHEAD_FMAS, PerfParams, params_for
+from .plan.roofline import NONZERO_OVERHEAD_FMAS, ROW_OVERHEAD_FMAS, PerfParams, params_for
 from .target import NamedTarget
 
 __all__ = ["predict_interspace_ms", "BASIS_CONV_EFFICIENCY"]

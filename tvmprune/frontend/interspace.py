@@ -26,7 +26,8 @@ from typing import Any, Callable
 import numpy as np
 
 from ..target import NamedTarget
-from .lowering import LayerInfo, LayerPlan, Planner, build_kernel
+from ..kernels.registry import build_kernel
+from ..plan.layer import LayerInfo, LayerPlan, Planner
 
 __all__ = ["InterspaceFactors", "InterspaceLayerPlan", "prepare_interspace", "interspace_factors",
            "folded_coefficients"]
@@ -58,7 +59,7 @@ class InterspaceLayerPlan(LayerPlan):
 
 
 def _block_n(coefficients: np.ndarray) -> int:
-    from .lowering import detect_block_n
+    from ..plan.layer import detect_block_n
 
     return detect_block_n(coefficients.reshape(coefficients.shape[0], -1)) or 1
 
@@ -128,6 +129,13 @@ def _make_kernel(plan: LayerPlan, target: NamedTarget):
         info = plan.info
         return interspace_conv2d(info.spec, plan.coefficients, plan.basis, info.bias, target, n=max(plan.n, 1))
     return build_kernel(plan, target)
+
+
+def reconstruct_for_import(model: Any) -> Any:
+    """``model`` with every interspace layer as a dense ``nn.Conv2d`` (``w = c * B``); unchanged without any."""
+    from ..prune.interspace import has_interspace_layers, reconstruct_dense
+
+    return reconstruct_dense(model).eval() if has_interspace_layers(model) else model
 
 
 def prepare_interspace(model: Any, planner: Planner, mode: str = "auto") -> tuple[Any, Planner, Callable | None]:

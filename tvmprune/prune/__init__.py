@@ -7,7 +7,7 @@ Top-level API::
     save_pruned(result, "pruned/", "resnet50", (1, 3, 224, 224))
     model, meta = load_pruned("pruned/")
 
-Layout (see ``docs/pruning-architecture.md``):
+Layout (see ``docs/architecture.md, section "Pruning"``):
 
 * :mod:`.pattern` -- the ``KIND@RATE+OPTION`` grammar and :class:`PrunePattern`;
 * :mod:`.registry` -- :class:`PruningMethod` / :class:`PatternModifier` and the table of

@@ -10,6 +10,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import torch
@@ -46,6 +47,11 @@ def add_prune_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--global", dest="global_", action="store_true",
                    help="rank blocks / weights / filters across all layers (per-layer cap 0.95)")
     p.add_argument("--input-shape", default=None, help="example input N x C x H x W for tracing (default 1x3x224x224)")
+    p.add_argument("--dataset", default=None,
+                   help="training data for patterns that learn (gator@): builtin (digits), an ImageFolder directory, "
+                        "or path/to/file.py:factory")
+    p.add_argument("--target", default="x86",
+                   help="compile target whose performance model +guided patterns follow (default x86, the host)")
     p.add_argument("-o", "--output", default=None, help="output directory (default: print only, save nothing)")
     p.add_argument("--quiet", action="store_true", help="print only the summary, not the per-layer table")
     p.set_defaults(func=run_prune, command="prune")
@@ -98,16 +104,25 @@ def run_prune(args) -> int:
     from ..frontend.model_source import check_input_shape, load_model, parse_input_shape
     from . import format_layer_table, format_summary, prune_model, save_pruned
 
+    from ..model_request import default_input_shape, training_data
+
     pat = pattern_from_args(args)
-    shape = parse_input_shape(args.input_shape)
+    dataset = getattr(args, "dataset", None)
+    shape = parse_input_shape(args.input_shape) if args.input_shape else default_input_shape(args.model, dataset)
     t0 = time.time()
     model = load_model(args.model)
     check_input_shape(model, shape)
-    result = prune_model(model, pat, torch.zeros(shape))
+    result = prune_model(model, pat, torch.zeros(shape), data=training_data(dataset, shape),
+                         target=getattr(args, "target", None), progress=sys.stderr.isatty())
     dt = time.time() - t0
     if not getattr(args, "quiet", False):
         print(format_layer_table(result.layers))
         print()
+        if getattr(result, "plan", None) is not None:  # +guided: bounds, chosen density, predicted speedup
+            from .guided import format_plan_table
+
+            print(format_plan_table(result.plan))
+            print()
     print(format_summary(result, model))
     groups = result.config.get("coupled_groups", [])
     if groups and not getattr(args, "quiet", False):

@@ -41,9 +41,12 @@ METHODS: dict[str, str] = {
     "1xN": "block:BlockMethod",
     "filter": "filter:FilterMethod",
     "interspace": "interspace.method:InterspaceMethod",
+    "gator": "gator.method:GatorMethod",
 }
 # option name -> "module:Class"
-MODIFIERS: dict[str, str] = {}
+MODIFIERS: dict[str, str] = {
+    "guided": "guided.prune:GuidedModifier",
+}
 
 GLOBAL = Option("global", "rank units across all layers, at most max_layer_rate (0.95) of one layer")
 

@@ -109,8 +109,9 @@ def format_summary(result: PruneResult, original: nn.Module | None = None) -> st
     from .registry import get_method
 
     mods = dict(result.model.named_modules())
-    tot = sum(mods[r.name].weight.numel() for r in result.layers)
-    nz = sum(int((mods[r.name].weight != 0).sum()) for r in result.layers)
+    present = [r for r in result.layers if r.name in mods]  # gator may remove whole layers
+    tot = sum(mods[r.name].weight.numel() for r in present)
+    nz = sum(int((mods[r.name].weight != 0).sum()) for r in present)
     pruned = [r for r in result.layers if r.skipped_reason is None]
     s = (f"pattern {result.config['pattern']}: {len(pruned)}/{len(result.layers)} layers pruned, "
          f"nonzero conv/linear weights {nz:,}/{tot:,}")

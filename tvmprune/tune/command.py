@@ -71,21 +71,22 @@ def default_log_dir(model: str, pattern: str, target: str) -> Path:
     return Path("tuning_logs") / f"{safe(model)}-{safe(pattern)}-{safe(target)}"
 
 
-def _e2e(req: Any, target: Any, log_dir: Path, planner: Any, say: Callable[[str], None]) -> tuple[float, float]:
-    """Compile the model with default schedules and with the tuning log; median ms of each."""
+def _e2e(planned: Any, log_dir: Path, say: Callable[[str], None]) -> tuple[float, float]:
+    """Build the planned model with default schedules and with the tuning log; median ms of each."""
     import tvm
     from tvm import relax
 
-    from ..bench import time_vm
-    from ..compiler import compile_model
+    from ..measure.model import time_vm
+    from ..compiler import build, schedule
     from .apply import schedule_source_for
 
+    target = planned.target
     out = []
     for label, src in (("default", None), ("tuned", schedule_source_for(log_dir, target, use_shipped=False, log=None))):
         t0 = time.time()
-        cm = compile_model(req.model, req.input_shape, target, planner=planner, schedule_source=src)
+        cm = build(schedule(planned, src))
         vm = relax.VirtualMachine(cm.executable, tvm.cpu())
-        ms = time_vm(vm, tvm.cpu(), req.input_shape, warmup=3, repeat=15)["median_ms"]
+        ms = time_vm(vm, tvm.cpu(), planned.lowered.input_shape, warmup=3, repeat=15)["median_ms"]
         say(f"  end to end, {label} schedules: {ms:.3f} ms (compiled in {time.time() - t0:.0f} s)")
         out.append(ms)
     return out[0], out[1]
@@ -96,7 +97,9 @@ def run_tune(args: argparse.Namespace) -> int:
     from ..model_request import resolve_model
     from ..target import get_target
     from .measure import RemoteSpec, check_tracker, parse_hostport
-    from .tasks import extract_tasks, lower_model
+    from ..compiler import lower, plan
+    from ..plan.planners import PLANNERS
+    from .tasks import extract_tasks
     from .tuner import format_report, tune_tasks
 
     if args.trials <= 0:
@@ -115,18 +118,14 @@ def run_tune(args: argparse.Namespace) -> int:
         remote.boards = max(1, int(info["servers"]))
         print(f"RPC: tracker {host}:{port}, {info['servers']} server(s) with key {args.key}: {info['device']}")
     emulated = args.emulated or bool(args.key and "emul" in args.key)
-    req = resolve_model(args.model, args.input_shape, args.pruned, args.prune)
+    req = resolve_model(args.model, args.input_shape, args.pruned, args.prune, target=target)
     log_dir = Path(args.log) if args.log else default_log_dir(req.spec, req.pattern, target.name)
     print(f"tuning {req.spec} ({req.pattern}) for {target.name}: {args.trials} trials"
           + (f", time budget {args.time_budget:.0f} s" if args.time_budget else "") + f"; log {log_dir}")
-    from .. import perf_model
-
     formats = "dense" if args.dense else args.formats
-    planners = getattr(perf_model, "PLANNERS", None) or {"auto": perf_model.choose_format,
-                                                         "dense": perf_model.dense_only}
-    planner = planners.get(formats, perf_model.choose_format)
     t0 = time.time()
-    plans = lower_model(req.model, req.input_shape, target, planner)
+    planned = plan(lower(req.model, req.input_shape), target, PLANNERS[formats])
+    plans = planned.plans
     tasks = extract_tasks(plans)
     print(f"  {len(plans)} conv/linear layers -> {len(tasks)} distinct kernel(s) ({time.time() - t0:.0f} s)")
     report = tune_tasks(tasks, target, log_dir, args.trials, time_budget=args.time_budget, remote=remote,
@@ -136,7 +135,7 @@ def run_tune(args: argparse.Namespace) -> int:
     if not args.no_e2e:
         if target.runs_on_host and not remote.is_rpc:
             try:
-                report.model_default_ms, report.model_tuned_ms = _e2e(req, target, log_dir, planner, print)
+                report.model_default_ms, report.model_tuned_ms = _e2e(planned, log_dir, print)
             except Exception as e:  # noqa: BLE001 - the tuning itself succeeded
                 print(f"  warning: end-to-end timing failed: {str(e).strip().splitlines()[-1]}")
         else:
