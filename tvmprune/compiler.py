@@ -57,6 +57,7 @@ class CompiledModel:
     input_shape: tuple[int, ...]
     meta: dict[str, Any] = field(default_factory=dict)
     relax_mod: Any = None
+    op_schedules: list[Any] = field(default_factory=list)  # tvmprune.schedule.ScheduleRecord per non-kernel op
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Run on this machine (host targets only). ``x`` is NCHW float32; returns the first output."""
@@ -163,6 +164,12 @@ def compile_model(
             func = p.kernel.scheduled()
         mod[mod.get_global_var(p.kernel.name)] = func.with_attr("global_symbol", p.kernel.name)
     say(f"lowered {len(plans)} conv/linear layers to kernels ({time.time() - t0:.1f} s, {tuned} tuned schedules)")
+    # --- tvmprune.schedule: legalise + fuse the remaining Relax ops and give each PrimFunc a CPU schedule ---
+    from .schedule import fuse_and_schedule
+
+    mod, op_schedules = fuse_and_schedule(mod, t, [p.kernel.name for p in plans if p.kernel is not None])
+    say(f"scheduled {len(op_schedules)} fused non-kernel ops")
+    # --- end tvmprune.schedule ---
     t0 = time.time()
     try:
         ex = tvm.compile(mod, target=t.tvm_target)
@@ -184,7 +191,7 @@ def compile_model(
     }
     meta.update(extra_meta or {})
     return CompiledModel(executable=ex, target=t, plans=plans, input_shape=tuple(input_shape), meta=meta,
-                         relax_mod=mod)
+                         relax_mod=mod, op_schedules=op_schedules)
 
 
 @dataclass
