@@ -156,7 +156,8 @@ def choose_format(info: LayerInfo, target: NamedTarget) -> LayerPlan:
     if info.op == "conv2d" and info.spec.groups > 1:
         if info.spec.groups == info.spec.cin == info.spec.cout:
             return LayerPlan(info, "depthwise", reason="depthwise convs stay dense", predicted_ms=predict_ms(info, target))
-        return LayerPlan(info, "relax", reason=f"grouped conv (groups={info.spec.groups}) has no kernel")
+        return LayerPlan(info, "grouped", reason=f"grouped conv (groups={info.spec.groups}) stays dense",
+                         predicted_ms=predict_ms(info, target))
     pred = predict_ms(info, target)
     best = min(pred, key=pred.get)
     if best == "dense":
@@ -177,7 +178,7 @@ def dense_only(info: LayerInfo, target: NamedTarget) -> LayerPlan:
     if info.op == "conv2d" and info.spec.groups > 1:
         if info.spec.groups == info.spec.cin == info.spec.cout:
             return LayerPlan(info, "depthwise", reason="depthwise")
-        return LayerPlan(info, "relax", reason=f"grouped conv (groups={info.spec.groups}) has no kernel")
+        return LayerPlan(info, "grouped", reason=f"grouped conv (groups={info.spec.groups})")
     return LayerPlan(info, "dense", reason="dense baseline")
 
 

@@ -97,7 +97,7 @@ def detect_block_n(weight: np.ndarray) -> int:
 class LayerPlan:
     """The planner's decision for one layer.
 
-    ``fmt``: ``dense``, ``depthwise``, ``1xN``, ``1xN-spatial``, ``csr``, ``relax`` (left as a Relax op);
+    ``fmt``: ``dense``, ``depthwise``, ``grouped``, ``1xN``, ``1xN-spatial``, ``csr``, ``relax`` (left as a Relax op);
     ``n``: block size for 1xN; ``predicted_ms``: per-format predictions of the perf model.
     """
 
@@ -375,6 +375,10 @@ def build_kernel(plan: LayerPlan, target: NamedTarget) -> KernelInstance | None:
             from ..kernels.dense_conv2d import dense_conv2d
 
             return dense_conv2d(info.spec, info.weight, info.bias, target)
+        if plan.fmt == "grouped":
+            from ..kernels.grouped_conv2d import grouped_conv2d
+
+            return grouped_conv2d(info.spec, info.weight, info.bias, target)
         if plan.fmt == "1xN":
             from ..kernels.sparse_conv2d import sparse_conv2d_1xn
 
