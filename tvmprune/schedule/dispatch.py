@@ -5,8 +5,9 @@ Rules are tried in order on a fresh schedule each; the first that accepts wins:
 1. ``injective``: elementwise / broadcast / layout ops and fused chains of them;
 2. ``channel-reduction``: pooling, spatial means, matmul-like ops (vector along the output's
    innermost axis, register tile);
-3. ``row-reduction``: softmax / LayerNorm-like reductions along the innermost axis (dlight CPU);
-4. ``fallback``: parallel leading spatial loops, vectorised innermost spatial loop.
+3. ``lane-reduction``: one reduction along the innermost axis (rfactor into vector partial sums);
+4. ``row-reduction``: softmax / LayerNorm-like reductions along the innermost axis (dlight CPU);
+5. ``fallback``: parallel leading spatial loops, vectorised innermost spatial loop.
 
 Functions already scheduled (our kernels, marked with :data:`KERNEL_ATTR`, or anything carrying
 ``tirx.is_scheduled``) are left as they are.
@@ -20,6 +21,7 @@ from typing import Any
 
 from .fallback import fallback_rule
 from .injective import injective_rule
+from .lane_reduction import lane_reduction_rule
 from .loops import loop_facts
 from .reduction import channel_reduction_rule
 from .row_reduction import row_reduction_rule
@@ -53,7 +55,8 @@ def schedule_func(func: Any, ctx: ScheduleContext, target: Any) -> tuple[Any, st
     """Schedule one PrimFunc; returns (scheduled func, rule name). ``none`` when every rule failed."""
     from tvm import s_tir
 
-    simple = (("injective", injective_rule), ("channel-reduction", channel_reduction_rule))
+    simple = (("injective", injective_rule), ("channel-reduction", channel_reduction_rule),
+              ("lane-reduction", lane_reduction_rule))
     for name, rule in simple:
         sch = s_tir.Schedule(func)
         try:
