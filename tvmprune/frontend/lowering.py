@@ -186,11 +186,29 @@ def _activation_of(value: Any) -> str | None:
         return "relu"
     if name == "relax.nn.relu6":
         return "relu6"
+    if name in ("relax.nn.silu", "relax.nn.gelu", "relax.sigmoid"):  # issue 12: fused into kernel epilogues
+        return name.rsplit(".", 1)[1]
     if name == "relax.clip" and len(value.args) == 3:
         lo, hi = _prim_value(value.args[1]), _prim_value(value.args[2])
         if lo == 0.0 and hi == 6.0:
             return "relu6"
     return None
+
+
+def _silu_users(var: Any, users: dict, uses: dict, claimed: set) -> list | None:
+    """The bindings ``s = sigmoid(var); m = multiply(var, s)`` when they are ``var``'s only two users
+    (SiLU as PyTorch's export decomposes it), else None."""
+    us = users.get(var, [])
+    if uses.get(var, 0) != 2 or len(us) != 2 or any(u.var in claimed for u in us):
+        return None
+    sig = next((u for u in us if _op_name(u.value) == "relax.sigmoid"), None)
+    mul = next((u for u in us if _op_name(u.value) == "relax.multiply"), None)
+    if sig is None or mul is None or uses.get(sig.var, 0) != 1:
+        return None
+    a, b = mul.value.args
+    if not ((a.same_as(var) and b.same_as(sig.var)) or (a.same_as(sig.var) and b.same_as(var))):
+        return None
+    return [sig, mul]
 
 
 def lower_to_kernels(
@@ -313,6 +331,10 @@ def lower_to_kernels(
                 act = _activation_of(nxt.value)
                 chain.append(nxt)
                 cur = nxt
+            elif nxt is None and (silu := _silu_users(cur.var, users, uses, claimed)) is not None:
+                act = "silu"  # issue 12: x * sigmoid(x) as the kernel's epilogue
+                chain.extend(silu)
+                cur = silu[-1]
 
             if name == "relax.nn.conv2d":
                 a = call.attrs
