@@ -4,8 +4,7 @@
 Times, in one process and side by side: the 1xN BSR conv (N in --ns; kernel ``1xN``, vector
 over the N output channels), the spatially vectorised 1xN conv (kernel ``1xN-spatial``,
 vector over the output width; for N below the vector lanes) and the CSR direct sparse conv
-at each density, vs the same layer dense in TVM (``dense_conv2d``; a plain TE
-fallback when that kernel is absent) and in PyTorch (``torch.nn.functional.conv2d``, NCHW,
+at each density, vs the same layer dense in TVM (``dense_conv2d``) and in PyTorch (``torch.nn.functional.conv2d``, NCHW,
 ``torch.set_num_threads(threads)``). Ratios printed are dense time / sparse time, where
 "best dense" is the faster of TVM dense and PyTorch.
 
@@ -78,64 +77,21 @@ def sparse_weight(spec: ConvSpec, density: float, n: int, rng) -> np.ndarray:
     return (w * m.transpose(0, 3, 1, 2)).astype(np.float32)
 
 
-def _fallback_dense(spec: ConvSpec, weight: np.ndarray, target):
-    """Plain NHWC/HWIO TE conv with a simple vectorised schedule (when dense_conv2d is absent)."""
-    from tvm import te, tirx
+def build_layer_kernel(fmt: str, spec: ConvSpec, weight: np.ndarray, n: int, target):
+    """The registered conv kernel family of ``fmt`` for one layer."""
+    from tvmprune.kernels.format import Format, LayerOp
+    from tvmprune.kernels.registry import family
+    from tvmprune.plan.layer import LayerInfo
 
-    from tvmprune.kernels.base import KernelInstance, unique_name
-
-    data = te.placeholder(spec.in_shape, "float32", name="data")
-    wt = np.ascontiguousarray(weight.transpose(2, 3, 1, 0))
-    W = te.placeholder(wt.shape, "float32", name="w")
-    pt, pl, pb, pr = spec.padding
-    xp = te.compute(
-        (spec.batch, spec.in_h + pt + pb, spec.in_w + pl + pr, spec.cin),
-        lambda b, h, w, c: tirx.if_then_else(
-            tirx.all(h >= pt, h < pt + spec.in_h, w >= pl, w < pl + spec.in_w), data[b, h - pt, w - pl, c], 0.0
-        ),
-        name="pad",
-    )
-    rc, ry, rx = te.reduce_axis((0, spec.cin)), te.reduce_axis((0, spec.kh)), te.reduce_axis((0, spec.kw))
-    sh, sw = spec.stride
-    out = te.compute(
-        spec.out_shape,
-        lambda b, oh, ow, co: te.sum(xp[b, oh * sh + ry, ow * sw + rx, rc] * W[ry, rx, rc, co], axis=[ry, rx, rc]),
-        name="out",
-    )
-    name = unique_name("bench_dense", spec)
-    func = te.create_prim_func([data, W, out]).with_attr("global_symbol", name)
-
-    def sched(sch):
-        blk = sch.get_sblock("out")
-        b, oh, ow, co, ry_, rx_, rc_ = sch.get_loops(blk)
-        cb = min(spec.cout, target.vector_lanes)
-        coo, coi = sch.split(co, [None, cb])
-        owo, owi = sch.split(ow, [None, 7 if spec.out_w % 7 == 0 else 1])
-        sch.reorder(b, oh, coo, owo, ry_, rx_, rc_, owi, coi)
-        sch.parallel(sch.fuse(b, oh))
-        sch.vectorize(coi)
-        sch.unroll(owi)
-
-    return KernelInstance(name, "dense", func, [wt], spec.out_shape, sched)
-
-
-def build(inst, target):
-    import tvm
-
-    return tvm.compile(tvm.IRModule({"main": inst.scheduled()}), target=target.tvm_target)
+    info = LayerInfo(0, "bench", LayerOp.CONV2D, weight, spec=spec)
+    return family(Format(fmt), LayerOp.CONV2D).build(info, n, target)
 
 
 def time_tvm(inst, lib, spec, rng, number, repeat) -> float:
-    import tvm
+    from tvmprune.measure.kernel import time_compiled
 
-    dev = tvm.cpu()
-    args = [tvm.runtime.tensor(rng.standard_normal(spec.in_shape).astype(np.float32), dev)]
-    args += [tvm.runtime.tensor(c, dev) for c in inst.consts]
-    if spec.residual:
-        args.append(tvm.runtime.tensor(np.zeros(spec.out_shape, np.float32), dev))
-    args.append(tvm.runtime.tensor(np.zeros(spec.out_shape, np.float32), dev))
-    f = lib.mod.time_evaluator(inst.name, dev, number=number, repeat=repeat, min_repeat_ms=20)
-    return float(np.median(f(*args).results)) * 1e3
+    return time_compiled(lib, inst, spec.in_shape, spec.residual, number=number, repeat=repeat,
+                         seed=int(rng.integers(1 << 31)))
 
 
 def time_torch(spec, weight, number, repeat) -> float:
@@ -157,6 +113,9 @@ def time_torch(spec, weight, number, repeat) -> float:
 
 
 def main(argv=None) -> int:
+    from tvmprune.runtime_threads import use_usable_cores
+
+    use_usable_cores()
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="a small subset (< 2 min)")
     ap.add_argument("--json", help="write records to this file")
@@ -173,18 +132,12 @@ def main(argv=None) -> int:
 
     import torch
 
-    from tvmprune.kernels.block_direct_conv2d import block_direct_sparse_conv2d
-    from tvmprune.kernels.direct_sparse_conv2d import direct_sparse_conv2d
-    from tvmprune.kernels.sparse_conv2d import sparse_conv2d_1xn
+    from tvmprune.measure.kernel import compile_kernel
     from tvmprune.target import get_target, with_cores
 
     torch.set_num_threads(args.threads)
     os.environ["TVM_NUM_THREADS"] = str(args.threads)
     target = with_cores(get_target(args.target), args.threads)
-    try:
-        from tvmprune.kernels.dense_conv2d import dense_conv2d
-    except ImportError:
-        dense_conv2d = None
 
     densities = [float(d) for d in args.densities.split(",")]
     ns = [int(n) for n in args.ns.split(",")]
@@ -211,20 +164,15 @@ def main(argv=None) -> int:
     for name, cin, cout, hw, k, stride in layers:
         spec = make_spec(cin, cout, hw, k, stride)
         dense_w = rng.standard_normal(spec.weight_shape).astype(np.float32)
-        dinst = dense_conv2d(spec, dense_w, None, target) if dense_conv2d else _fallback_dense(spec, dense_w, target)
-        dlib = build(dinst, target)
+        dinst = build_layer_kernel("dense", spec, dense_w, 0, target)
+        dlib = compile_kernel(dinst, target)
         for d in densities:
             kernels = [(kd, n) for n in ns for kd in ("1xN", "1xN-spatial") if kd in want_k]
             kernels += [("csr", 1)] if "csr" in want_k else []
             for kind, n in kernels:
                 w = sparse_weight(spec, d, n, rng)
-                if kind == "1xN":
-                    inst = sparse_conv2d_1xn(spec, w, None, n, target)
-                elif kind == "1xN-spatial":
-                    inst = block_direct_sparse_conv2d(spec, w, None, n, target)
-                else:
-                    inst = direct_sparse_conv2d(spec, w, None, target)
-                lib = build(inst, target)
+                inst = build_layer_kernel(kind, spec, w, n, target)
+                lib = compile_kernel(inst, target)
                 # interleave: dense, sparse, torch, twice; keep the best median of each
                 tvm_d, sp, th = [], [], []
                 for _ in range(2):

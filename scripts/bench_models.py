@@ -171,7 +171,7 @@ def ort_available() -> str | None:
 
 def time_interleaved(runners: list[Runner], repeat: int, rounds: int) -> list[dict[str, float]]:
     """``repeat`` samples per runner, taken in ``rounds`` interleaved rounds."""
-    from tvmprune.bench import summarize_ms
+    from tvmprune.measure.model import summarize_ms
 
     samples: list[list[float]] = [[] for _ in runners]
     per = [repeat // rounds + (1 if i < repeat % rounds else 0) for i in range(rounds)]
@@ -275,7 +275,7 @@ def layer_in_shape(info: Any) -> tuple[int, ...]:
 
 
 def per_layer(model: str, pattern: str, cm: Any, model_ms: float, target: Any, repeat: int) -> dict[str, Any]:
-    from tvmprune.bench import format_table
+    from tvmprune.reports.tables import format_table
 
     log(f"{model} {pattern}: timing {sum(p.kernel is not None for p in cm.plans)} kernels alone "
         "(+ dense kernel of each sparse layer)")
@@ -389,8 +389,8 @@ def bench_model(name: str, patterns: list[str], args: Any, target: Any, ort_reas
 
     from tvmprune.compiler import compile_model
     from tvmprune.model_request import resolve_model
-    from tvmprune.perf_model import dense_only
-    from tvmprune.frontend.lowering import formats_summary
+    from tvmprune.plan.planners import dense_only
+    from tvmprune.plan.layer import formats_summary
     from tvmprune.frontend.model_source import randomize_batchnorm
 
     shape = args.input_shape
@@ -485,7 +485,7 @@ def bench_model(name: str, patterns: list[str], args: Any, target: Any, ort_reas
 
 
 def print_table(records: list[dict[str, Any]]) -> None:
-    from tvmprune.bench import format_table
+    from tvmprune.reports.tables import format_table
 
     rows = []
     for r in records:
@@ -505,6 +505,9 @@ def print_table(records: list[dict[str, Any]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tvmprune.runtime_threads import use_usable_cores
+
+    use_usable_cores()
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default=",".join(MODELS), help="comma list (default: %(default)s)")
     ap.add_argument("--patterns", default=",".join(PATTERNS),

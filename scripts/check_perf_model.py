@@ -17,15 +17,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 
-from tvmprune.bench import format_table  # noqa: E402
-from tvmprune.frontend.lowering import LayerInfo  # noqa: E402
+from tvmprune.reports.tables import format_table  # noqa: E402
 from tvmprune.kernels.base import ConvSpec  # noqa: E402
-from tvmprune.kernels.block_direct_conv2d import block_direct_sparse_conv2d  # noqa: E402
-from tvmprune.kernels.dense_conv2d import dense_conv2d  # noqa: E402
-from tvmprune.kernels.direct_sparse_conv2d import direct_sparse_conv2d  # noqa: E402
-from tvmprune.kernels.sparse_conv2d import sparse_conv2d_1xn  # noqa: E402
-from tvmprune.kernels.timing import time_kernel  # noqa: E402
-from tvmprune.perf_model import _probe_weight, predict_ms  # noqa: E402
+from tvmprune.kernels.format import LayerOp  # noqa: E402
+from tvmprune.plan.calibrate import probe_families, probe_weight, time_family  # noqa: E402
+from tvmprune.plan.layer import LayerInfo  # noqa: E402
+from tvmprune.plan.planners import predict_ms  # noqa: E402
 from tvmprune.target import get_target  # noqa: E402
 
 LAYERS = {
@@ -39,6 +36,9 @@ LAYERS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tvmprune.runtime_threads import use_usable_cores
+
+    use_usable_cores()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", default="x86")
     ap.add_argument("--quick", action="store_true", help="density 0.2 only, three layers")
@@ -48,26 +48,20 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(0)
     densities = [0.2] if args.quick else [0.3, 0.2, 0.1]
     layers = dict(list(LAYERS.items())[:3]) if args.quick else LAYERS
-    n_vec, n_sp = t.vector_lanes, max(2, t.vector_lanes // 4)
+    dense, *sparse = probe_families()  # the kernel families calibration measures, dense first
     rows, hits = [], 0
     for name, spec in layers.items():
-        wd = rng.standard_normal(spec.weight_shape).astype("float32")
-        t_dense = time_kernel(dense_conv2d(spec, wd, None, t), spec.in_shape, t)
+        t_dense = time_family(dense, spec, probe_weight(spec, 1.0, 0, rng), 0, t)
         for d in densities:
-            cands = {
-                f"1x{n_vec}": ("1xN", _probe_weight(spec, d, n_vec, rng),
-                               lambda w: sparse_conv2d_1xn(spec, w, None, n_vec, t)),
-                f"1x{n_sp}-spatial": ("1xN-spatial", _probe_weight(spec, d, n_sp, rng),
-                                      lambda w: block_direct_sparse_conv2d(spec, w, None, n_sp, t)),
-                "csr": ("csr", _probe_weight(spec, d, 1, rng), lambda w: direct_sparse_conv2d(spec, w, None, t)),
-            }
-            for label, (key, w, make) in cands.items():
-                info = LayerInfo(0, name, "conv2d", w, spec=spec)
-                pred = predict_ms(info, t)
-                measured = time_kernel(make(w), spec.in_shape, t)
+            for fam in sparse:
+                n = fam.probe.block_n(t)
+                w = probe_weight(spec, d, n, rng)
+                key, label = fam.format, fam.format.label(n)
+                pred = predict_ms(LayerInfo(0, name, LayerOp.CONV2D, w, spec=spec), t)
+                measured = time_family(fam, spec, w, n, t)
                 ok = (pred[key] < pred["dense"]) == (measured < t_dense)
                 hits += ok
-                rows.append({"layer": name, "density": d, "kernel": label, "format": key, "spec": list(
+                rows.append({"layer": name, "density": d, "kernel": label, "format": str(key), "spec": list(
                                  map(str, [spec.in_h, spec.cin, spec.cout, spec.kh])),
                              "pred_x": pred["dense"] / pred[key], "meas_x": t_dense / measured,
                              "dense_ms": t_dense, "ms": measured, "agree": "yes" if ok else "NO"})

@@ -9,9 +9,10 @@ import pytest
 
 tvm = pytest.importorskip("tvm")
 
-from tvmprune.frontend.lowering import LayerInfo, LayerPlan, build_kernel  # noqa: E402
+from tvmprune.kernels.registry import build_kernel  # noqa: E402
+from tvmprune.plan.layer import LayerInfo, LayerPlan  # noqa: E402
 from tvmprune.kernels import ConvSpec, block_direct_sparse_conv2d  # noqa: E402
-from tvmprune.perf_model import choose_format, predict_ms  # noqa: E402
+from tvmprune.plan.planners import choose_format, predict_ms  # noqa: E402
 from tvmprune.target import get_target  # noqa: E402
 
 from test_kernels import _check_conv, _cross_build, _weight  # noqa: E402

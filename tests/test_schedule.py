@@ -13,8 +13,8 @@ tvm = pytest.importorskip("tvm")
 from tvmprune.compiler import compile_model  # noqa: E402
 from tvmprune.explain import op_schedule_table  # noqa: E402
 from tvmprune.frontend.model_source import load_model, randomize_batchnorm  # noqa: E402
-from tvmprune.schedule import KERNEL_ATTR, loop_facts  # noqa: E402
-from tvmprune.schedule.loops import MIN_PARALLEL_WORK, output_shape, vector_factor  # noqa: E402
+from tvmprune.schedule.ops import KERNEL_ATTR, loop_facts  # noqa: E402
+from tvmprune.schedule.ops.loops import MIN_PARALLEL_WORK, output_shape, vector_factor  # noqa: E402
 
 
 class SqueezeExcite(nn.Module):

@@ -50,3 +50,15 @@ def test_raw_json_target():
         get_target('{"kind": "cuda"}')
     with pytest.raises(UnknownTargetError, match="does not parse"):
         get_target("{kind: llvm")
+
+
+def test_avx512_code_runs_on_host_only_with_avx512f(monkeypatch):
+    import tvmprune.target as tg
+
+    t = tg.get_target("x86-avx512")
+    monkeypatch.setattr(tg, "host_arch", lambda: "x86_64")
+    monkeypatch.setattr(tg, "_cpu_flags", lambda: {"avx", "avx2", "fma"})
+    assert not t.runs_on_host
+    assert tg.get_target("x86-avx2").runs_on_host
+    monkeypatch.setattr(tg, "_cpu_flags", lambda: {"avx2", "avx512f"})
+    assert t.runs_on_host

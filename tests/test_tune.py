@@ -266,7 +266,7 @@ def test_apply_in_compile_model(tmp_path):
     """compile_model(schedule_source=schedule_source_for(log)) uses the tuned record; numerics hold."""
     from tvmprune.compiler import compile_model
     from tvmprune.frontend.model_source import load_model
-    from tvmprune.perf_model import dense_only
+    from tvmprune.plan.planners import dense_only
     from tvmprune.tune.tasks import lower_model
 
     torch.manual_seed(0)
@@ -357,7 +357,13 @@ def rpc_board():
     procs = [subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_tracker", "--host", "127.0.0.1", "--port",
                                str(tport), "--port-end", str(tport + 1)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)]
-    time.sleep(3)
+    up = time.time() + 120  # the tracker imports TVM first: slow on a loaded machine
+    while time.time() < up:
+        try:
+            socket.create_connection(("127.0.0.1", tport), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.5)
     procs.append(subprocess.Popen([sys.executable, "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1", "--port",
                                    str(sport), "--port-end", str(sport + 1), "--tracker", f"127.0.0.1:{tport}",
                                    "--key", "x86test", "--no-fork"],
@@ -368,7 +374,7 @@ def rpc_board():
     err = None
     while time.time() < deadline:
         try:
-            check_tracker(remote, timeout=10)
+            check_tracker(remote, timeout=30)
             break
         except RPCConnectionError as e:
             err = e
@@ -384,7 +390,7 @@ def rpc_board():
 
 
 def test_tune_over_rpc_tracker(rpc_board, tmp_path):
-    info = check_tracker(rpc_board, timeout=10)
+    info = check_tracker(rpc_board, timeout=60)  # a --no-fork server re-registers after the last session
     assert info["servers"] == 1
     with pytest.raises(RPCConnectionError, match="no server registered under key"):
         check_tracker(RemoteSpec(rpc_board.tracker_host, rpc_board.tracker_port, "other"), timeout=5)

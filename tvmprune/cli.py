@@ -29,7 +29,7 @@ def _run_targets(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([t.to_json() | {"description": t.description} for t in ts], indent=2))
         return 0
-    from .bench import format_table
+    from .reports.tables import format_table
 
     rows = [
         {"name": t.name, "lanes": t.vector_lanes, "cc": t.cross_compiler or "(host cc)", "desc": t.description,
@@ -49,7 +49,10 @@ def _add_model_args(p: argparse.ArgumentParser, required_target: bool = True) ->
     p.add_argument("--input-shape", default=None, help="NCHW input shape, default 1x3x224x224")
     p.add_argument("--pruned", default=None, help="directory written by `tvmprune prune -o`")
     p.add_argument("--prune", default=None, metavar="PATTERN",
-                   help="prune on the fly: dense, unstructured@0.8, 1x8@0.8, filter@0.5")
+                   help="prune on the fly: dense, unstructured@0.8, 1x8@0.8, filter@0.5, gator@0.5")
+    p.add_argument("--dataset", default=None,
+                   help="training data for --prune patterns that learn (gator@): builtin (digits), an ImageFolder "
+                        "directory, or path/to/file.py:factory")
     p.add_argument("--target", default="x86", help="x86 (default), x86-avx2, x86-avx512, arm_cpu, aarch64, or TVM JSON")
 
 
@@ -64,6 +67,9 @@ def _add_compile(sub: Any) -> Callable[[argparse.Namespace], int]:
     p.add_argument("--tuning-log", default=None, help="tuning database directory written by `tvmprune tune`")
     p.add_argument("--no-shipped-schedules", action="store_true",
                    help="do not fall back to the pre-tuned schedules shipped in schedules/<target>/")
+    from .bundle.command import add_bundle_argument  # runtime bundles (tvmprune/bundle)
+
+    add_bundle_argument(p)
     return _run_compile
 
 
@@ -78,12 +84,13 @@ def _schedule_source(args: argparse.Namespace, target: Any) -> Any:
 def _run_compile(args: argparse.Namespace) -> int:
     from .compiler import compile_model, ensure_writable_dir
     from .model_request import resolve_model
-    from .perf_model import PLANNERS
+    from .plan.planners import PLANNERS
     from .target import get_target
 
     target = get_target(args.target)
     ensure_writable_dir(args.output)
-    req = resolve_model(args.model, args.input_shape, args.pruned, args.prune)
+    req = resolve_model(args.model, args.input_shape, args.pruned, args.prune, dataset=args.dataset,
+                        target=target)
     print(f"compiling {req.spec} ({req.pattern}) for {target.name}, input {'x'.join(map(str, req.input_shape))}")
     cm = compile_model(
         req.model, req.input_shape, target,
@@ -98,13 +105,17 @@ def _run_compile(args: argparse.Namespace) -> int:
         print(explain_table(cm.plans, target))
         print(op_schedule_table(cm.op_schedules))
     out = cm.export(args.output)
-    from .frontend.lowering import formats_summary
+    from .plan.layer import formats_summary
 
     print(f"wrote {out}/model.so and {out}/meta.json  (layers: "
           + ", ".join(f"{v} {k}" for k, v in formats_summary(cm.plans).items()) + ")")
     if not target.runs_on_host:
         print(f"  cross-compiled with {target.cross_compiler}: copy {out} to the board and load it with "
               "tvm.runtime.load_module + relax.VirtualMachine")
+    if args.bundle:  # runtime bundle: lib/ + bin/tvmprune-run (tvmprune/bundle)
+        from .bundle.command import write_bundle_for_cli
+
+        write_bundle_for_cli(out, target)
     return 0
 
 
@@ -120,7 +131,8 @@ def _add_bench(sub: Any) -> Callable[[argparse.Namespace], int]:
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    from .bench import format_table, time_torch, time_vm
+    from .measure.model import time_torch, time_vm
+    from .reports.tables import format_table
     from .compiler import load_compiled
 
     if args.repeat < 1 or args.warmup < 0:
@@ -160,7 +172,8 @@ def _add_calibrate(sub: Any) -> Callable[[argparse.Namespace], int]:
 
 
 def _run_calibrate(args: argparse.Namespace) -> int:
-    from .perf_model import DEFAULT_PARAMS, calibrate
+    from .plan.calibrate import calibrate
+    from .plan.roofline import DEFAULT_PARAMS
     from .target import get_target
 
     if not 0.0 < args.density < 1.0:
@@ -175,6 +188,7 @@ def _run_calibrate(args: argparse.Namespace) -> int:
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Namespace], int]]]:
     from . import __version__
+    from .bundle.command import add_run_parser
     from .compare import add_compare_parser
     from .prune.command import add_prune_parser
     from .tune.command import add_tune_parser
@@ -194,6 +208,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argpars
         ("bench", _add_bench),
         ("calibrate", _add_calibrate),
         ("compare", add_compare_parser),
+        ("run", add_run_parser),
     ]
     for name, adder in adders:
         run = adder(sub)
@@ -206,10 +221,13 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argpars
 def main(argv: list[str] | None = None) -> int:
     import os
 
+    from .runtime_threads import use_usable_cores
+
     # PyTorch's OpenMP threads spin-wait by default and then fight TVM's thread pool (and each
     # other on small machines), which makes `bench --vs-torch` timings erratic. Must be set
     # before torch is imported; a user's own setting wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    use_usable_cores()
     parser, runners = build_parser()
     args = parser.parse_args(argv)
     if not args.command:

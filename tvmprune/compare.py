@@ -37,7 +37,7 @@ from typing import Any, Callable
 
 from .errors import PruneConfigError, RPCConnectionError, TvmpruneError
 from .tune.measure import call_with_timeout, parse_hostport
-from .frontend.lowering import formats_summary
+from .plan.layer import formats_summary
 
 DEFAULT_PATTERNS = "dense,unstructured@0.8,1x4@0.8,1x4@0.8+norearrange,filter@0.5"
 BUILTIN_MODEL = "digits"
@@ -147,50 +147,37 @@ def _fmt_formats(fm: dict[str, int] | None) -> str:
     return ", ".join(f"{v} {k}" for k, v in fm.items()) if fm else ""
 
 
-# --------------------------------------------------------------------------- compat shims
-
 # --------------------------------------------------------------------------- tuning
 
 def _schedule_source(args: argparse.Namespace, target: Any, say: Callable[[str], None]) -> Any:
-    """Tuned schedules to apply (--tuning-log, else shipped ones), or None when tuning is not installed."""
-    try:
-        from .tune.apply import schedule_source_for
-    except ImportError:
-        return None
-    try:
-        return schedule_source_for(args.tuning_log, target, use_shipped=not args.no_shipped_schedules, log=say)
-    except TypeError:  # an older / newer signature
-        return schedule_source_for(args.tuning_log, target)
+    """Tuned schedules to apply: --tuning-log, else the shipped ones (unless --no-shipped-schedules)."""
+    from .tune.apply import schedule_source_for
+
+    return schedule_source_for(args.tuning_log, target, use_shipped=not args.no_shipped_schedules, log=say)
 
 
 def _tune_api() -> Callable[..., Any] | None:
-    """The tuning entry point (:func:`_tune`) if this installation has ``tvmprune.tune``, else None."""
-    try:
-        from .tune.apply import schedule_source_for  # noqa: F401
-        from .tune.tasks import extract_tasks, lower_model  # noqa: F401
-        from .tune.tuner import tune_tasks  # noqa: F401
-    except ImportError:
-        return None
+    """The tuning entry point (:func:`_tune`); None means tuning is unavailable (tests use this seam)."""
     return _tune
 
 
-def _tune(model: Any, input_shape: tuple[int, ...], target: Any, trials: int, log_dir: str,
-          args: argparse.Namespace, say: Callable[[str], None]) -> tuple[Any, int]:
-    """Tune the model's kernels with ``tvmprune.tune`` (``trials`` in all, appended to ``log_dir``).
+def _tune(planned: Any, trials: int, log_dir: str, args: argparse.Namespace,
+          say: Callable[[str], None]) -> tuple[Any, int]:
+    """Tune the planned model's kernels (``trials`` in all, appended to ``log_dir``).
 
-    Returns (schedule source for ``compile_model`` or None, trials recorded in the database).
+    Returns (schedule source for the schedule stage, trials recorded in the database).
     """
     from .tune.apply import schedule_source_for
     from .tune.measure import RemoteSpec
-    from .tune.tasks import extract_tasks, lower_model
+    from .tune.tasks import extract_tasks
     from .tune.tuner import tune_tasks
 
     remote = RemoteSpec()
     if args.tracker:
         host, port = parse_hostport(args.tracker)
         remote = RemoteSpec(host, port, args.key, session_timeout_sec=int(max(60, args.rpc_timeout)))
-    tasks = extract_tasks(lower_model(model, input_shape, target))
-    rep = tune_tasks(tasks, target, log_dir, trials, remote=remote, measure_tuned=False,
+    target = planned.target
+    rep = tune_tasks(extract_tasks(planned.plans), target, log_dir, trials, remote=remote, measure_tuned=False,
                      log=lambda s: say("    " + s))
     used = sum(t.trials for t in rep.tasks) if rep.tasks else rep.new_trials
     return schedule_source_for(log_dir, target, use_shipped=not args.no_shipped_schedules, log=None), used
@@ -250,36 +237,19 @@ class RemoteTimer:
                                      f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
 
     def time(self, cm: Any, warmup: int, repeat: int) -> dict[str, float]:
-        from tvm import relax
-
-        from .bench import time_vm
-
         with tempfile.TemporaryDirectory(prefix="tvmprune_rpc_") as d:
             cm.export(d)
-            so = os.path.join(d, "model.so")
-            remote = self._session()
+            from .tune.board_pool import time_model_on_board  # bounded waits, retries (issue 20)
 
-            def go() -> dict[str, float]:
-                remote.upload(so)
-                rlib = remote.load_module("model.so")
-                dev = remote.cpu()
-                vm = relax.VirtualMachine(rlib, dev)
-                return time_vm(vm, dev, cm.input_shape, warmup=warmup, repeat=repeat)
-
-            try:
-                return call_with_timeout(go, max(self.timeout, 30.0) * 5, "timing over RPC")
-            except RPCConnectionError:
-                raise
-            except Exception as e:  # noqa: BLE001
-                raise RPCConnectionError(f"timing on {self.key!r} over RPC failed: "
-                                         f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+            return time_model_on_board(self.host, self.port, self.key, os.path.join(d, "model.so"), cm.input_shape,
+                                       warmup, repeat, rpc_timeout=self.timeout)
 
 
 def _time_local(cm: Any, warmup: int, repeat: int) -> dict[str, float]:
     import tvm
     from tvm import relax
 
-    from .bench import time_vm
+    from .measure.model import time_vm
 
     dev = tvm.cpu()
     vm = relax.VirtualMachine(cm.executable, dev)
@@ -307,7 +277,7 @@ def _resolve(args: argparse.Namespace) -> tuple[Any, str, tuple[int, ...], Any, 
     from .frontend.model_source import check_input_shape, load_model, parse_input_shape
 
     spec = args.model or BUILTIN_MODEL
-    builtin_model = spec.lower() in (BUILTIN_MODEL, "digits_cnn")
+    builtin_model = spec.lower() in (BUILTIN_MODEL, "digits_cnn", "digits_resnet")
     dataset_spec = args.dataset if args.dataset is not None else ("builtin" if builtin_model else None)
     if args.dataset is not None and str(args.dataset).lower() in ("none", ""):
         dataset_spec = None
@@ -317,7 +287,9 @@ def _resolve(args: argparse.Namespace) -> tuple[Any, str, tuple[int, ...], Any, 
         shape = DIGITS_INPUT_SHAPE
     else:
         shape = parse_input_shape(None)
-    if builtin_model:
+    if builtin_model and spec.lower() == "digits_resnet":  # the residual one: channel gating (gator@)
+        model = load_model("digits_resnet", seed=args.seed)
+    elif builtin_model:
         from .data import DigitsCNN
 
         torch.manual_seed(args.seed)
@@ -338,14 +310,9 @@ def _resolve(args: argparse.Namespace) -> tuple[Any, str, tuple[int, ...], Any, 
 
 # --------------------------------------------------------------------------- main
 
-def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from .bench import format_table
-    from .compiler import compile_model, ensure_writable_dir
-    from .dataset import evaluate, train
-    from .prune import finetune, parse_patterns, prune_model
-    from .target import get_target
+def _check_args(args: argparse.Namespace) -> list[Any]:
+    """Validate the numeric options; the parsed, distinct pruning patterns."""
+    from .prune import parse_patterns
 
     for name, low in (("repeat", 1), ("warmup", 0), ("trials", 0), ("finetune_epochs", 0), ("batch_size", 1)):
         if getattr(args, name) < low:
@@ -365,130 +332,177 @@ def run(args: argparse.Namespace) -> int:
     labels = [p.label for p in patterns]
     if len(set(labels)) != len(labels):
         raise PruneConfigError(f"pattern list repeats a pattern: {','.join(labels)}")
-    target = get_target(args.target)
-    out = ensure_writable_dir(args.output)
-    remote = RemoteTimer(args.tracker, args.key, args.rpc_timeout) if args.tracker else None
-    notes: list[str] = []
+    return patterns
 
-    def say(s: str) -> None:
+
+class _Job:
+    """What every pattern of one ``compare`` run shares: target, timer, tuning, notes, output."""
+
+    def __init__(self, args: argparse.Namespace, target: Any, out: Path) -> None:
+        self.args, self.target, self.out = args, target, out
+        self.remote = RemoteTimer(args.tracker, args.key, args.rpc_timeout) if args.tracker else None
+        self.notes: list[str] = []
+        self.measure = target.runs_on_host or self.remote is not None
+        self.tune_fn: Callable[..., Any] | None = None
+        self.base_source: Any = None
+
+    def say(self, s: str) -> None:
         print(s, flush=True)
 
-    t_start = time.time()
-    model, spec, shape, ds, train_epochs = _resolve(args)
-    shape_s = "x".join(map(str, shape))
-    say(f"compare {spec} ({shape_s}) on {target.name}: {len(patterns)} patterns"
-        + (f", data set {ds.name}" if ds else ", no data set (latency only)"))
+    def note(self, msg: str) -> None:
+        self.notes.append(msg)
+        self.say("note: " + msg)
+
+    def setup_measuring(self) -> None:
+        """Decide whether latency is measured and kernels tuned; load the schedules to apply."""
+        args, target = self.args, self.target
+        if not self.measure:
+            self.note(f"latency is not measured: {target.name} code cannot run on this {platform.machine()} "
+                      "machine; give --tracker HOST:PORT --key KEY to time it on a board over RPC")
+        self.tune_fn = _tune_api() if args.trials > 0 and self.measure else None
+        if args.trials > 0 and not self.measure:
+            self.note(f"tuning skipped: {target.name} kernels can only be measured on the board (--tracker/--key)")
+        elif args.trials > 0 and self.tune_fn is None:
+            self.note("tuning is unavailable in this installation (no tvmprune.tune); using default schedules")
+        self.base_source = _schedule_source(args, target, lambda s: self.say("  " + s))
+
+
+def _train_dense(job: _Job, model: Any, spec: str, ds: Any, train_epochs: int) -> None:
+    from .dataset import train
+
+    args = job.args
     if ds is not None and train_epochs:
-        say(f"training the dense model for {train_epochs} epochs ...")
+        job.say(f"training the dense model for {train_epochs} epochs ...")
         t0 = time.time()
-        train(model, ds.train, train_epochs, seed=args.seed, log=lambda s: say("  " + s))
-        say(f"  trained in {time.time() - t0:.1f} s")
+        train(model, ds.train, train_epochs, seed=args.seed, log=lambda s: job.say("  " + s))
+        job.say(f"  trained in {time.time() - t0:.1f} s")
     elif ds is not None and not args.model == BUILTIN_MODEL and args.model and ":" not in args.model:
-        notes.append(f"{spec} was built with random weights (no --train-epochs): accuracies are not meaningful")
-        say("note: " + notes[-1])
+        job.note(f"{spec} was built with random weights (no --train-epochs): accuracies are not meaningful")
 
-    measure = target.runs_on_host or remote is not None
-    if not measure:
-        msg = (f"latency is not measured: {target.name} code cannot run on this {platform.machine()} machine; "
-               "give --tracker HOST:PORT --key KEY to time it on a board over RPC")
-        notes.append(msg)
-        say("note: " + msg)
 
-    tune_fn = _tune_api() if args.trials > 0 and measure else None
-    if args.trials > 0 and not measure:
-        notes.append(f"tuning skipped: {target.name} kernels can only be measured on the board (--tracker/--key)")
-        say("note: " + notes[-1])
-    elif args.trials > 0 and tune_fn is None:
-        msg = "tuning is unavailable in this installation (no tvmprune.tune); using default schedules"
-        notes.append(msg)
-        say("note: " + msg)
-    base_source = _schedule_source(args, target, lambda s: say("  " + s))
+def _prune_and_evaluate(job: _Job, model: Any, pat: Any, ds: Any, example: Any, tag: str,
+                        row: dict[str, Any]) -> Any:
+    """Prune (and fine-tune, evaluate) one pattern into ``row``; returns the pruned model."""
+    from .dataset import evaluate
+    from .prune import finetune, prune_model
 
-    dense_counts = count_model(model, shape)
-    example = torch.zeros(shape)
-    rows: list[dict[str, Any]] = []
-    n = len(patterns)
-    for i, pat in enumerate(patterns, 1):
-        tag = f"[{i}/{n}] {pat.label}"
-        row: dict[str, Any] = {"pattern": pat.label, "kind": pat.kind, "n": pat.n if pat.kind == "1xN" else None,
-                               "rate": pat.rate, "rearrange": pat.rearrange if pat.kind == "1xN" else None,
-                               "global": pat.global_}
-        t0 = time.time()
-        if pat.kind == "dense":
-            pruned, masks = model, {}
-        else:
-            say(f"{tag}: pruning")
-            res = prune_model(model, pat, example)
-            pruned, masks = res.model, res.masks
-        acc_before = None
-        if ds is not None:
-            if pat.kind != "dense" and args.finetune_epochs > 0:
-                acc_before = evaluate(pruned, ds.val)
-                say(f"{tag}: fine-tuning {args.finetune_epochs} epoch(s) (accuracy before: {acc_before:.4f})")
+    args = job.args
+    if pat.kind == "dense":
+        pruned, masks, res = model, {}, None
+    else:
+        job.say(f"{tag}: pruning")
+        res = prune_model(model, pat, example, data=ds.train if ds is not None else None, target=job.target,
+                          progress=sys.stderr.isatty())
+        pruned, masks = res.model, res.masks
+    acc_before = None
+    if ds is not None:
+        if pat.kind != "dense" and args.finetune_epochs > 0:
+            acc_before = evaluate(pruned, ds.val)
+            job.say(f"{tag}: fine-tuning {args.finetune_epochs} epoch(s) (accuracy before: {acc_before:.4f})")
+            if getattr(res, "plan", None) is not None:  # +guided: GSL's training-time form
+                from .prune.guided import guided_finetune
+
+                guided_finetune(res, ds.train, epochs=args.finetune_epochs, lr=args.finetune_lr,
+                                progress=sys.stderr.isatty())
+            else:
                 finetune(pruned, masks, ds.train, epochs=args.finetune_epochs, lr=args.finetune_lr,
                          progress=sys.stderr.isatty())
-            say(f"{tag}: evaluating")
-            row["accuracy"] = evaluate(pruned, ds.val)
-        else:
-            row["accuracy"] = None
-        row["accuracy_before_finetune"] = acc_before
-        row["finetune_epochs"] = args.finetune_epochs if (ds is not None and pat.kind != "dense") else 0
-        c = count_model(pruned, shape)
-        row.update({"params_nonzero": c["params_nonzero"], "params_total": c["params_total"],
-                    "weights_nonzero": c["weights_nonzero"], "weights_total": c["weights_total"],
-                    "nonzeros": c["weights_nonzero"],
-                    "flops_dense": dense_counts["flops"], "flops_effective": c["flops_nonzero"],
-                    "flops_ratio": c["flops_nonzero"] / max(dense_counts["flops"], 1)})
-        source, trials_used = base_source, 0
-        if tune_fn is not None:
-            say(f"{tag}: tuning ({args.trials} trials)")
-            log_dir = str(out / "tuning" / pat.label.replace("@", "_").replace("+", "_"))
-            try:
-                src, trials_used = tune_fn(pruned, shape, target, args.trials, log_dir, args, say)
-                source = src or base_source
-            except Exception as e:  # noqa: BLE001 - tuning is optional: keep going with default schedules
-                msg = f"{pat.label}: tuning failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-                notes.append(msg + "; used default schedules")
-                say("note: " + notes[-1])
-        row["trials"] = trials_used
-        say(f"{tag}: compiling")
-        cm = compile_model(pruned, shape, target, schedule_source=source, model_spec=spec, pattern=pat.label)
-        row["formats"] = formats_summary(cm.plans)
-        row["layers"] = [{"name": pl.info.name, "shape": pl.info.shape_str, "density": round(pl.info.density, 4),
-                          "format": pl.format_label} for pl in cm.plans]
-        row["tuned_kernels"] = cm.meta.get("tuned_kernels", 0)
-        row["tvm_max_abs_err"] = _check_against_torch(cm, pruned, shape, args.seed) if target.runs_on_host else None
-        lat = None
-        if measure:
-            say(f"{tag}: timing ({args.repeat} runs{' over RPC' if remote else ''})")
-            lat = (remote.time(cm, args.warmup, args.repeat) if remote is not None
-                   else _time_local(cm, args.warmup, args.repeat))
-        row["latency_median_ms"] = lat["median_ms"] if lat else None
-        row["latency_spread_ms"] = lat["spread_ms"] if lat else None
-        row["latency_min_ms"] = lat["min_ms"] if lat else None
-        row["seconds"] = round(time.time() - t0, 2)
-        rows.append(row)
-        done = f"{row['latency_median_ms']:.3f} ms" if lat else "latency not measured"
-        acc = f", accuracy {row['accuracy']:.4f}" if row["accuracy"] is not None else ""
-        say(f"{tag}: done: {done}{acc} ({row['seconds']:.1f} s)")
+        job.say(f"{tag}: evaluating")
+        row["accuracy"] = evaluate(pruned, ds.val)
+    else:
+        row["accuracy"] = None
+    row["accuracy_before_finetune"] = acc_before
+    row["finetune_epochs"] = args.finetune_epochs if (ds is not None and pat.kind != "dense") else 0
+    return pruned
 
+
+def _count_row(row: dict[str, Any], pruned: Any, shape: tuple[int, ...], dense_counts: dict[str, int]) -> None:
+    c = count_model(pruned, shape)
+    row.update({"params_nonzero": c["params_nonzero"], "params_total": c["params_total"],
+                "weights_nonzero": c["weights_nonzero"], "weights_total": c["weights_total"],
+                "nonzeros": c["weights_nonzero"],
+                "flops_dense": dense_counts["flops"], "flops_effective": c["flops_nonzero"],
+                "flops_ratio": c["flops_nonzero"] / max(dense_counts["flops"], 1)})
+
+
+def _compile_pattern(job: _Job, pruned: Any, shape: tuple[int, ...], spec: str, pat: Any, tag: str,
+                     row: dict[str, Any]) -> Any:
+    """Lower once, (tune,) schedule and build one pruned model; fills the row's compile facts."""
+    from .compiler import build, lower, plan, schedule
+
+    args = job.args
+    planned = plan(lower(pruned, shape), job.target)
+    source, trials_used = job.base_source, 0
+    if job.tune_fn is not None:
+        job.say(f"{tag}: tuning ({args.trials} trials)")
+        log_dir = str(job.out / "tuning" / pat.label.replace("@", "_").replace("+", "_"))
+        try:
+            src, trials_used = job.tune_fn(planned, args.trials, log_dir, args, job.say)
+            source = src or job.base_source
+        except Exception as e:  # noqa: BLE001 - tuning is optional: keep going with default schedules
+            msg = f"{pat.label}: tuning failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+            job.note(msg + "; used default schedules")
+    row["trials"] = trials_used
+    job.say(f"{tag}: compiling")
+    cm = build(schedule(planned, source), model_spec=spec, pattern=pat.label)
+    row["formats"] = formats_summary(cm.plans)
+    row["layers"] = [{"name": pl.info.name, "shape": pl.info.shape_str, "density": round(pl.info.density, 4),
+                      "format": pl.format_label} for pl in cm.plans]
+    row["tuned_kernels"] = cm.meta.get("tuned_kernels", 0)
+    row["tvm_max_abs_err"] = (_check_against_torch(cm, pruned, shape, args.seed) if job.target.runs_on_host
+                              else None)
+    return cm
+
+
+def _time_pattern(job: _Job, cm: Any, tag: str, row: dict[str, Any]) -> None:
+    lat = None
+    if job.measure:
+        job.say(f"{tag}: timing ({job.args.repeat} runs{' over RPC' if job.remote else ''})")
+        lat = (job.remote.time(cm, job.args.warmup, job.args.repeat) if job.remote is not None
+               else _time_local(cm, job.args.warmup, job.args.repeat))
+    row["latency_median_ms"] = lat["median_ms"] if lat else None
+    row["latency_spread_ms"] = lat["spread_ms"] if lat else None
+    row["latency_min_ms"] = lat["min_ms"] if lat else None
+
+
+def _run_pattern(job: _Job, model: Any, pat: Any, ctx: dict[str, Any], tag: str) -> dict[str, Any]:
+    row: dict[str, Any] = {"pattern": pat.label, "kind": pat.kind, "n": pat.n if pat.kind == "1xN" else None,
+                           "rate": pat.rate, "rearrange": pat.rearrange if pat.kind == "1xN" else None,
+                           "global": pat.global_}
+    t0 = time.time()
+    pruned = _prune_and_evaluate(job, model, pat, ctx["ds"], ctx["example"], tag, row)
+    _count_row(row, pruned, ctx["shape"], ctx["dense_counts"])
+    cm = _compile_pattern(job, pruned, ctx["shape"], ctx["spec"], pat, tag, row)
+    _time_pattern(job, cm, tag, row)
+    row["seconds"] = round(time.time() - t0, 2)
+    done = f"{row['latency_median_ms']:.3f} ms" if row["latency_median_ms"] is not None else "latency not measured"
+    acc = f", accuracy {row['accuracy']:.4f}" if row["accuracy"] is not None else ""
+    job.say(f"{tag}: done: {done}{acc} ({row['seconds']:.1f} s)")
+    return row
+
+
+def _speedups(job: _Job, rows: list[dict[str, Any]]) -> None:
     dense_row = next((r for r in rows if r["kind"] == "dense"), None)
     base = dense_row["latency_median_ms"] if dense_row else None
     for r in rows:
         r["speedup"] = (base / r["latency_median_ms"]) if (base and r["latency_median_ms"]) else None
-    if dense_row is None and measure:
-        notes.append("no 'dense' pattern in the list: speedups are not computed")
+    if dense_row is None and job.measure:
+        job.notes.append("no 'dense' pattern in the list: speedups are not computed")
 
+
+def _report(job: _Job, ctx: dict[str, Any], rows: list[dict[str, Any]], t_start: float) -> dict[str, Any]:
+    import torch
     import tvm
 
-    report = {
-        "model": spec,
-        "input_shape": list(shape),
-        "target": target.to_json(),
-        "measured_on": ("rpc:" + f"{args.tracker}/{args.key}") if remote else
-                       (f"host {platform.machine()}" if measure else None),
+    args, ds = job.args, ctx["ds"]
+    return {
+        "model": ctx["spec"],
+        "input_shape": list(ctx["shape"]),
+        "target": job.target.to_json(),
+        "measured_on": ("rpc:" + f"{args.tracker}/{args.key}") if job.remote else
+                       (f"host {platform.machine()}" if job.measure else None),
         "dataset": ds.name if ds else None,
-        "train_epochs": train_epochs,
+        "train_epochs": ctx["train_epochs"],
         "finetune_epochs": args.finetune_epochs if ds else 0,
         "finetune_lr": args.finetune_lr if ds else None,
         "trials": args.trials,
@@ -499,27 +513,51 @@ def run(args: argparse.Namespace) -> int:
         "threads": os.cpu_count(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "total_seconds": round(time.time() - t_start, 1),
-        "notes": notes,
+        "notes": job.notes,
         "results": rows,
     }
+
+
+def _write_outputs(job: _Job, report: dict[str, Any], rows: list[dict[str, Any]], t_start: float) -> None:
+    from .plot import plot_compare
+    from .reports.tables import format_table
+
+    out = job.out
     write_json(report, out / JSON_FILE)
     write_csv(rows, out / CSV_FILE)
     wrote = [JSON_FILE, CSV_FILE]
-    if not args.no_plot:
-        from .plot import plot_compare
-
-        try:
-            plot_compare(report, out / PNG_FILE)
-            wrote.append(PNG_FILE)
-        except ImportError:
-            notes.append("matplotlib is not installed: no compare.png (pip install matplotlib)")
-            say("note: " + notes[-1])
-            write_json(report, out / JSON_FILE)
+    if not job.args.no_plot:
+        plot_compare(report, out / PNG_FILE)
+        wrote.append(PNG_FILE)
     print()
     print(format_table(table_rows(rows), TABLE_COLUMNS))
-    for nt in notes:
+    for nt in job.notes:
         print(f"note: {nt}")
     print(f"\nwrote {', '.join(str(out / w) for w in wrote)} ({time.time() - t_start:.0f} s)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """``tvmprune compare``: every pattern pruned, compiled, timed (see the module docstring)."""
+    import torch
+
+    from .compiler import ensure_writable_dir
+    from .target import get_target
+
+    patterns = _check_args(args)
+    target = get_target(args.target)
+    job = _Job(args, target, ensure_writable_dir(args.output))
+    t_start = time.time()
+    model, spec, shape, ds, train_epochs = _resolve(args)
+    job.say(f"compare {spec} ({'x'.join(map(str, shape))}) on {target.name}: {len(patterns)} patterns"
+            + (f", data set {ds.name}" if ds else ", no data set (latency only)"))
+    _train_dense(job, model, spec, ds, train_epochs)
+    job.setup_measuring()
+    ctx = {"spec": spec, "shape": shape, "ds": ds, "train_epochs": train_epochs, "example": torch.zeros(shape),
+           "dense_counts": count_model(model, shape)}
+    rows = [_run_pattern(job, model, pat, ctx, f"[{i}/{len(patterns)}] {pat.label}")
+            for i, pat in enumerate(patterns, 1)]
+    _speedups(job, rows)
+    _write_outputs(job, _report(job, ctx, rows, t_start), rows, t_start)
     return 0
 
 

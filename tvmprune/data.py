@@ -64,3 +64,56 @@ class DigitsCNN(nn.Module):
         x = torch.relu(x + self.bn_res2(self.res2(y)))
         x = self.conv3(self.pool(x))
         return self.fc(torch.flatten(self.gap(x), 1))
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block: two 3x3 convs + BN, identity or 1x1-conv+BN shortcut, ReLU after the add."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        shortcut = x if self.downsample is None else self.downsample(x)
+        return torch.relu(y + shortcut)
+
+
+class DigitsResNet(nn.Module):
+    """A small ResNet for the built-in 16x16 grey digits (input ``Nx1x16x16``, 10 classes).
+
+    Residual ("highway") channels and whole blocks are what channel-gating methods
+    (``gator@``) prune, so this net has three stages of basic blocks:
+    stem conv3x3(1->16)+BN+ReLU @16x16; stage 1: 2 blocks 16 ch @16x16; stage 2: 2 blocks
+    32 ch @8x8 (first block stride 2 with a 1x1 downsample); stage 3: 2 blocks 64 ch @4x4
+    (same); global average pool; linear(64->num_classes).
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, widths: tuple[int, ...] = (16, 32, 64),
+                 blocks: int = 2) -> None:
+        super().__init__()
+        if len(widths) != 3:
+            raise ValueError(f"DigitsResNet has three stages: give three widths, got {widths}")
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(widths[0]), nn.ReLU())
+        stages = []
+        cin = widths[0]
+        for i, w in enumerate(widths):
+            layers = [BasicBlock(cin, w, stride=1 if i == 0 else 2)]
+            layers += [BasicBlock(w, w) for _ in range(blocks - 1)]
+            stages.append(nn.Sequential(*layers))
+            cin = w
+        self.layer1, self.layer2, self.layer3 = stages
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(cin, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer3(self.layer2(self.layer1(self.stem(x))))
+        return self.fc(torch.flatten(self.gap(x), 1))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .bench import format_table
-from .frontend.lowering import LayerPlan
+from .reports.tables import format_table
+from .plan.layer import LayerPlan
 from .target import NamedTarget
 
 
@@ -31,7 +31,7 @@ def explain_rows(plans: list[LayerPlan], measured_ms: dict[str, float] | None = 
 def explain_table(plans: list[LayerPlan], target: NamedTarget, measured_ms: dict[str, float] | None = None) -> str:
     """The ``--explain`` table as text."""
     rows = explain_rows(plans, measured_ms)
-    from .perf_model import params_for
+    from .plan.roofline import params_for
 
     head = (f"per-layer plan for {target.name} ({target.vector_lanes} fp32 lanes, peak ~{target.peak_gflops:.0f} GFLOP/s; "
             f"perf model: {params_for(target).source})")
@@ -44,9 +44,9 @@ def explain_table(plans: list[LayerPlan], target: NamedTarget, measured_ms: dict
 
 def op_schedule_table(records: list[Any]) -> str:
     """Every op that is not one of our kernels (fused PrimFuncs) with the rule that scheduled it
-    and its parallel / vector loop extents (``records``: :class:`tvmprune.schedule.ScheduleRecord`)."""
+    and its parallel / vector loop extents (``records``: :class:`tvmprune.schedule.ops.ScheduleRecord`)."""
     rows = [r.to_json() for r in records]
-    return "other ops (legalised by TVM, fused, scheduled by tvmprune.schedule)\n" + format_table(rows, [
+    return "other ops (legalised by TVM, fused, scheduled by tvmprune.schedule.ops)\n" + format_table(rows, [
         ("func", "op (fused PrimFunc)"), ("rule", "schedule rule"), ("parallel", "parallel extent"),
         ("vector", "vector lanes"),
     ])

@@ -6,6 +6,7 @@ understand ``--model``, ``--pruned DIR`` and ``--prune PATTERN`` the same way.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,6 @@ class ModelRequest:
         input_shape: NCHW input shape.
         pattern: pruning pattern label (``dense`` when not pruned).
         pruned_dir: the ``--pruned`` directory, if any.
-        layers: per-layer pruning report (from the pruner), if pruned here.
     """
 
     model: Any
@@ -31,10 +31,11 @@ class ModelRequest:
     input_shape: tuple[int, ...]
     pattern: str = "dense"
     pruned_dir: str | None = None
-    layers: Any = None
 
-    def meta(self) -> dict[str, Any]:
-        return {"model": self.spec, "pattern": self.pattern, "pruned_dir": self.pruned_dir}
+
+def pruned_pattern_label(pruning_json: dict[str, Any]) -> str:
+    """The pattern label (``1x8@0.8``) of a ``pruning.json`` dict: it sits under ``config``."""
+    return str((pruning_json.get("config") or {}).get("pattern") or "pruned")
 
 
 def resolve_model(
@@ -42,12 +43,15 @@ def resolve_model(
     input_shape: "str | tuple[int, ...] | None" = None,
     pruned: str | None = None,
     prune: str | None = None,
+    dataset: str | None = None,
+    target: Any = None,
 ) -> ModelRequest:
     """Build the model a command asked for.
 
     Exactly one source: ``pruned`` (a ``tvmprune prune -o`` directory, which names its own
     model and input shape) or ``model`` (optionally pruned on the fly with ``prune``,
-    a pattern string such as ``1x8@0.8``).
+    a pattern string such as ``1x8@0.8``).  ``dataset`` (``--dataset``) gives training data
+    to patterns that learn (``gator@``); ``target`` is the compile target they may optimise for (``+guided`` plans for it).
     """
     if pruned and prune:
         raise TvmpruneError("give either --pruned DIR or --prune PATTERN, not both")
@@ -59,10 +63,10 @@ def resolve_model(
         if model and spec and model != spec:
             raise TvmpruneError(f"--model {model} does not match the pruned directory's model {spec}")
         shape = parse_input_shape(input_shape) if input_shape else tuple(config.get("input_shape") or parse_input_shape(None))
-        return ModelRequest(net.eval(), spec, shape, config.get("pattern", "pruned"), pruned_dir=str(pruned))
+        return ModelRequest(net.eval(), spec, shape, pruned_pattern_label(config), pruned_dir=str(pruned))
     if not model:
         raise TvmpruneError("no model given: use --model NAME (e.g. resnet18) or --pruned DIR")
-    shape = parse_input_shape(input_shape)
+    shape = parse_input_shape(input_shape) if input_shape else default_input_shape(model, dataset)
     net = load_model(model)
     check_input_shape(net, shape)
     if prune:
@@ -74,6 +78,26 @@ def resolve_model(
         pat = parse_pattern(prune)
         if pat.kind == "dense":
             return ModelRequest(net, model, shape, "dense")
-        result = prune_model(net, pat, torch.zeros(shape))
-        return ModelRequest(result.model.eval(), model, shape, pat.label, layers=result.layers)
+        result = prune_model(net, pat, torch.zeros(shape), data=training_data(dataset, shape), target=target,
+                             progress=sys.stderr.isatty())
+        return ModelRequest(result.model.eval(), model, shape, pat.label)
     return ModelRequest(net, model, shape, "dense")
+
+
+def default_input_shape(model: str | None, dataset: str | None) -> tuple[int, ...]:
+    """1x1x16x16 for the built-in digits models / data, else the default 1x3x224x224."""
+    from .dataset import BUILTIN_NAMES, DIGITS_INPUT_SHAPE
+    from .frontend.model_source import BUILTIN_DIGITS_MODELS
+
+    if (model in BUILTIN_DIGITS_MODELS) or (dataset is not None and str(dataset).lower() in BUILTIN_NAMES):
+        return DIGITS_INPUT_SHAPE
+    return parse_input_shape(None)
+
+
+def training_data(dataset: str | None, shape: tuple[int, ...]) -> Any:
+    """The training loader of ``--dataset`` (None without one) for patterns that learn."""
+    if not dataset:
+        return None
+    from .dataset import load_dataset
+
+    return load_dataset(dataset, shape).train

@@ -26,6 +26,18 @@ def _family(r: dict[str, Any]) -> str:
     return base + opts
 
 
+def pattern_styles(rows: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """One colour and marker per pattern, the same in both panels: patterns of one family
+    (``unstructured@0.8``, ``unstructured@0.9``) share their family's colour and marker,
+    the dense row is grey."""
+    fams = sorted({_family(r) for r in rows if r["kind"] != "dense"})
+    colors = [f"C{k}" for k in range(10)]
+    fam_style = {f: {"color": colors[j % len(colors)], "marker": _MARKERS[j % len(_MARKERS)]}
+                 for j, f in enumerate(fams)}
+    return {str(r["pattern"]): ({"color": "gray", "marker": "s"} if r["kind"] == "dense" else fam_style[_family(r)])
+            for r in rows}
+
+
 def plot_compare(report: dict[str, Any], path: "str | os.PathLike[str]") -> str:
     """Draw ``report`` (the ``compare.json`` dict) into ``path`` (PNG); returns the path."""
     import matplotlib
@@ -45,18 +57,19 @@ def plot_compare(report: dict[str, Any], path: "str | os.PathLike[str]") -> str:
             f"{(report.get('target') or {}).get('name')}"
     fig.suptitle(title)
 
+    styles = pattern_styles(rows)
     fams: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         if r["kind"] != "dense":
             fams.setdefault(_family(r), []).append(r)
     dense = next((r for r in rows if r["kind"] == "dense"), None)
-    for j, (fam, rs) in enumerate(sorted(fams.items())):
+    for fam, rs in sorted(fams.items()):
         rs = sorted(rs, key=lambda r: r["rate"])
         pts = [(r["rate"], yval(r)) for r in rs if yval(r) is not None]
         if pts and dense is not None and yval(dense) is not None:  # each family starts at dense (rate 0)
             pts.insert(0, (0.0, yval(dense)))
         if pts:
-            ax1.plot([p[0] for p in pts], [p[1] for p in pts], marker=_MARKERS[j % len(_MARKERS)], label=fam)
+            ax1.plot([p[0] for p in pts], [p[1] for p in pts], label=fam, **styles[str(rs[0]["pattern"])])
     if dense is not None and yval(dense) is not None:
         ax1.axhline(yval(dense), color="gray", linestyle="--", label="dense")
     ax1.set_xlabel("pruning rate")
@@ -68,10 +81,10 @@ def plot_compare(report: dict[str, Any], path: "str | os.PathLike[str]") -> str:
     ax1.legend(fontsize=8)
 
     if has_acc and measured:
-        for j, r in enumerate(rows):
+        for r in rows:
             if r.get("accuracy") is None or r.get("latency_median_ms") is None:
                 continue
-            ax2.scatter(r["latency_median_ms"], r["accuracy"], marker=_MARKERS[j % len(_MARKERS)], s=50,
+            ax2.scatter(r["latency_median_ms"], r["accuracy"], s=50, **styles[str(r["pattern"])],
                         label=r["pattern"])
             ax2.annotate(r["pattern"], (r["latency_median_ms"], r["accuracy"]), fontsize=7,
                          xytext=(4, 4), textcoords="offset points")
@@ -80,10 +93,10 @@ def plot_compare(report: dict[str, Any], path: "str | os.PathLike[str]") -> str:
         ax2.set_title("accuracy vs latency")
         ax2.legend(fontsize=7)
     elif has_acc:
-        for j, r in enumerate(rows):
+        for r in rows:
             if r.get("accuracy") is None:
                 continue
-            ax2.scatter(r["flops_effective"] / 1e6, r["accuracy"], marker=_MARKERS[j % len(_MARKERS)], s=50,
+            ax2.scatter(r["flops_effective"] / 1e6, r["accuracy"], s=50, **styles[str(r["pattern"])],
                         label=r["pattern"])
         ax2.set_xlabel("effective MFLOPs")
         ax2.set_ylabel("top-1 accuracy")
@@ -91,14 +104,14 @@ def plot_compare(report: dict[str, Any], path: "str | os.PathLike[str]") -> str:
         ax2.legend(fontsize=7)
     else:
         xs, ys = [], []
-        for j, r in enumerate(rows):
+        for r in rows:
             kept = r["flops_effective"] / max(r["flops_dense"], 1)
             sp = r.get("speedup")
             if sp is None:
                 continue
             xs.append(kept)
             ys.append(sp)
-            ax2.scatter(kept, sp, marker=_MARKERS[j % len(_MARKERS)], s=50, label=r["pattern"])
+            ax2.scatter(kept, sp, s=50, **styles[str(r["pattern"])], label=r["pattern"])
         if xs:
             lo = max(min(xs), 0.02)
             grid = [lo + (1 - lo) * k / 50 for k in range(51)]

@@ -60,8 +60,12 @@ class NamedTarget:
 
     @property
     def runs_on_host(self) -> bool:
-        """True when this machine can execute code built for the target."""
-        return self.arch == host_arch()
+        """True when this machine can execute code built for the target: same architecture,
+        and for x86 code with 16 fp32 lanes (AVX-512) a CPU that has AVX-512F (running it on
+        an AVX2-only CPU dies with SIGILL)."""
+        if self.arch != host_arch():
+            return False
+        return not (self.arch == "x86_64" and self.vector_lanes >= 16 and "avx512f" not in _cpu_flags())
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable summary (for meta.json and reports)."""

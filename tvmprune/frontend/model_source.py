@@ -22,6 +22,8 @@ TORCHVISION_MODELS: tuple[str, ...] = (
     "vgg16",
     "alexnet",
 )
+# built-in models for the 1x1x16x16 digits data (tvmprune/data.py): name -> class
+BUILTIN_DIGITS_MODELS: dict[str, str] = {"digits_cnn": "DigitsCNN", "digits_resnet": "DigitsResNet"}
 DEFAULT_INPUT_SHAPE: tuple[int, int, int, int] = (1, 3, 224, 224)
 
 
@@ -30,7 +32,8 @@ def load_model(spec: str, seed: int = 0) -> torch.nn.Module:
 
     Args:
         spec: ``resnet18`` etc. (see ``TORCHVISION_MODELS``, or any torchvision classification
-            model name), ``tiny_cnn`` (the built-in small CNN), or ``file.py:function`` where
+            model name), ``tiny_cnn`` (the built-in small CNN), ``digits_cnn`` / ``digits_resnet``
+            (built-in models for the 1x1x16x16 digits data), or ``file.py:function`` where
             ``function()`` returns an ``nn.Module``.
         seed: torch seed for the random initialisation of torchvision models.
 
@@ -46,6 +49,11 @@ def load_model(spec: str, seed: int = 0) -> torch.nn.Module:
 
         torch.manual_seed(seed)
         model = TinyCNN()
+    elif spec in BUILTIN_DIGITS_MODELS:
+        from .. import data
+
+        torch.manual_seed(seed)
+        model = getattr(data, BUILTIN_DIGITS_MODELS[spec])()
     else:
         import torchvision.models as tvm_models
 
@@ -53,7 +61,7 @@ def load_model(spec: str, seed: int = 0) -> torch.nn.Module:
         if spec not in names:
             raise UnknownModelError(
                 f"unknown model {spec!r}; use a torchvision classification model "
-                f"({', '.join(TORCHVISION_MODELS)}, ...), tiny_cnn, or path/to/file.py:factory_function"
+                f"({', '.join(TORCHVISION_MODELS)}, ...), tiny_cnn, digits_cnn, digits_resnet, or path/to/file.py:factory_function"
             )
         torch.manual_seed(seed)
         model = tvm_models.get_model(spec, weights=None)

@@ -1,8 +1,20 @@
-"""TE computes and TensorIR schedules for tvmprune's kernels (see :mod:`.base`)."""
+"""TE computes and TensorIR schedules for tvmprune's kernels (see :mod:`.base`).
 
-from .base import ConvSpec, KernelInstance, unique_name
+* :mod:`.format` -- :class:`Format` / :class:`LayerOp`, the one spelling of a storage format;
+* :mod:`.family` / :mod:`.registry` -- kernel families and the registry of them;
+* :mod:`.identity` -- symbol names and tuning identities of kernels;
+* one module per kernel (``dense_conv2d``, ``sparse_conv2d`` ...), each ending with its family.
+"""
+
+from __future__ import annotations
+
+from .base import ConvSpec, KernelInstance
 from .block_direct_conv2d import block_direct_sparse_conv2d
+from .dense_conv2d import dense_conv2d
+from .dense_linear import dense_linear
 from .direct_sparse_conv2d import direct_sparse_conv2d
+from .format import Format, LayerOp
 from .formats import BSR, CSR, conv_weight_to_bsr, conv_weight_to_csr, matrix_to_bsr, matrix_to_csr
+from .identity import symbol_name
 from .sparse_conv2d import shrink_sparse_loops, sparse_conv2d_1xn
 from .sparse_linear import sparse_linear

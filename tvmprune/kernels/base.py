@@ -18,11 +18,13 @@ activation, ``out`` is the NHWC output.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
+
+from .format import Format, LayerOp
+from .identity import family_key, workload_key
 
 ACTIVATIONS = (None, "relu", "relu6", "silu", "gelu", "sigmoid")
 
@@ -86,8 +88,8 @@ class KernelInstance:
 
     Attributes:
         name: unique global symbol (used as the PrimFunc name inside a Relax module).
-        kind: ``dense``, ``depthwise``, ``1xN``, ``csr`` (conv) or ``dense_linear``,
-            ``bsr_linear``, ``csr_linear``.
+        format: the weight storage format (:class:`.format.Format`).
+        op: conv2d or linear.
         func: the unscheduled PrimFunc (``te.create_prim_func``), named ``name``.
         consts: constant arguments, in PrimFunc argument order after ``data``.
         out_shape: output shape.
@@ -100,7 +102,8 @@ class KernelInstance:
     """
 
     name: str
-    kind: str
+    format: Format
+    op: LayerOp
     func: Any
     consts: list[np.ndarray]
     out_shape: tuple[int, ...]
@@ -118,19 +121,23 @@ class KernelInstance:
         return sch.mod["main"].with_attr("global_symbol", self.name)
 
     @property
+    def kind(self) -> str:
+        """The format as tuning records name it: the format for convs, ``<fmt>_linear`` for
+        linear layers (``dense_linear``, ``bsr_linear``, ``csr_linear``)."""
+        if self.op == LayerOp.LINEAR:
+            return ("bsr" if self.format == Format.BSR else self.format.value) + "_linear"
+        return self.format.value
+
+    @property
     def workload_key(self) -> str:
-        """Stable hash of the computation and its constant structure (for tuning records)."""
-        h = hashlib.sha1(str(self.func.script()).encode())
-        for c in self.consts:
-            if c.dtype.kind in "iu":  # index structure matters, values do not
-                h.update(np.ascontiguousarray(c).tobytes())
-        return h.hexdigest()[:16]
+        """Stable hash of the computation and its constant structure (see :mod:`.identity`)."""
+        return workload_key(self)
 
+    @property
+    def family_key(self) -> str:
+        """Kernels whose schedule traces are interchangeable (see :mod:`.identity`)."""
+        return family_key(self)
 
-def unique_name(prefix: str, *parts: Any) -> str:
-    """A short deterministic symbol name from ``prefix`` and hashed ``parts``."""
-    h = hashlib.sha1(repr(parts).encode()).hexdigest()[:10]
-    return f"{prefix}_{h}"
 
 
 def apply_activation(x: Any, activation: str | None) -> Any:

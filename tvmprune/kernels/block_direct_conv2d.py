@@ -31,12 +31,16 @@ neighbouring rows of the copy) and pre-decoded into flat offsets. The row loop i
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .base import ConvSpec, KernelInstance, conv_epilogue, unique_name
-from .direct_sparse_conv2d import (
+from ..plan.roofline import PerfParams, fit_spatial_alpha, layer_cost, spatial_ms
+from .base import ConvSpec, KernelInstance, conv_epilogue
+from .family import KernelFamily, Probe
+from .format import Format, LayerOp
+from .identity import symbol_name
+from .channel_major import (
     channel_major_geometry,
     channel_major_input,
     channel_major_offsets,
@@ -54,6 +58,11 @@ from .sparse_conv2d import (
     sparse_conv_placeholders,
     sparse_kernel_signature,
 )
+
+if TYPE_CHECKING:
+    from ..plan.layer import LayerInfo
+    from ..target import NamedTarget
+
 
 
 def _register_tile(n: int, lanes: int, owp: int, oh: int, budget: int) -> tuple[int, int]:
@@ -108,7 +117,7 @@ def block_direct_sparse_conv2d(
 
     out = conv_epilogue(spec.out_shape, lambda b, oh, ow, c: acc[b, c // n, oh, c % n, ow], BIAS, RES, spec.activation, "out")
     args, consts = sparse_kernel_signature(bufs, out, [w_data, w_off, w_ptr], bias_np)
-    name = unique_name("block_direct_sparse_conv2d", spec, n, w_off.tobytes(), w_ptr.tobytes())
+    name = symbol_name("block_direct_sparse_conv2d", spec, n, w_off.tobytes(), w_ptr.tobytes())
     func = te.create_prim_func(args).with_attr("global_symbol", name)
 
     budget = n_vector_registers(t) * 3 // 4
@@ -164,7 +173,8 @@ def block_direct_sparse_conv2d(
 
     return KernelInstance(
         name=name,
-        kind="1xN-spatial",
+        format=Format.BSR_SPATIAL,
+        op=LayerOp.CONV2D,
         func=func,
         consts=consts,
         out_shape=spec.out_shape,
@@ -182,3 +192,22 @@ def block_direct_sparse_conv2d(
             "index_order": "(cin, kh, kw) as flat input offsets",
         },
     )
+
+
+def _build(info: "LayerInfo", n: int, target: "NamedTarget") -> KernelInstance:
+    return block_direct_sparse_conv2d(info.spec, info.weight, info.bias, n, target)
+
+
+def _predict(info: "LayerInfo", target: "NamedTarget", prm: PerfParams) -> float | None:
+    n = info.block_n if info.groups == 1 else 0
+    if not n or n >= target.vector_lanes:  # N fills the vector: the 1xN kernel's case
+        return None
+    return spatial_ms(info.spec, layer_cost(info, target, prm), n, target, prm.alpha_1xn_spatial)
+
+
+FAMILY = KernelFamily(
+    Format.BSR_SPATIAL, LayerOp.CONV2D, build=_build, accepts=lambda info: info.groups == 1,
+    predict=_predict,
+    describe=lambda info: f"1x{info.block_n} blocks, density {info.density:.2f}, vector along output width",
+    probe=Probe(block_n=lambda t: max(2, t.vector_lanes // 4), param=lambda spec: "alpha_1xn_spatial",
+                fit=fit_spatial_alpha))

@@ -14,14 +14,21 @@ registers (``cache_write`` to ``local``, unrolled).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tvm import te, tirx
 
 from ..errors import UnsupportedLayerError
+from ..plan.roofline import PerfParams, dense_ms, layer_cost
 from ..target import NamedTarget, get_target
-from .base import ConvSpec, KernelInstance, conv_epilogue, unique_name
+from .base import ConvSpec, KernelInstance, conv_epilogue
+from .family import KernelFamily, Probe
+from .format import Format, LayerOp
+from .identity import symbol_name
+
+if TYPE_CHECKING:
+    from ..plan.layer import LayerInfo
 
 
 def _pad(data: te.Tensor, spec: ConvSpec) -> te.Tensor:
@@ -176,7 +183,7 @@ def dense_conv2d(
         args.append(res)
     args.append(out)
     kind = "depthwise" if depthwise else "dense"
-    name = unique_name(f"tvmprune_{kind}_conv2d", spec, t.vector_lanes)
+    name = symbol_name(f"tvmprune_{kind}_conv2d", spec, t.vector_lanes)
     func = te.create_prim_func(args).with_attr("global_symbol", name)
     vec = _pick_vec(spec.cout, t.vector_lanes)
     # accumulators: ow_tile x vec floats must fit the register file (32 zmm / 16 ymm / 16 q)
@@ -195,7 +202,8 @@ def dense_conv2d(
 
     return KernelInstance(
         name=name,
-        kind=kind,
+        format=Format.DEPTHWISE if depthwise else Format.DENSE,
+        op=LayerOp.CONV2D,
         func=func,
         consts=consts,
         out_shape=spec.out_shape,
@@ -205,3 +213,24 @@ def dense_conv2d(
         info={"density": 1.0, "layout": "NHWC", "weight_layout": "HWC" if depthwise else "HWIO", "vec": vec,
               "ow_tile": ow_tile},
     )
+
+
+def _build(info: "LayerInfo", n: int, target: NamedTarget) -> KernelInstance:
+    return dense_conv2d(info.spec, info.weight, info.bias, target)
+
+
+def _predict_dense(info: "LayerInfo", target: NamedTarget, prm: PerfParams) -> float:
+    return dense_ms(layer_cost(info, target, prm))
+
+
+def _fit_efficiency(spec: ConvSpec, density: float, measured_ms: float, n: int, target: NamedTarget,
+                    peak: float) -> float:
+    return spec.dense_flops / (measured_ms * 1e-3) / (target.peak_gflops * 1e9)
+
+
+DENSE_FAMILY = KernelFamily(
+    Format.DENSE, LayerOp.CONV2D, build=_build, accepts=lambda info: info.groups == 1, predict=_predict_dense,
+    probe=Probe(block_n=lambda t: 0, param=lambda spec: "dense_efficiency", fit=_fit_efficiency))
+# depthwise convs are planned by their shape, not by prediction (the roofline's dense time covers them)
+DEPTHWISE_FAMILY = KernelFamily(Format.DEPTHWISE, LayerOp.CONV2D, build=_build,
+                                accepts=lambda info: info.is_depthwise)

@@ -7,13 +7,21 @@ weight exactly once), output ``[B, out]``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tvm import te
 
 from ..target import NamedTarget, get_target
-from .base import KernelInstance, apply_activation, unique_name
+from ..plan.roofline import PerfParams, dense_ms, layer_cost
+from .base import KernelInstance, apply_activation
+from .family import KernelFamily
+from .format import Format, LayerOp
+from .identity import symbol_name
+
+if TYPE_CHECKING:
+    from ..plan.layer import LayerInfo
+
 
 
 def linear_epilogue(y: te.Tensor, bias: te.Tensor | None, activation: str | None) -> te.Tensor:
@@ -73,7 +81,7 @@ def dense_linear(
         consts.append(np.asarray(bias, "float32").reshape(out_f))
     out = linear_epilogue(y, b, activation)
     args.append(out)
-    name = unique_name("tvmprune_dense_linear", weight.shape, batch, bias is not None, activation, t.vector_lanes)
+    name = symbol_name("tvmprune_dense_linear", weight.shape, batch, bias is not None, activation, t.vector_lanes)
     func = te.create_prim_func(args).with_attr("global_symbol", name)
     vec = next((v for v in (4 * t.vector_lanes, 2 * t.vector_lanes, t.vector_lanes) if out_f % v == 0), t.vector_lanes)
 
@@ -81,7 +89,15 @@ def dense_linear(
         _schedule(sch, vec, out is not y)
 
     return KernelInstance(
-        name=name, kind="dense_linear", func=func, consts=consts, out_shape=(batch, out_f),
+        name=name, format=Format.DENSE, op=LayerOp.LINEAR, func=func, consts=consts, out_shape=(batch, out_f),
         schedule_default=schedule_default, schedule_space=None, flops=2 * batch * weight.size,
         info={"density": 1.0, "vec": vec},
     )
+
+
+def _build(info: "LayerInfo", n: int, target: "NamedTarget") -> KernelInstance:
+    return dense_linear(info.weight, info.bias, info.batch, info.activation, target)
+
+
+FAMILY = KernelFamily(Format.DENSE, LayerOp.LINEAR, build=_build,
+                      predict=lambda info, target, prm: dense_ms(layer_cost(info, target, prm)))

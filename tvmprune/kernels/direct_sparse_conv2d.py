@@ -27,11 +27,21 @@ shrunk to the true row length by :func:`.sparse_conv2d.shrink_sparse_loops`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .base import ConvSpec, KernelInstance, conv_epilogue, unique_name
+from ..plan.roofline import PerfParams, fit_spatial_alpha, layer_cost, spatial_ms
+from .base import ConvSpec, KernelInstance, conv_epilogue
+from .family import KernelFamily, Probe
+from .format import Format, LayerOp
+from .identity import symbol_name
+from .channel_major import (
+    channel_major_geometry,
+    channel_major_input,
+    channel_major_offsets,
+    schedule_channel_major_input,
+)
 from .formats import conv_weight_to_csr, kernel_arrays
 from .sparse_conv2d import (
     SPARSE_ROW_ANN,
@@ -45,66 +55,10 @@ from .sparse_conv2d import (
     sparse_kernel_signature,
 )
 
+if TYPE_CHECKING:
+    from ..plan.layer import LayerInfo
+    from ..target import NamedTarget
 
-# ----------------------------------------------------------------------------------------
-# channel-major padded input copy (shared with :mod:`.block_direct_conv2d`)
-# ----------------------------------------------------------------------------------------
-
-
-def channel_major_geometry(spec: ConvSpec, lanes: int) -> tuple[int, int, int]:
-    """``(Hp, OWp, Wx)`` of the channel-major copy: padded height, output width rounded up to
-    whole vectors (what the kernels compute), and the copy's row length (the padded width,
-    zero-extended so that the last vector of output pixels reads inside the row)."""
-    pt, pl, pb, pr = spec.padding
-    hp, wp = spec.in_h + pt + pb, spec.in_w + pl + pr
-    owp = -(-spec.out_w // lanes) * lanes
-    wx = max(wp, (owp - 1) * spec.stride[1] + spec.kw)
-    return hp, owp, wx
-
-
-def channel_major_offsets(k: np.ndarray, spec: ConvSpec, hp: int, wx: int) -> np.ndarray:
-    """Reduction indices ``k = (cin*KH + kh)*KW + kw`` -> flat offsets ``(cin*Hp + kh)*Wx + kw``
-    into one image of the channel-major copy (int32)."""
-    k = np.asarray(k).astype(np.int64)
-    kh_, kw_ = spec.kh, spec.kw
-    c_i, kh_i, kw_i = k // (kh_ * kw_), (k // kw_) % kh_, k % kw_
-    return ((c_i * hp + kh_i) * wx + kw_i).astype(np.int32)
-
-
-def channel_major_input(data, spec: ConvSpec, hp: int, wx: int):
-    """TE stage ``xt [B, Cin, Hp, Wx]``: zero-padded, channel-major copy of the NHWC ``data``."""
-    from tvm import te, tirx
-
-    pt, pl = spec.padding[0], spec.padding[1]
-    b_, h_, w_, cin = spec.in_shape
-
-    def xt_f(b, c, h, w):
-        ok = tirx.all(h >= pt, h < pt + h_, w >= pl, w < pl + w_)
-        return tirx.if_then_else(ok, data[b, h - pt, w - pl, c], tirx.const(0.0, "float32"))
-
-    return te.compute((b_, cin, hp, wx), xt_f, name="xt")
-
-
-def schedule_channel_major_input(sch, cin: int, lanes: int, vector_channels: bool = False) -> None:
-    """Parallel (blocked, when ``Cin`` is a multiple of ``lanes``) transpose for the ``xt`` stage.
-
-    ``vector_channels``: read each pixel's ``lanes`` channels as one vector and unroll a block
-    of ``lanes`` pixels (scattered scalar stores); faster for wide 1x1 inputs (the copy is
-    then memory-bound), slightly slower for small 3x3 ones."""
-    xb, xc, xh, xw = sch.get_loops(sch.get_sblock("xt"))
-    if cin % lanes == 0 and vector_channels and sch.get(xw).extent.value % lanes == 0:
-        xco, xci = sch.split(xc, [None, lanes])
-        xwo, xwi = sch.split(xw, [None, lanes])
-        sch.reorder(xb, xh, xco, xwo, xwi, xci)
-        sch.parallel(sch.fuse(xb, xh))
-        sch.unroll(xwi)
-        sch.vectorize(xci)
-    elif cin % lanes == 0:  # blocked transpose: read whole channel vectors, write rows
-        xco, xci = sch.split(xc, [None, lanes])
-        sch.reorder(xb, xh, xco, xw, xci)
-        sch.parallel(sch.fuse(xb, xh))
-    else:
-        sch.parallel(sch.fuse(xb, xc))
 
 
 def direct_sparse_conv2d(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | None, target: Any) -> KernelInstance:
@@ -145,7 +99,7 @@ def direct_sparse_conv2d(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | 
 
     out = conv_epilogue(spec.out_shape, lambda b, oh, ow, c: acc[b, c, oh, ow], BIAS, RES, spec.activation, "out")
     args, consts = sparse_kernel_signature(bufs, out, [w_data, w_off, w_ptr], bias_np)
-    name = unique_name("direct_sparse_conv2d", spec, w_off.tobytes(), w_ptr.tobytes())
+    name = symbol_name("direct_sparse_conv2d", spec, w_off.tobytes(), w_ptr.tobytes())
     func = te.create_prim_func(args).with_attr("global_symbol", name)
 
     lanes = t.vector_lanes
@@ -189,7 +143,8 @@ def direct_sparse_conv2d(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | 
 
     return KernelInstance(
         name=name,
-        kind="csr",
+        format=Format.CSR,
+        op=LayerOp.CONV2D,
         func=func,
         consts=consts,
         out_shape=spec.out_shape,
@@ -204,3 +159,28 @@ def direct_sparse_conv2d(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | 
             "index_order": "(cin, kh, kw) as flat input offsets",
         },
     )
+
+
+def _is_1x1(spec: ConvSpec) -> bool:
+    return spec.kh == 1 and spec.kw == 1
+
+
+def _build(info: "LayerInfo", n: int, target: "NamedTarget") -> KernelInstance:
+    return direct_sparse_conv2d(info.spec, info.weight, info.bias, target)
+
+
+def _predict(info: "LayerInfo", target: "NamedTarget", prm: PerfParams) -> float | None:
+    if info.groups > 1:
+        return None
+    # the CSR direct conv shares the spatial kernel's structure (channel-major input copy,
+    # output width rounded up to whole vectors) with one output channel per nonzero
+    alpha = prm.alpha_csr_1x1 if _is_1x1(info.spec) else prm.alpha_csr_3x3
+    return spatial_ms(info.spec, layer_cost(info, target, prm), 1, target, alpha)
+
+
+FAMILY = KernelFamily(
+    Format.CSR, LayerOp.CONV2D, build=_build, accepts=lambda info: info.groups == 1,
+    predict=_predict,
+    describe=lambda info: f"unstructured, density {info.density:.2f}",
+    probe=Probe(block_n=lambda t: 1, param=lambda spec: "alpha_csr_1x1" if _is_1x1(spec) else "alpha_csr_3x3",
+                fit=fit_spatial_alpha))

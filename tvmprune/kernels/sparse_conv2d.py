@@ -29,16 +29,24 @@ out of bounds (MetaSchedule's runner must still be given the real index arrays).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import UnsupportedLayerError
-from .base import ConvSpec, KernelInstance, conv_epilogue, unique_name
+from ..plan.roofline import PerfParams, fit_compute_alpha, layer_cost, sparse_ms
+from .base import ConvSpec, KernelInstance, conv_epilogue
+from .family import KernelFamily, Probe
+from .format import Format, LayerOp
+from .identity import symbol_name
 from .formats import conv_weight_to_bsr, kernel_arrays
 
+if TYPE_CHECKING:
+    from ..plan.layer import LayerInfo
+    from ..target import NamedTarget
+
+
 SPARSE_ROW_ANN = "tvmprune.sparse_row"
-_ORDER = ["pix_outer"]
 
 
 # ----------------------------------------------------------------------------------------
@@ -277,7 +285,7 @@ def sparse_conv2d_1xn(
 
     out = conv_epilogue(spec.out_shape, lambda b, oh, ow, c: acc[b, oh, ow, c // n, c % n], BIAS, RES, spec.activation, "out")
     args, consts = sparse_kernel_signature(bufs, out, [w_data, w_idx, w_ptr], bias_np)
-    name = unique_name("sparse_conv2d_1xn", spec, n, w_idx.tobytes(), w_ptr.tobytes())
+    name = symbol_name("sparse_conv2d_1xn", spec, n, w_idx.tobytes(), w_ptr.tobytes())
     func = te.create_prim_func(args).with_attr("global_symbol", name)
 
     lanes = t.vector_lanes
@@ -293,14 +301,9 @@ def sparse_conv2d_1xn(
             owo, owi = sch.split(owl, [None, tile_rv_or_int])
         else:
             owo, owi = sch.split(owl, tile_rv_or_int)
-        if _ORDER[0] == "r_outer":
-            sch.reorder(bl, rl, ohl, owo, el, owi, il)
-            fused = sch.fuse(bl, rl, ohl)
-            at = owo
-        else:
-            sch.reorder(bl, ohl, owo, rl, el, owi, il)
-            fused = sch.fuse(bl, ohl)
-            at = rl
+        sch.reorder(bl, ohl, owo, rl, el, owi, il)
+        fused = sch.fuse(bl, ohl)
+        at = rl
         sch.parallel(fused)
         sch.set_scope(blk, 0, "local")
         sch.reverse_compute_at(sch.get_sblock("out"), at)
@@ -340,7 +343,8 @@ def sparse_conv2d_1xn(
     flops = 2 * nnz * b_ * oh_ * ow_
     return KernelInstance(
         name=name,
-        kind="1xN",
+        format=Format.BSR,
+        op=LayerOp.CONV2D,
         func=func,
         consts=consts,
         out_shape=spec.out_shape,
@@ -357,3 +361,22 @@ def sparse_conv2d_1xn(
             "index_order": "(kh, kw, cin)",
         },
     )
+
+
+def _build(info: "LayerInfo", n: int, target: "NamedTarget") -> KernelInstance:
+    return sparse_conv2d_1xn(info.spec, info.weight, info.bias, n, target)
+
+
+def _predict(info: "LayerInfo", target: "NamedTarget", prm: PerfParams) -> float | None:
+    n = info.block_n if info.groups == 1 else 0
+    if not n:
+        return None
+    return sparse_ms(layer_cost(info, target, prm), prm.alpha_1xn, n, min(1.0, n / target.vector_lanes))
+
+
+FAMILY = KernelFamily(
+    Format.BSR, LayerOp.CONV2D, build=_build, accepts=lambda info: info.groups == 1,
+    predict=_predict,
+    describe=lambda info: f"1x{info.block_n} blocks, density {info.density:.2f}",
+    probe=Probe(block_n=lambda t: min(max(t.vector_lanes, 2), 32), param=lambda spec: "alpha_1xn",
+                fit=fit_compute_alpha))

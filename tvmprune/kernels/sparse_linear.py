@@ -12,30 +12,42 @@ PrimFunc arguments: ``data [batch, in]``, ``w_data``, ``w_indices``, ``w_indptr`
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import UnsupportedLayerError
-from .base import ACTIVATIONS, KernelInstance, apply_activation, unique_name
+from ..plan.roofline import PerfParams, layer_cost, sparse_ms
+from .base import ACTIVATIONS, KernelInstance, apply_activation
+from .family import KernelFamily
+from .format import Format, LayerOp
+from .identity import symbol_name
 from .formats import kernel_arrays, matrix_to_bsr
 from .sparse_conv2d import SPARSE_ROW_ANN, resolve_target, shrink_sparse_loops
+
+if TYPE_CHECKING:
+    from ..plan.layer import LayerInfo
+    from ..target import NamedTarget
+
 
 
 def sparse_linear(
     weight: np.ndarray,
     bias: np.ndarray | None,
-    fmt: str,
+    fmt: "Format | str",
     n: int,
     batch: int,
     activation: str | None,
     target: Any,
 ) -> KernelInstance:
-    """Sparse linear layer, kind ``"bsr_linear"`` or ``"csr_linear"``."""
+    """Sparse linear layer in ``Format.BSR`` (``"bsr"`` / ``"1xN"``, blocks of ``n`` rows) or
+    ``Format.CSR``; kind ``"bsr_linear"`` or ``"csr_linear"``."""
     from tvm import te, tirx
 
-    if fmt not in ("bsr", "csr"):
+    if fmt not in ("bsr", Format.BSR, Format.CSR):
         raise UnsupportedLayerError(f"sparse_linear format must be 'bsr' or 'csr', got {fmt!r}")
+    fmt = Format(fmt)
+    fmt_name = "csr" if fmt == Format.CSR else "bsr"
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
     t = resolve_target(target)
@@ -76,7 +88,7 @@ def sparse_linear(
     out = te.compute((batch, out_f_), out_f, name="out")
     args = [data, W, IDX, PTR] + ([BIAS] if BIAS is not None else []) + [out]
     consts = [w_data, w_idx, w_ptr] + ([bias_np] if bias_np is not None else [])
-    name = unique_name(f"sparse_linear_{fmt}", weight.shape, bn, batch, activation, bias is not None,
+    name = symbol_name(f"sparse_linear_{fmt_name}", weight.shape, bn, batch, activation, bias is not None,
                        w_idx.tobytes(), w_ptr.tobytes())
     func = te.create_prim_func(args).with_attr("global_symbol", name)
 
@@ -102,10 +114,10 @@ def sparse_linear(
         unroll = sch.sample_categorical([0, 16, 64], [0.4, 0.3, 0.3])
         sch.annotate(bl, "pragma_auto_unroll_max_step", unroll)
 
-    kind = "csr_linear" if fmt == "csr" else "bsr_linear"
     return KernelInstance(
         name=name,
-        kind=kind,
+        format=fmt,
+        op=LayerOp.LINEAR,
         func=func,
         consts=consts,
         out_shape=(batch, out_f_),
@@ -115,3 +127,28 @@ def sparse_linear(
         info={"n": bn, "density": float(np.count_nonzero(weight)) / max(1, weight.size), "max_row_length": maxlen,
               "target": t.name},
     )
+
+
+def _build_bsr(info: "LayerInfo", n: int, target: "NamedTarget") -> KernelInstance:
+    return sparse_linear(info.weight, info.bias, Format.BSR, n or 1, info.batch, info.activation, target)
+
+
+def _build_csr(info: "LayerInfo", n: int, target: "NamedTarget") -> KernelInstance:
+    return sparse_linear(info.weight, info.bias, Format.CSR, n or 1, info.batch, info.activation, target)
+
+
+def _predict_bsr(info: "LayerInfo", target: "NamedTarget", prm: PerfParams) -> float | None:
+    n = info.block_n
+    if not n:
+        return None
+    return sparse_ms(layer_cost(info, target, prm), prm.alpha_1xn, n, min(1.0, n / target.vector_lanes))
+
+
+def _predict_csr(info: "LayerInfo", target: "NamedTarget", prm: PerfParams) -> float:
+    return sparse_ms(layer_cost(info, target, prm), prm.alpha_csr_1x1, 1)
+
+
+BSR_FAMILY = KernelFamily(Format.BSR, LayerOp.LINEAR, build=_build_bsr, predict=_predict_bsr,
+                          describe=lambda info: f"1x{info.block_n} blocks, density {info.density:.2f}")
+CSR_FAMILY = KernelFamily(Format.CSR, LayerOp.LINEAR, build=_build_csr, predict=_predict_csr,
+                          describe=lambda info: f"unstructured, density {info.density:.2f}")

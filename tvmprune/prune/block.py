@@ -1,9 +1,9 @@
-"""1xN block pruning (Lin et al. 2021).
+"""``1xN@RATE``: 1xN block pruning (Lin et al. 2021).
 
 A weight ``[Cout, Cin, KH, KW]`` (Linear: ``[Cout, Cin]``) is viewed as a matrix
 ``[Cout, K]`` with ``K = Cin*KH*KW``.  A *block* is N consecutive output channels at one
-column ``(cin, kh, kw)``: ``W[g*N:(g+1)*N, k]``.  Blocks are scored by their L1 norm and
-the lowest-scoring ones are zeroed.
+column ``(cin, kh, kw)``: ``W[g*N:(g+1)*N, k]``.  Blocks are scored by their L1 norm
+(:class:`~.criteria.BlockL1`) and the lowest-scoring ones are zeroed.
 
 Choices (documented here, relied on by the tests):
 
@@ -13,136 +13,56 @@ Choices (documented here, relied on by the tests):
   scored by their mean-per-row L1 (L1 / rows), so a tail block competes fairly; it counts
   as one block.  For layers whose ``Cout`` is a multiple of N, the weight sparsity
   therefore equals the block sparsity exactly.
-* global mode ranks all blocks of all prunable layers by mean |w| per element of the
-  block (L1 / (rows)) and removes the lowest ``round(rate * total_blocks)``, but never more
-  than ``max_layer_rate`` (default :data:`MAX_LAYER_RATE` = 0.95) of one layer's blocks.
+* ``+global`` ranks all blocks of all prunable layers by mean |w| per row of the block and
+  removes the lowest ``round(rate * total_blocks)``, but never more than
+  ``max_layer_rate`` (default :data:`MAX_LAYER_RATE` = 0.95) of one layer's blocks.
+* by default the filters of each channel group are first permuted by descending L1
+  (:mod:`.rearrange`; the model function is unchanged); ``+norearrange`` skips that.
 """
 
 from __future__ import annotations
 
-import base64
-import zlib
+import re
 
-import numpy as np
 import torch
+from torch import nn
 
-from ..errors import PruneConfigError
-from .pattern import BLOCK_SIZES
+from .bits import decode_bits, encode_bits
+from .context import PruneContext
+from .criteria import BLOCK_SIZES, BlockL1, check_block_size, expand_block_mask
+from .graph import DependencyGraph
+from .layer_policy import sparse_targets
+from .masks import apply_masks
+from .pattern import Option, PrunePattern
+from .rearrange import rearrange_filters
+from .registry import GLOBAL, PruningMethod
+from .result import PruneResult, layer_reports
+from .selection import MAX_LAYER_RATE, check_rate, select_lowest, weight_keep_masks
 
 __all__ = [
-    "MAX_LAYER_RATE",
-    "check_rate",
-    "check_block_size",
-    "block_scores",
-    "expand_block_mask",
-    "block_mask",
-    "global_block_masks",
-    "select_lowest",
-    "block_map",
-    "is_block_structured",
-    "encode_bits",
-    "decode_bits",
+    "MAX_LAYER_RATE", "check_rate", "check_block_size", "block_scores", "expand_block_mask", "block_mask",
+    "global_block_masks", "select_lowest", "block_map", "is_block_structured", "encode_bits", "decode_bits",
+    "BlockMethod",
 ]
-
-MAX_LAYER_RATE = 0.95
-
-
-def check_rate(rate, what: str = "rate") -> float:
-    try:
-        r = float(rate)
-    except (TypeError, ValueError):
-        raise PruneConfigError(f"{what} must be a number in [0, 1), got {rate!r}") from None
-    if not (0.0 <= r < 1.0) or r != r:
-        raise PruneConfigError(f"{what} must be in [0, 1), got {rate!r}")
-    return r
-
-
-def check_block_size(n, what: str = "block size N") -> int:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or int(n) not in BLOCK_SIZES:
-        raise PruneConfigError(f"{what} must be one of {list(BLOCK_SIZES)}, got {n!r}")
-    return int(n)
-
-
-def _as_matrix(weight: torch.Tensor, name: str) -> torch.Tensor:
-    if weight.dim() not in (2, 4):
-        raise PruneConfigError(
-            f"layer {name or '?'}: 1xN pruning needs a 2-D (Linear) or 4-D (Conv2d) weight, got shape {tuple(weight.shape)}"
-        )
-    return weight.detach().reshape(weight.shape[0], -1)
 
 
 def block_scores(weight: torch.Tensor, n: int, name: str = "") -> torch.Tensor:
     """Mean-per-row L1 of each block: ``[ceil(Cout/N), K]`` (float64)."""
     n = check_block_size(n, f"block size N for layer {name}" if name else "block size N")
-    w = _as_matrix(weight, name)
-    cout, k = w.shape
-    full = cout // n
-    parts = []
-    if full:
-        parts.append(w[: full * n].abs().reshape(full, n, k).sum(dim=1, dtype=torch.float64) / n)
-    if cout % n:
-        parts.append(w[full * n:].abs().sum(dim=0, keepdim=True, dtype=torch.float64) / (cout % n))
-    return torch.cat(parts)
-
-
-def expand_block_mask(bmask: torch.Tensor, weight_shape: tuple[int, ...], n: int) -> torch.Tensor:
-    """``[G, K]`` block keep-mask -> weight-shaped keep-mask."""
-    cout = weight_shape[0]
-    full = bmask.repeat_interleave(n, dim=0)[:cout]
-    return full.reshape(weight_shape)
-
-
-def select_lowest(scores: list[torch.Tensor], k: int, caps: list[int]) -> list[torch.Tensor]:
-    """Pick the ``k`` lowest scores across all tensors, at most ``caps[i]`` from tensor ``i``.
-
-    Returns a boolean *prune* mask per tensor (True = removed).  Ties are broken by position
-    (stable sort), so the result is deterministic.
-    """
-    sizes = [s.numel() for s in scores]
-    if not scores:
-        return []
-    flat = torch.cat([s.reshape(-1).double().cpu() for s in scores]).numpy()
-    lid = np.repeat(np.arange(len(scores)), sizes)
-    order = np.argsort(flat, kind="stable")
-    lid_sorted = lid[order]
-    # rank of each sorted element within its tensor
-    by_layer = np.argsort(lid_sorted, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(np.bincount(lid_sorted, minlength=len(scores)))[:-1]])
-    rank = np.empty_like(by_layer)
-    rank[by_layer] = np.arange(len(by_layer)) - np.repeat(starts, np.bincount(lid_sorted, minlength=len(scores)))
-    allowed = rank < np.asarray(caps)[lid_sorted]
-    chosen_pos = np.nonzero(allowed)[0][: max(0, int(k))]
-    pruned = np.zeros(len(flat), dtype=bool)
-    pruned[order[chosen_pos]] = True
-    out, pos = [], 0
-    for s, n in zip(scores, sizes):
-        out.append(torch.from_numpy(pruned[pos:pos + n].copy()).reshape(s.shape))
-        pos += n
-    return out
+    return BlockL1(n).scores(weight, name)
 
 
 def block_mask(weight: torch.Tensor, n: int, rate: float, name: str = "") -> torch.Tensor:
     """Weight-shaped boolean keep-mask removing the ``round(rate * blocks)`` lowest-L1 1xN blocks."""
-    where = f" for layer {name}" if name else ""
-    rate = check_rate(rate, f"pruning rate{where}")
-    scores = block_scores(weight, n, name)
-    k = int(round(rate * scores.numel()))
-    pruned = select_lowest([scores], k, [scores.numel()])[0]
-    return expand_block_mask(~pruned, tuple(weight.shape), n)
+    check_rate(rate, f"pruning rate for layer {name}" if name else "pruning rate")
+    n = check_block_size(n, f"block size N for layer {name}" if name else "block size N")
+    return weight_keep_masks(BlockL1(n), {name: weight}, rate)[name]
 
 
 def global_block_masks(weights: dict[str, torch.Tensor], n: int, rate: float,
                        max_layer_rate: float = MAX_LAYER_RATE) -> dict[str, torch.Tensor]:
     """Global 1xN pruning: one ranking over all layers' blocks, at most ``max_layer_rate`` per layer."""
-    rate = check_rate(rate, "global pruning rate")
-    max_layer_rate = check_rate(max_layer_rate, "max_layer_rate")
-    names = list(weights)
-    scores = [block_scores(weights[nm], n, nm) for nm in names]
-    total = sum(s.numel() for s in scores)
-    caps = [int(np.floor(max_layer_rate * s.numel())) for s in scores]
-    k = min(int(round(rate * total)), sum(caps))
-    pruned = select_lowest(scores, k, caps)
-    return {nm: expand_block_mask(~p, tuple(weights[nm].shape), n) for nm, p in zip(names, pruned)}
+    return weight_keep_masks(BlockL1(n), weights, rate, global_=True, max_layer_rate=max_layer_rate)
 
 
 def block_map(weight_or_mask: torch.Tensor, n: int) -> torch.Tensor:
@@ -165,19 +85,45 @@ def is_block_structured(weight: torch.Tensor, mask: torch.Tensor, n: int) -> boo
     return bool((weight.detach().reshape(m.shape)[~m] == 0).all())
 
 
-def encode_bits(mask: torch.Tensor) -> str:
-    """Compact text encoding of a bool tensor (packbits + zlib + base64); shape is kept separately."""
-    bits = np.packbits(mask.reshape(-1).cpu().numpy().astype(np.uint8))
-    return base64.b64encode(zlib.compress(bits.tobytes(), 9)).decode("ascii")
+def block_mask_from_map(encoded: str, shape: tuple[int, ...], n: int) -> torch.Tensor:
+    """Weight-shaped keep-mask from an :func:`encode_bits` block map (as in ``pruning.json``)."""
+    k = 1
+    for d in shape[1:]:
+        k *= d
+    bm = decode_bits(encoded, (-(-shape[0] // n), k))
+    return expand_block_mask(bm, (shape[0], k), n).reshape(shape)
 
 
-def decode_bits(text: str, shape) -> torch.Tensor:
-    try:
-        raw = zlib.decompress(base64.b64decode(text.encode("ascii")))
-    except Exception as e:
-        raise PruneConfigError(f"corrupt mask encoding in pruning config: {type(e).__name__}: {e}") from None
-    n = int(np.prod(shape)) if len(shape) else 1
-    bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8))
-    if bits.size < n:
-        raise PruneConfigError(f"mask encoding too short for shape {list(shape)} in pruning config")
-    return torch.from_numpy(bits[:n].astype(bool)).reshape(tuple(shape))
+class BlockMethod(PruningMethod):
+    kind = "1xN"
+    head = r"1x(\d+)"
+    syntax = f"1xN@RATE (N in {list(BLOCK_SIZES)})"
+    options = (Option("norearrange", "do not permute filters by L1 first"), GLOBAL)
+    uses_n = True
+    aliases = ("1xn", "block", "1x")
+
+    def n_from_head(self, head: re.Match) -> int:
+        return int(head.group(1))
+
+    def head_label(self, pattern: PrunePattern) -> str:
+        return f"1x{pattern.n}"
+
+    def validate(self, pattern: PrunePattern) -> None:
+        super().validate(pattern)
+        check_block_size(pattern.n, "block size N")
+
+    def apply(self, model: nn.Module, pattern: PrunePattern, graph: DependencyGraph,
+              ctx: PruneContext) -> PruneResult:
+        config: dict = {"rearrange": pattern.rearrange}
+        if pattern.rearrange:
+            perms = rearrange_filters(model, graph)
+            config["permutations"] = {graph.groups[g].name: p.tolist() for g, p in perms.items()}
+        targets, skipped = sparse_targets(model, graph)
+        mods = dict(model.named_modules())
+        weights = {n: mods[n].weight for n in targets}
+        masks = weight_keep_masks(BlockL1(pattern.n), weights, pattern.rate, global_=pattern.global_,
+                                  max_layer_rate=ctx.max_layer_rate, layer_rates=ctx.layer_rates)
+        apply_masks(model, masks)
+        config["masks"] = {n: {"shape": list(k.shape), "blockmap": encode_bits(block_map(k, pattern.n))}
+                           for n, k in masks.items()}
+        return PruneResult(model, layer_reports(model, graph.layers, pattern.label, skipped), config, masks)

@@ -10,14 +10,23 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import torch
 
 from ..errors import PruneConfigError
-from .pattern import BLOCK_SIZES, PrunePattern, parse_pattern
+from .criteria import BLOCK_SIZES, check_block_size
+from .pattern import PrunePattern, parse_pattern
+from .selection import check_rate
 
 __all__ = ["add_prune_parser", "run_prune", "pattern_from_args"]
+
+
+def _kinds_help() -> str:
+    from .registry import all_methods
+
+    return ", ".join(m.kind for m in all_methods())
 
 
 def add_prune_parser(subparsers) -> argparse.ArgumentParser:
@@ -30,7 +39,7 @@ def add_prune_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--model", default="resnet18",
                    help="torchvision model name, tiny_cnn, or path/to/file.py:factory (default resnet18)")
     p.add_argument("--pattern", default="1xN",
-                   help="1xN, unstructured, filter, dense, or a full pattern string such as 1x8@0.8, "
+                   help=f"{_kinds_help()}, or a full pattern string such as 1x8@0.8, "
                    "unstructured@0.9+global (default 1xN)")
     p.add_argument("--n", type=int, default=None, help=f"block size N for 1xN, one of {list(BLOCK_SIZES)} (default 8)")
     p.add_argument("--rate", type=float, default=None, help="pruning rate in [0, 1) (default 0.8 for 1xN/unstructured, 0.5 for filter)")
@@ -38,60 +47,82 @@ def add_prune_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--global", dest="global_", action="store_true",
                    help="rank blocks / weights / filters across all layers (per-layer cap 0.95)")
     p.add_argument("--input-shape", default=None, help="example input N x C x H x W for tracing (default 1x3x224x224)")
+    p.add_argument("--dataset", default=None,
+                   help="training data for patterns that learn (gator@): builtin (digits), an ImageFolder directory, "
+                        "or path/to/file.py:factory")
+    p.add_argument("--target", default="x86",
+                   help="compile target whose performance model +guided patterns follow (default x86, the host)")
     p.add_argument("-o", "--output", default=None, help="output directory (default: print only, save nothing)")
     p.add_argument("--quiet", action="store_true", help="print only the summary, not the per-layer table")
     p.set_defaults(func=run_prune, command="prune")
     return p
 
 
+def _shorthand(low: str):
+    """``(method, n from the name or None)`` for a bare ``--pattern`` name such as ``1x16`` or ``filter``."""
+    from .registry import all_methods, match_head
+
+    for method in all_methods():
+        if method.takes_rate and (low == method.kind.lower() or low in method.aliases):
+            return method, None
+    found = match_head(low)
+    if found is not None and found[0].takes_rate:
+        return found[0], (found[0].n_from_head(found[1]) if found[0].uses_n else None)
+    return None, None
+
+
+def _from_shorthand(text: str, n, rate) -> PrunePattern:
+    method, head_n = _shorthand(text.lower())
+    if method is None:
+        return parse_pattern(text)  # raises with the accepted syntax
+    if n is not None and not method.uses_n:
+        raise PruneConfigError(f"--n only applies to block patterns such as 1xN, not {text}")
+    if head_n is not None and n is not None and n != head_n:
+        raise PruneConfigError(f"--pattern {text} conflicts with --n {n}")
+    rate = method.default_rate if rate is None else rate
+    check_rate(rate, "--rate")
+    if method.uses_n:
+        n = head_n if head_n is not None else (8 if n is None else n)
+        check_block_size(n, "--n")
+    return PrunePattern(method.kind, rate, n if method.uses_n else 1)
+
+
 def pattern_from_args(args) -> PrunePattern:
+    """The pattern of ``--pattern`` (full string or bare name) with ``--n`` / ``--rate`` / flags."""
     text = str(args.pattern).strip()
     if "@" in text or text.lower() == "dense":
         if args.n is not None or args.rate is not None:
             raise PruneConfigError(f"--pattern {text!r} already fixes N and the rate; drop --n / --rate")
         pat = parse_pattern(text)
     else:
-        low = text.lower()
-        if low in ("1xn", "block", "1x"):
-            n = 8 if args.n is None else args.n
-            rate = 0.8 if args.rate is None else args.rate
-            pat = parse_pattern(f"1x{n}@{rate}") if n in BLOCK_SIZES else None
-            if pat is None:
-                raise PruneConfigError(f"--n must be one of {list(BLOCK_SIZES)}, got {n}")
-        elif low.startswith("1x") and low[2:].isdigit():
-            if args.n is not None and args.n != int(low[2:]):
-                raise PruneConfigError(f"--pattern {text} conflicts with --n {args.n}")
-            rate = 0.8 if args.rate is None else args.rate
-            pat = parse_pattern(f"{low}@{rate}")
-        elif low in ("unstructured", "filter"):
-            if args.n is not None:
-                raise PruneConfigError(f"--n only applies to --pattern 1xN, not {low}")
-            rate = (0.8 if low == "unstructured" else 0.5) if args.rate is None else args.rate
-            if not (0.0 <= rate < 1.0):
-                raise PruneConfigError(f"--rate must be in [0, 1), got {rate}")
-            pat = parse_pattern(f"{low}@{rate}")
-        else:
-            pat = parse_pattern(text)  # raises with the accepted syntax
-    if args.no_rearrange or args.global_:
-        pat = PrunePattern(pat.kind, pat.rate, pat.n, rearrange=pat.rearrange and not args.no_rearrange,
-                           global_=pat.global_ or args.global_)
-    return pat
+        pat = _from_shorthand(text, args.n, args.rate)
+    extra = tuple(o for o, on in (("norearrange", args.no_rearrange), ("global", args.global_)) if on)
+    return pat.with_options(*extra) if extra else pat
 
 
 def run_prune(args) -> int:
     from ..frontend.model_source import check_input_shape, load_model, parse_input_shape
     from . import format_layer_table, format_summary, prune_model, save_pruned
 
+    from ..model_request import default_input_shape, training_data
+
     pat = pattern_from_args(args)
-    shape = parse_input_shape(args.input_shape)
+    dataset = getattr(args, "dataset", None)
+    shape = parse_input_shape(args.input_shape) if args.input_shape else default_input_shape(args.model, dataset)
     t0 = time.time()
     model = load_model(args.model)
     check_input_shape(model, shape)
-    result = prune_model(model, pat, torch.zeros(shape))
+    result = prune_model(model, pat, torch.zeros(shape), data=training_data(dataset, shape),
+                         target=getattr(args, "target", None), progress=sys.stderr.isatty())
     dt = time.time() - t0
     if not getattr(args, "quiet", False):
         print(format_layer_table(result.layers))
         print()
+        if getattr(result, "plan", None) is not None:  # +guided: bounds, chosen density, predicted speedup
+            from .guided import format_plan_table
+
+            print(format_plan_table(result.plan))
+            print()
     print(format_summary(result, model))
     groups = result.config.get("coupled_groups", [])
     if groups and not getattr(args, "quiet", False):

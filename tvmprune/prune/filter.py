@@ -1,4 +1,4 @@
-"""L1-norm filter pruning (Li et al. 2016, "Pruning Filters for Efficient ConvNets").
+"""``filter@RATE``: L1-norm filter pruning (Li et al. 2016, "Pruning Filters for Efficient ConvNets").
 
 Whole output channels (filters) with the smallest L1 norm are removed.  Channels are
 pruned per *channel group* of the dependency graph (:mod:`tvmprune.prune.graph`):
@@ -12,31 +12,38 @@ pruned per *channel group* of the dependency graph (:mod:`tvmprune.prune.graph`)
 * frozen groups (model output, ops the graph does not understand) are never pruned.
 
 ``rate`` is the fraction of channels removed per group: ``round(rate * C)`` but at least
-one channel is kept.  Global mode ranks channels of all groups by their filter L1 divided
-by the fan-in (mean |w|, so layers of different sizes are comparable) and removes
-``round(rate * total)`` of them, at most ``max_layer_rate`` (0.95) of any group.
+one channel is kept.  Global mode (``+global``) ranks channels of all groups by their
+filter L1 divided by the fan-in (mean |w|, so layers of different sizes are comparable)
+and removes ``round(rate * total)`` of them, at most ``max_layer_rate`` (0.95) of any group.
 
 Two outputs: :func:`filter_prune` builds a physically smaller dense model (new weight
 tensors, ``in_channels`` / ``out_channels`` / ``num_features`` updated) and
 :func:`filter_mask` zeroes the same filters in the original architecture; both compute
-the same function.
+the same function.  ``pruning.json`` stores the kept channels per group
+(:func:`kept_channels_config`); :func:`restore_kept_channels` shrinks a rebuilt dense model
+the same way -- reusable by any method that removes channels.
 """
 
 from __future__ import annotations
 
 import copy
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..errors import PruneConfigError
-from .block import MAX_LAYER_RATE, check_rate, select_lowest
+from .context import LoadContext, PruneContext
+from .criteria import FilterL1
 from .graph import DependencyGraph, build_graph
-from .rearrange import group_channel_scores
+from .pattern import PrunePattern
+from .registry import GLOBAL, PruningMethod
+from .result import PruneResult, layer_reports
+from .selection import MAX_LAYER_RATE, check_rate, select_pruned
 
-__all__ = ["filter_keep_indices", "filter_prune", "filter_mask", "sensitivity_scan"]
+__all__ = ["filter_keep_indices", "filter_prune", "filter_mask", "sensitivity_scan", "kept_channels_config",
+           "restore_kept_channels", "FilterMethod"]
 
 
 def _candidate_groups(graph: DependencyGraph, skip_coupled: bool, groups: Iterable[str] | None):
@@ -54,30 +61,19 @@ def _candidate_groups(graph: DependencyGraph, skip_coupled: bool, groups: Iterab
 
 def filter_keep_indices(model: nn.Module, graph: DependencyGraph, rate: float, global_: bool = False,
                         skip_coupled: bool = False, groups: Iterable[str] | None = None,
-                        max_layer_rate: float = MAX_LAYER_RATE) -> dict[int, torch.Tensor]:
-    """Sorted kept channel indices per pruned group id (groups with nothing removed are omitted)."""
+                        max_layer_rate: float = MAX_LAYER_RATE,
+                        layer_rates: Mapping[str, float] | None = None) -> dict[int, torch.Tensor]:
+    """Sorted kept channel indices per pruned group id (groups with nothing removed are omitted).
+
+    ``layer_rates`` (keyed by group name) override ``rate`` per group in layer-wise mode.
+    """
     rate = check_rate(rate, "filter pruning rate")
     cands = _candidate_groups(graph, skip_coupled, groups)
-    keep: dict[int, torch.Tensor] = {}
-    if global_:
-        max_layer_rate = check_rate(max_layer_rate, "max_layer_rate")
-        scores = [group_channel_scores(model, g, normalize=True) for g in cands]
-        caps = [min(int(np.floor(max_layer_rate * g.size)), g.size - 1) for g in cands]
-        total = sum(g.size for g in cands)
-        k = min(int(round(rate * total)), sum(caps))
-        pruned = select_lowest(scores, k, caps)
-        for g, p in zip(cands, pruned):
-            if p.any():
-                keep[g.gid] = torch.nonzero(~p).reshape(-1)
-        return keep
-    for g in cands:
-        k = min(int(round(rate * g.size)), g.size - 1)
-        if k <= 0:
-            continue
-        scores = group_channel_scores(model, g)
-        p = select_lowest([scores], k, [k])[0]
-        keep[g.gid] = torch.nonzero(~p).reshape(-1)
-    return keep
+    criterion = FilterL1(normalize=global_)
+    scores = {g.name: criterion.scores(model, g) for g in cands}
+    pruned = select_pruned(scores, rate, global_=global_, max_layer_rate=max_layer_rate, min_keep=1,
+                           layer_rates=layer_rates, what="filter pruning rate")
+    return {g.gid: torch.nonzero(~pruned[g.name]).reshape(-1) for g in cands if pruned[g.name].any()}
 
 
 def filter_prune(model: nn.Module, graph: DependencyGraph, keep: dict[int, torch.Tensor]) -> nn.Module:
@@ -139,3 +135,66 @@ def sensitivity_scan(model: nn.Module, eval_fn: Callable[[nn.Module], float],
             print(f"sensitivity {i + 1}/{len(cands)} {g.name}: " +
                   " ".join(f"{r:g}:{v:.4g}" for r, v in out[g.name].items()), flush=True)
     return out
+
+
+def kept_channels_config(graph: DependencyGraph, keep: dict[int, torch.Tensor]) -> dict:
+    """``{group name: {"size": C, "keep": [indices]}}`` for ``pruning.json``."""
+    return {graph.groups[g].name: {"size": graph.groups[g].size, "keep": k.tolist()} for g, k in keep.items()}
+
+
+def restore_kept_channels(model: nn.Module, entries: dict, ctx: LoadContext) -> nn.Module:
+    """Shrink a rebuilt dense ``model`` in place to the kept channels of :func:`kept_channels_config`.
+
+    Raises:
+        PruneConfigError: a group that does not exist in (or does not fit) the model, or bad indices.
+    """
+    if not entries:
+        return model
+    graph = build_graph(model, ctx.example_input())
+    keep = {}
+    for name, ent in entries.items():
+        g = graph.group_by_name(name)
+        if g is None or g.size != ent.get("size") or not g.prunable:
+            raise PruneConfigError(f"{ctx.source}: filter group {name!r} does not match model {ctx.model_spec!r}")
+        idx = torch.tensor(ent["keep"], dtype=torch.long)
+        if idx.numel() == 0 or int(idx.min()) < 0 or int(idx.max()) >= g.size:
+            raise PruneConfigError(f"{ctx.source}: bad kept channel indices for group {name!r}")
+        keep[g.gid] = idx
+    return graph.apply_channel_index(model, keep)
+
+
+def _filter_skip_reason(graph: DependencyGraph, name: str, touched: set[str], skip_coupled: bool) -> str | None:
+    if name in touched:
+        return None
+    g = graph.out_group(name)
+    if g is not None and g.frozen:
+        return f"frozen channels ({g.reason})"
+    if g is not None and skip_coupled and g.coupled:
+        return "coupled residual group"
+    return "no filter removed"
+
+
+class FilterMethod(PruningMethod):
+    kind = "filter"
+    syntax = "filter@RATE"
+    options = (GLOBAL,)
+    default_rate = 0.5
+    sparse = False
+
+    def apply(self, model: nn.Module, pattern: PrunePattern, graph: DependencyGraph,
+              ctx: PruneContext) -> PruneResult:
+        mods = dict(model.named_modules())
+        numel = {n: mods[n].weight.numel() for n in graph.layers}
+        keep = filter_keep_indices(model, graph, pattern.rate, pattern.global_, skip_coupled=ctx.skip_coupled,
+                                   max_layer_rate=ctx.max_layer_rate, layer_rates=ctx.layer_rates)
+        config = {"filter_keep": kept_channels_config(graph, keep), "skip_coupled": ctx.skip_coupled}
+        graph.apply_channel_index(model, keep)
+        mods = dict(model.named_modules())
+        touched = {mem.module for g in keep for mem in graph.groups[g].members}
+        skipped = {n: _filter_skip_reason(graph, n, touched, ctx.skip_coupled) for n in graph.layers}
+        density = {n: mods[n].weight.numel() / max(1, numel[n]) for n in graph.layers}
+        layers = layer_reports(model, graph.layers, "filter", skipped, density)
+        return PruneResult(model, layers, config)
+
+    def restore(self, model: nn.Module, config: dict, ctx: LoadContext) -> nn.Module:
+        return restore_kept_channels(model, config.get("filter_keep") or {}, ctx)

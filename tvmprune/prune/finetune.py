@@ -43,12 +43,16 @@ class ProgressBar:
 
 def finetune(model: nn.Module, masks: dict[str, torch.Tensor] | None, loader: Iterable, epochs: int = 1,
              lr: float = 1e-3, loss_fn: Callable | None = None, progress: bool = True,
-             momentum: float = 0.9, weight_decay: float = 0.0) -> nn.Module:
+             momentum: float = 0.9, weight_decay: float = 0.0,
+             regularizer: Callable[[], torch.Tensor] | None = None,
+             after_step: Callable[[], None] | None = None) -> nn.Module:
     """Fine-tune ``model`` with SGD while keeping pruned weights at zero.
 
     ``loader`` yields ``(inputs, targets)`` batches; ``loss_fn`` defaults to cross-entropy.
     Masks are attached as forward pre-hooks + gradient masks and re-applied after every
     step, so the returned model (eval mode) has exactly the masked pattern.  Returns the model.
+    ``regularizer()`` is added to the loss; ``after_step()`` runs after each optimizer step and
+    may shrink ``masks`` in place (guided sparsity's thresholding).
     """
     if not isinstance(epochs, int) or epochs < 0:
         raise PruneConfigError(f"epochs must be a non-negative integer, got {epochs!r}")
@@ -72,8 +76,10 @@ def finetune(model: nn.Module, masks: dict[str, torch.Tensor] | None, loader: It
                 x, y = batch[0], batch[1]
                 opt.zero_grad()
                 loss = loss_fn(model(x), y)
-                loss.backward()
+                (loss + regularizer() if regularizer is not None else loss).backward()
                 opt.step()
+                if after_step is not None:
+                    after_step()
                 apply_masks(model, masks)
                 run_loss += float(loss.detach())
                 n += 1

@@ -32,13 +32,9 @@ import torch
 from torch import nn
 
 from ..errors import InvalidInputShapeError, TraceError
+from .channel_index import is_depthwise, reindex_module
 
 __all__ = ["Member", "ChannelGroup", "DependencyGraph", "build_graph", "is_depthwise", "default_example_input"]
-
-
-def is_depthwise(m: nn.Module) -> bool:
-    """``groups == in_channels == out_channels > 1``."""
-    return isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels == m.out_channels
 
 
 @dataclass
@@ -240,7 +236,8 @@ class DependencyGraph:
         ``index`` maps a group id to a 1-D LongTensor of channel indices into that group
         (a permutation, or a sorted subset to keep).  Producers' weight rows and biases,
         BatchNorms, depthwise convs and consumers' weight columns are re-indexed; modules
-        whose sizes change are resized (``in_channels`` etc. updated).  Returns ``model``.
+        whose sizes change are resized (``in_channels`` etc. updated) by the per-module-type
+        re-indexers of :mod:`.channel_index`.  Returns ``model``.
         """
         mods = dict(model.named_modules())
         touched: set[str] = set()
@@ -254,91 +251,8 @@ class DependencyGraph:
                 if g.gid not in index:
                     continue
                 (in_entries if m.role == "in" else out_entries).append((m.offset, m.mult, g.size, index[g.gid]))
-            if isinstance(mod, nn.Conv2d):
-                _reindex_conv(mod, out_entries, in_entries)
-            elif isinstance(mod, nn.Linear):
-                _reindex_linear(mod, out_entries, in_entries)
-            elif isinstance(mod, nn.BatchNorm2d):
-                _reindex_bn(mod, out_entries)
-            else:  # pragma: no cover - graph only records the three kinds
-                raise TraceError(f"cannot re-index channels of {name} ({type(mod).__name__})")
+            reindex_module(name, mod, out_entries, in_entries)
         return model
-
-
-def _full_index(total: int, entries: list[tuple[int, int, int, torch.Tensor]]) -> torch.Tensor | None:
-    """Index over a dimension of ``total`` entries; ``None`` when it is the identity."""
-    if not entries:
-        return None
-    parts = []
-    pos = 0
-    for off, mult, size, idx in sorted(entries, key=lambda e: e[0]):
-        if off > pos:
-            parts.append(torch.arange(pos, off))
-        idx = idx.long()
-        if mult == 1:
-            parts.append(off + idx)
-        else:
-            parts.append((off + idx[:, None] * mult + torch.arange(mult)[None, :]).reshape(-1))
-        pos = off + size * mult
-    if pos < total:
-        parts.append(torch.arange(pos, total))
-    full = torch.cat(parts)
-    if full.numel() == total and torch.equal(full, torch.arange(total)):
-        return None
-    return full
-
-
-def _param(t: torch.Tensor, like: nn.Parameter) -> nn.Parameter:
-    return nn.Parameter(t.detach().clone().contiguous(), requires_grad=like.requires_grad)
-
-
-def _reindex_conv(mod: nn.Conv2d, out_entries, in_entries) -> None:
-    oi = _full_index(mod.out_channels, out_entries)
-    dw = is_depthwise(mod)
-    with torch.no_grad():
-        if oi is not None:
-            mod.weight = _param(mod.weight[oi], mod.weight)
-            if mod.bias is not None:
-                mod.bias = _param(mod.bias[oi], mod.bias)
-            mod.out_channels = int(oi.numel())
-            if dw:
-                mod.in_channels = mod.groups = int(oi.numel())
-        if not dw:
-            ii = _full_index(mod.in_channels, in_entries)
-            if ii is not None:
-                if mod.groups != 1:
-                    raise TraceError("internal error: grouped conv input re-indexed")
-                mod.weight = _param(mod.weight[:, ii], mod.weight)
-                mod.in_channels = int(ii.numel())
-
-
-def _reindex_linear(mod: nn.Linear, out_entries, in_entries) -> None:
-    oi = _full_index(mod.out_features, out_entries)
-    ii = _full_index(mod.in_features, in_entries)
-    with torch.no_grad():
-        if oi is not None:
-            mod.weight = _param(mod.weight[oi], mod.weight)
-            if mod.bias is not None:
-                mod.bias = _param(mod.bias[oi], mod.bias)
-            mod.out_features = int(oi.numel())
-        if ii is not None:
-            mod.weight = _param(mod.weight[:, ii], mod.weight)
-            mod.in_features = int(ii.numel())
-
-
-def _reindex_bn(mod: nn.BatchNorm2d, entries) -> None:
-    oi = _full_index(mod.num_features, entries)
-    if oi is None:
-        return
-    with torch.no_grad():
-        if mod.weight is not None:
-            mod.weight = _param(mod.weight[oi], mod.weight)
-        if mod.bias is not None:
-            mod.bias = _param(mod.bias[oi], mod.bias)
-        if mod.running_mean is not None:
-            mod.running_mean = mod.running_mean[oi].clone()
-            mod.running_var = mod.running_var[oi].clone()
-    mod.num_features = int(oi.numel())
 
 
 # ----------------------------------------------------------------------------------------

@@ -17,30 +17,19 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .criteria import FilterL1
 from .graph import ChannelGroup, DependencyGraph
 
 __all__ = ["group_channel_scores", "rearrange_permutations", "rearrange_filters"]
 
 
-def _filter_l1(w: torch.Tensor) -> torch.Tensor:
-    return w.detach().abs().double().reshape(w.shape[0], -1).sum(dim=1)
-
-
 def group_channel_scores(model: nn.Module, group: ChannelGroup, normalize: bool = False) -> torch.Tensor:
-    """Summed L1 norm of the group's producers' filters, one value per channel.
+    """Summed L1 norm of the group's producers' filters, one value per channel (:class:`~.criteria.FilterL1`).
 
     With ``normalize`` each producer's norms are divided by its fan-in first (mean |w|),
     so that groups of different layers can be ranked against each other.
     """
-    mods = dict(model.named_modules())
-    total = torch.zeros(group.size, dtype=torch.float64)
-    for name in group.producers:
-        w = mods[name].weight
-        s = _filter_l1(w).double()
-        if normalize:
-            s = s / max(1, w[0].numel())
-        total += s
-    return total
+    return FilterL1(normalize).scores(model, group)
 
 
 def rearrange_permutations(model: nn.Module, graph: DependencyGraph) -> dict[int, torch.Tensor]:

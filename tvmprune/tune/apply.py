@@ -28,7 +28,15 @@ from .tasks import postprocess
 
 Log = Callable[[str], None]
 
-SHIPPED_ROOT = Path(__file__).resolve().parents[2] / "schedules"
+def _shipped_root() -> Path:
+    """Where the shipped records are: the package data folder ``tvmprune/schedules/`` of an
+    installed wheel, else the repository's top-level ``schedules/`` (source checkout,
+    editable install)."""
+    package_data = Path(__file__).resolve().parents[1] / "schedules"
+    return package_data if package_data.is_dir() else Path(__file__).resolve().parents[2] / "schedules"
+
+
+SHIPPED_ROOT = _shipped_root()
 
 
 def shipped_dir(target: "NamedTarget | str") -> Path:

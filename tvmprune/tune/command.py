@@ -43,7 +43,13 @@ def add_tune_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
                    help="tuning database directory (default tuning_logs/<model>-<pattern>-<target>/)")
     p.add_argument("--tracker", default=None, metavar="HOST:PORT", help="RPC tracker of the board to measure on")
     p.add_argument("--key", default=None, help="RPC device key registered at the tracker")
-    p.add_argument("--session-timeout", type=int, default=60, help="RPC session timeout per candidate (s)")
+    p.add_argument("--rpc-timeout", type=float, default=60.0, metavar="SEC",
+                   help="bound on every wait on the network: reach the tracker, get a session on the board, upload "
+                        "(default 60); a board that stays silent this long is given up and the run stops")
+    p.add_argument("--run-timeout", type=float, default=None, metavar="SEC",
+                   help="bound on running one candidate on the board (default: 50x the default schedule's "
+                        "measuring time, at least 10 s); a candidate over it is recorded as failed")
+    p.add_argument("--session-timeout", type=int, default=600, help="the RPC server ends a session older than this (s)")
     p.add_argument("--connect-timeout", type=float, default=15.0, help="give up reaching the tracker after this (s)")
     p.add_argument("--emulated", action="store_true",
                    help="the RPC board is emulated (qemu): times are marked as meaningless")
@@ -65,21 +71,22 @@ def default_log_dir(model: str, pattern: str, target: str) -> Path:
     return Path("tuning_logs") / f"{safe(model)}-{safe(pattern)}-{safe(target)}"
 
 
-def _e2e(req: Any, target: Any, log_dir: Path, planner: Any, say: Callable[[str], None]) -> tuple[float, float]:
-    """Compile the model with default schedules and with the tuning log; median ms of each."""
+def _e2e(planned: Any, log_dir: Path, say: Callable[[str], None]) -> tuple[float, float]:
+    """Build the planned model with default schedules and with the tuning log; median ms of each."""
     import tvm
     from tvm import relax
 
-    from ..bench import time_vm
-    from ..compiler import compile_model
+    from ..measure.model import time_vm
+    from ..compiler import build, schedule
     from .apply import schedule_source_for
 
+    target = planned.target
     out = []
     for label, src in (("default", None), ("tuned", schedule_source_for(log_dir, target, use_shipped=False, log=None))):
         t0 = time.time()
-        cm = compile_model(req.model, req.input_shape, target, planner=planner, schedule_source=src)
+        cm = build(schedule(planned, src))
         vm = relax.VirtualMachine(cm.executable, tvm.cpu())
-        ms = time_vm(vm, tvm.cpu(), req.input_shape, warmup=3, repeat=15)["median_ms"]
+        ms = time_vm(vm, tvm.cpu(), planned.lowered.input_shape, warmup=3, repeat=15)["median_ms"]
         say(f"  end to end, {label} schedules: {ms:.3f} ms (compiled in {time.time() - t0:.0f} s)")
         out.append(ms)
     return out[0], out[1]
@@ -90,7 +97,9 @@ def run_tune(args: argparse.Namespace) -> int:
     from ..model_request import resolve_model
     from ..target import get_target
     from .measure import RemoteSpec, check_tracker, parse_hostport
-    from .tasks import extract_tasks, lower_model
+    from ..compiler import lower, plan
+    from ..plan.planners import PLANNERS
+    from .tasks import extract_tasks
     from .tuner import format_report, tune_tasks
 
     if args.trials <= 0:
@@ -101,22 +110,22 @@ def run_tune(args: argparse.Namespace) -> int:
         if not (args.tracker and args.key):
             raise TuningError("give both --tracker HOST:PORT and --key KEY to measure on an RPC board")
         host, port = parse_hostport(args.tracker)
-        remote = RemoteSpec(host, port, args.key, session_timeout_sec=args.session_timeout)
+        if args.rpc_timeout <= 0 or (args.run_timeout is not None and args.run_timeout <= 0):
+            raise TuningError("--rpc-timeout and --run-timeout must be positive (seconds)")
+        remote = RemoteSpec(host, port, args.key, session_timeout_sec=args.session_timeout,
+                            rpc_timeout=args.rpc_timeout, run_timeout=args.run_timeout)
         info = check_tracker(remote, timeout=args.connect_timeout)
+        remote.boards = max(1, int(info["servers"]))
         print(f"RPC: tracker {host}:{port}, {info['servers']} server(s) with key {args.key}: {info['device']}")
     emulated = args.emulated or bool(args.key and "emul" in args.key)
-    req = resolve_model(args.model, args.input_shape, args.pruned, args.prune)
+    req = resolve_model(args.model, args.input_shape, args.pruned, args.prune, target=target)
     log_dir = Path(args.log) if args.log else default_log_dir(req.spec, req.pattern, target.name)
     print(f"tuning {req.spec} ({req.pattern}) for {target.name}: {args.trials} trials"
           + (f", time budget {args.time_budget:.0f} s" if args.time_budget else "") + f"; log {log_dir}")
-    from .. import perf_model
-
     formats = "dense" if args.dense else args.formats
-    planners = getattr(perf_model, "PLANNERS", None) or {"auto": perf_model.choose_format,
-                                                         "dense": perf_model.dense_only}
-    planner = planners.get(formats, perf_model.choose_format)
     t0 = time.time()
-    plans = lower_model(req.model, req.input_shape, target, planner)
+    planned = plan(lower(req.model, req.input_shape), target, PLANNERS[formats])
+    plans = planned.plans
     tasks = extract_tasks(plans)
     print(f"  {len(plans)} conv/linear layers -> {len(tasks)} distinct kernel(s) ({time.time() - t0:.0f} s)")
     report = tune_tasks(tasks, target, log_dir, args.trials, time_budget=args.time_budget, remote=remote,
@@ -126,7 +135,7 @@ def run_tune(args: argparse.Namespace) -> int:
     if not args.no_e2e:
         if target.runs_on_host and not remote.is_rpc:
             try:
-                report.model_default_ms, report.model_tuned_ms = _e2e(req, target, log_dir, planner, print)
+                report.model_default_ms, report.model_tuned_ms = _e2e(planned, log_dir, print)
             except Exception as e:  # noqa: BLE001 - the tuning itself succeeded
                 print(f"  warning: end-to-end timing failed: {str(e).strip().splitlines()[-1]}")
         else:

@@ -243,6 +243,51 @@ def write_manifest(log_dir: "str | os.PathLike[str]", manifest: dict[str, Any]) 
     os.replace(tmp, p)
 
 
+@dataclass
+class TaskEntry:
+    """One task's line in ``tasks.json`` (times in seconds; None where not measured)."""
+
+    name: str = ""
+    desc: str = ""
+    weight: int = 1
+    kind: str = ""
+    shash: str = ""
+    family: str = ""
+    layers: list[str] = field(default_factory=list)
+    default_s: float | None = None  # the default schedule, timed once when the task is first seen
+    target_trials: int = 0
+    exhausted_at: int | None = None  # record count at which the search found nothing new
+    tuned_s: float | None = None  # the best record, re-timed next to the default schedule
+    default_vs_tuned_s: float | None = None  # the default schedule in that side-by-side timing
+
+    @classmethod
+    def from_json(cls, obj: Any) -> "TaskEntry":
+        known = {k: v for k, v in (obj if isinstance(obj, dict) else {}).items() if k in cls.__dataclass_fields__}
+        return cls(**known)
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class Manifest:
+    """``tasks.json``: the tasks of a log directory (by workload key) and the target they were tuned for."""
+
+    tasks: dict[str, TaskEntry] = field(default_factory=dict)
+    target: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)  # keys written by other tools (kept)
+
+    @classmethod
+    def load(cls, log_dir: "str | os.PathLike[str]") -> "Manifest":
+        raw = read_manifest(log_dir)
+        extra = {k: v for k, v in raw.items() if k not in ("tasks", "target")}
+        return cls({k: TaskEntry.from_json(v) for k, v in raw["tasks"].items()}, raw.get("target"), extra)
+
+    def save(self, log_dir: "str | os.PathLike[str]") -> None:
+        write_manifest(log_dir, {**self.extra, "target": self.target,
+                                 "tasks": {k: e.to_json() for k, e in self.tasks.items()}})
+
+
 class LogLock:
     """An exclusive lock on a log directory (two tunes appending to one database would interleave)."""
 

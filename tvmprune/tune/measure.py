@@ -156,16 +156,31 @@ class AllocArgs:
 
 @dataclass
 class RemoteSpec:
-    """Where candidates run: the local machine (``tracker_host`` None) or an RPC tracker key."""
+    """Where candidates run: the local machine (``tracker_host`` None) or an RPC tracker key.
+
+    ``rpc_timeout`` bounds every network wait (reach the tracker, get a session, upload);
+    ``run_timeout`` (None: derived from the kernel's expected time) bounds one candidate's run;
+    ``session_timeout_sec`` is how long the server keeps one session alive.
+    """
 
     tracker_host: str | None = None
     tracker_port: int | None = None
     key: str | None = None
-    session_timeout_sec: int = 60
+    session_timeout_sec: int = 600
+    rpc_timeout: float = 60.0
+    run_timeout: float | None = None
+    boards: int = 1  # boards under the key: candidates measured in parallel
 
     @property
     def is_rpc(self) -> bool:
         return self.tracker_host is not None
+
+    def address(self) -> Any:
+        """The :class:`.rpc_session.BoardAddress` of this spec (RPC specs only)."""
+        from .rpc_session import BoardAddress
+
+        return BoardAddress(str(self.tracker_host), int(self.tracker_port or 0), str(self.key),
+                            rpc_timeout=float(self.rpc_timeout), session_timeout=float(self.session_timeout_sec))
 
 
 def evaluator_config(quick: bool = False) -> Any:
@@ -176,23 +191,10 @@ def evaluator_config(quick: bool = False) -> Any:
     return ms.runner.EvaluatorConfig(number=3, repeat=3, min_repeat_ms=20, enable_cpu_cache_flush=False)
 
 
-def make_runner(consts_path: str, remote: RemoteSpec, timeout_sec: float = 120.0, quick: bool = False) -> Any:
-    """LocalRunner or RPCRunner whose argument allocation uses the real consts."""
+def make_runner(consts_path: str, timeout_sec: float = 120.0, quick: bool = False) -> Any:
+    """A LocalRunner whose argument allocation uses the real consts (RPC boards: :mod:`.board_runner`)."""
     from tvm.s_tir import meta_schedule as ms
 
-    if remote.is_rpc:
-        cfg = ms.runner.RPCConfig(
-            tracker_host=remote.tracker_host,
-            tracker_port=int(remote.tracker_port),
-            tracker_key=remote.key,
-            session_timeout_sec=remote.session_timeout_sec,
-        )
-        return ms.runner.RPCRunner(
-            rpc_config=cfg,
-            evaluator_config=evaluator_config(quick),
-            max_workers=1,
-            f_alloc_argument=AllocArgs(consts_path, rpc=True),
-        )
     return ms.runner.LocalRunner(
         timeout_sec=timeout_sec, evaluator_config=evaluator_config(quick),
         f_alloc_argument=AllocArgs(consts_path, rpc=False),
@@ -270,7 +272,13 @@ def check_tracker(remote: RemoteSpec, timeout: float = 10.0) -> dict[str, Any]:
     left = max(1.0, timeout - (time.time() - t0))
 
     def _session() -> str:
-        sess = tracker.request(key, priority=1, session_timeout=int(max(left, 5)))
+        from .rpc_session import BoardError, request_session
+
+        addr = remote.address()
+        try:
+            sess = request_session(addr, budget_s=left)
+        except BoardError as e:
+            raise RPCConnectionError(e.message) from None
         dev = sess.cpu(0)
         return f"{key} ({'present' if dev.exist else 'no cpu device'})"
 
@@ -294,47 +302,60 @@ def arg_info(func: Any) -> list[Any]:
     return out
 
 
-def rpc_session(remote: RemoteSpec) -> Any:
-    """One session on the board of ``remote`` (a board serves one session at a time: reuse it)."""
-    from tvm import rpc
+def _export(lib: Any, target: Any, directory: str, name: str) -> str:
+    so = os.path.join(directory, name)
+    if target.cross_compiler:
+        from tvm.support import cc
 
-    tracker = rpc.connect_tracker(remote.tracker_host, int(remote.tracker_port))
-    return tracker.request(remote.key, priority=1, session_timeout=max(remote.session_timeout_sec, 60))
+        lib.export_library(so, fcompile=cc.cross_compiler(target.cross_compiler))
+    else:
+        lib.export_library(so)
+    return so
 
 
-def kernel_timer(func: Any, consts: list[np.ndarray], target: Any, remote: RemoteSpec | None = None,
-                 repeat: int = 5, min_repeat_ms: int = 50, session: Any = None) -> Any:
-    """Build a scheduled kernel once; returns ``f() -> median seconds of one call`` (real consts).
-
-    Runs on this machine, or on the RPC board of ``remote`` (cross-compiled ``.so`` uploaded,
-    the session kept open by the returned closure).
-    """
+def _compile(func: Any, target: Any) -> Any:
     import tvm
 
-    mod = tvm.IRModule({"main": func.with_attr("global_symbol", "main")})
-    lib = tvm.compile(mod, target=target.tvm_target)
-    host = host_arguments(consts, arg_info(func))
-    if remote is not None and remote.is_rpc:
-        tmp = tempfile.mkdtemp(prefix="tvmprune_time_")
-        name = f"kernel_{os.path.basename(tmp)}.so"
-        so = os.path.join(tmp, name)
-        if target.cross_compiler:
-            from tvm.support import cc
+    return tvm.compile(tvm.IRModule({"main": func.with_attr("global_symbol", "main")}), target=target.tvm_target)
 
-            lib.export_library(so, fcompile=cc.cross_compiler(target.cross_compiler))
-        else:
-            lib.export_library(so)
-        sess = session if session is not None else rpc_session(remote)
-        sess.upload(so)
-        rlib = sess.load_module(name)
-        dev = sess.cpu(0)
-        args = [tvm.runtime.tensor(a, dev) for a in host]
-        f = rlib.time_evaluator(rlib.entry_name, dev, number=1, repeat=repeat, min_repeat_ms=min_repeat_ms)
-    else:
-        dev = tvm.cpu()
-        args = [tvm.runtime.tensor(a, dev) for a in host]
-        rt = lib.mod if hasattr(lib, "mod") else lib
-        f = rt.time_evaluator("main", dev, number=1, repeat=repeat, min_repeat_ms=min_repeat_ms)
+
+def _time_on_board(funcs: list[Any], consts: list[np.ndarray], target: Any, remote: RemoteSpec, rounds: int,
+                   repeat: int, min_repeat_ms: int, pool: Any = None) -> list[float]:
+    """Best-of-rounds median seconds of each PrimFunc on the board, measured alternately in one session."""
+    import shutil
+
+    from .board_pool import BoardPool, Evaluation
+
+    tmp = tempfile.mkdtemp(prefix="tvmprune_time_")
+    own = pool is None
+    if own:
+        pool = BoardPool(remote.address(), 1)
+    try:
+        paths = [_export(_compile(f, target), target, tmp, f"kernel_{os.path.basename(tmp)}_{i}.so")
+                 for i, f in enumerate(funcs)]
+        consts_path = save_consts(consts, os.path.join(tmp, "consts"))
+        ev = Evaluation(number=1, repeat=repeat, min_repeat_ms=min_repeat_ms)
+        budget = remote.run_timeout or ev.budget_s(None, max(30.0, remote.rpc_timeout)) * rounds
+        out = pool.run("measure_artifacts", {
+            "artifacts": paths, "args_info": arg_info(funcs[0]), "consts_path": consts_path, "number": 1,
+            "repeat": repeat, "min_repeat_ms": min_repeat_ms, "rounds": rounds, "run_budget_s": budget})
+    finally:
+        if own:
+            pool.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return [min(float(np.median(secs[r * repeat:(r + 1) * repeat])) for r in range(rounds)) for secs in out]
+
+
+def kernel_timer(func: Any, consts: list[np.ndarray], target: Any, repeat: int = 5, min_repeat_ms: int = 50) -> Any:
+    """Build a scheduled kernel once; returns ``f() -> median seconds of one call`` on this machine (real consts)."""
+    import tvm
+
+    lib = _compile(func, target)
+    host = host_arguments(consts, arg_info(func))
+    dev = tvm.cpu()
+    args = [tvm.runtime.tensor(a, dev) for a in host]
+    rt = lib.mod if hasattr(lib, "mod") else lib
+    f = rt.time_evaluator("main", dev, number=1, repeat=repeat, min_repeat_ms=min_repeat_ms)
 
     def timer() -> float:
         return float(np.median(f(*args).results))
@@ -344,17 +365,21 @@ def kernel_timer(func: Any, consts: list[np.ndarray], target: Any, remote: Remot
 
 
 def time_kernel(func: Any, consts: list[np.ndarray], target: Any, remote: RemoteSpec | None = None,
-                repeat: int = 5, min_repeat_ms: int = 50) -> float:
-    """Median seconds of one call of a scheduled kernel PrimFunc with its real consts."""
-    return kernel_timer(func, consts, target, remote, repeat, min_repeat_ms)()
+                repeat: int = 5, min_repeat_ms: int = 50, pool: Any = None) -> float:
+    """Median seconds of one call of a scheduled kernel PrimFunc with its real consts
+    (on the RPC board of ``remote``, through ``pool`` when given, with bounded waits)."""
+    if remote is not None and remote.is_rpc:
+        return _time_on_board([func], consts, target, remote, 1, repeat, min_repeat_ms, pool)[0]
+    return kernel_timer(func, consts, target, repeat, min_repeat_ms)()
 
 
 def time_side_by_side(funcs: list[Any], consts: list[np.ndarray], target: Any, remote: RemoteSpec | None = None,
-                      rounds: int = 3) -> list[float]:
+                      rounds: int = 3, pool: Any = None) -> list[float]:
     """Best-of-``rounds`` seconds of each PrimFunc, measured alternately (a busy machine's load
     then hits all of them alike; timing them minutes apart is not a comparison)."""
-    session = rpc_session(remote) if remote is not None and remote.is_rpc else None
-    timers = [kernel_timer(f, consts, target, remote, session=session) for f in funcs]
+    if remote is not None and remote.is_rpc:
+        return _time_on_board(funcs, consts, target, remote, rounds, 5, 50, pool)
+    timers = [kernel_timer(f, consts, target) for f in funcs]
     best = [float("inf")] * len(funcs)
     for _ in range(rounds):
         for i, tm in enumerate(timers):

@@ -1,7 +1,6 @@
 """Tuning tasks: one per distinct kernel of a compiled model.
 
-Every conv / linear layer that :func:`tvmprune.frontend.lowering.lower_to_kernels` turned
-into a kernel is a candidate; layers whose kernels share a ``workload_key`` (same
+Every conv / linear layer that the plan stage (:func:`tvmprune.plan.plan.plan`) gave a kernel is a candidate; layers whose kernels share a ``workload_key`` (same
 computation and same index structure) share a task, whose ``weight`` is the number of
 layers using it. Tasks use the kernel's own ``schedule_space`` (sampled tiles / unroll) as
 a MetaSchedule ``ScheduleFn`` with a postprocessor list that is safe for data-dependent
@@ -16,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..kernels.base import KernelInstance
+from ..kernels.sparse_conv2d import shrink_sparse_loops
 
 
 def postprocess(sch: Any) -> Any:
@@ -24,10 +24,6 @@ def postprocess(sch: Any) -> Any:
     Sparse kernels annotate their nonzero loop; :func:`shrink_sparse_loops` turns its static
     (max-row-length) extent into the true row length. A no-op for dense kernels.
     """
-    try:
-        from ..kernels.sparse_conv2d import shrink_sparse_loops
-    except ImportError:  # sparse kernels not available in this checkout
-        return sch
     shrink_sparse_loops(sch)
     return sch
 
@@ -171,13 +167,11 @@ def extract_tasks(plans: list[Any], kinds: Callable[[KernelInstance], bool] | No
 
 
 def lower_model(model: Any, input_shape: tuple[int, ...], target: Any, planner: Any = None) -> list[Any]:
-    """Import and lower a model (no build): the plans, each with its ``kernel``."""
-    from ..frontend.importer import import_model
-    from ..frontend.lowering import lower_to_kernels
-    from ..perf_model import choose_format
-    from ..target import get_target
+    """Lower and plan a model (no build): the plans, each with its ``kernel``.
 
-    t = get_target(target)
-    imported = import_model(model, input_shape)
-    _, plans = lower_to_kernels(imported.mod, t, planner or choose_format, imported.layer_names)
-    return plans
+    Commands that also build the model should call :func:`tvmprune.compiler.lower` and
+    :func:`tvmprune.compiler.plan` themselves and keep the records (lower once).
+    """
+    from ..compiler import lower, plan
+
+    return plan(lower(model, input_shape), target, planner).plans

@@ -32,12 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import TuningError
+from ..errors import BoardLostError, TuningError
 from ..target import NamedTarget
 from . import db as dbm
-from .measure import (RemoteSpec, make_builder, make_runner, point_to, save_consts, time_kernel,
-                      time_side_by_side)
 from .apply import family_key
+from .logs import metaschedule_logs
+from .interrupt import InterruptGuard, kill_workers
+from .measure import RemoteSpec, make_builder, make_runner, point_to, save_consts, time_kernel, time_side_by_side
 from .tasks import TuneTask, space_generator
 
 Log = Callable[[str], None]
@@ -103,42 +104,6 @@ def _no_tensor_intrin():
             del sys.modules[name]
 
 
-def _quiet_console() -> None:
-    """MetaSchedule logs INFO lines and statistics tables to the console; keep them in the
-    log directory's ``logs/`` files only (our progress lines replace them)."""
-    import logging
-
-    for name, lg in list(logging.root.manager.loggerDict.items()):
-        if not name.startswith("tvm.s_tir.meta_schedule") or not isinstance(lg, logging.Logger):
-            continue
-        for h in list(lg.handlers):
-            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
-                lg.removeHandler(h)
-
-
-@contextlib.contextmanager
-def _interrupt_guard():
-    """Remember a Ctrl-C: inside MetaSchedule's C++ loop it surfaces as a generic RuntimeError."""
-    import signal
-    import threading
-
-    state = {"flag": False}
-    if threading.current_thread() is not threading.main_thread():
-        yield state
-        return
-    old = signal.getsignal(signal.SIGINT)
-
-    def on_int(signum: int, frame: Any) -> None:
-        state["flag"] = True
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, on_int)
-    try:
-        yield state
-    finally:
-        signal.signal(signal.SIGINT, old)
-
-
 def allocate_trials(total: int, tasks: list[TuneTask], default_s: dict[str, float], minimum: int = 4) -> dict[str, int]:
     """Split ``total`` trials: half evenly, half by ``weight x default time`` (at least ``minimum``)."""
     if not tasks:
@@ -152,53 +117,333 @@ def allocate_trials(total: int, tasks: list[TuneTask], default_s: dict[str, floa
     return out
 
 
-def _make_progress_callback(state: dict[str, Any]) -> Any:
+@dataclass
+class TuneSettings:
+    """Search settings shared by all tasks of one run."""
+
+    trials_per_iter: int = 16
+    population: int = 64
+    seed: int = 0
+    builder_timeout: float = 300.0
+    measure_tuned: bool = True
+    emulated: bool = False
+    deadline: float | None = None  # time.time() at which the search stops (between batches)
+
+
+@dataclass
+class TaskProgress:
+    """What the progress callback knows and counts while one task is searched (times in seconds)."""
+
+    label: str
+    done0: int  # records of this task before this run
+    target: int  # the task's trial target
+    default_s: float | None
+    best_s: float = math.inf
+    new: int = 0  # candidates that came back this run (measured or failed)
+    failed: int = 0
+    unmeasured: int = 0  # lost with a board: not recorded, measured again by a rerun
+    first_error: str | None = None
+    stopped: str = ""  # why the task was ended early
+    t0: float = field(default_factory=time.time)
+
+    def line(self, n_ok: int, n_batch: int, emulated: bool) -> str:
+        rel = f" ({self.default_s / self.best_s:.2f}x default)" if self.default_s and self.best_s < math.inf else ""
+        return (f"    [{self.label}] trials {self.done0 + self.new}/{self.target}  batch ok {n_ok}/{n_batch}"
+                f"  best {self.best_s * 1e3:.4f} ms{rel}{' (EMULATED, not a real time)' if emulated else ''}"
+                f"  elapsed {time.time() - self.t0:.0f} s")
+
+
+class Measurer:
+    """Where candidates are built and run: the builder, the runner (local, or on the boards of
+    ``remote`` through a :class:`.board_pool.BoardPool`), and each task's consts for the runner."""
+
+    def __init__(self, target: NamedTarget, remote: RemoteSpec, log_dir: Path, settings: TuneSettings,
+                 guard: InterruptGuard, log: Log) -> None:
+        self.target, self.remote, self.settings = target, remote, settings
+        self.builder = make_builder(target.cross_compiler, timeout_sec=settings.builder_timeout)
+        self.cons_dir = Path(tempfile.mkdtemp(prefix="tvmprune_consts_"))
+        self.pointer = str(self.cons_dir / "current")
+        self.run_budget_s = remote.run_timeout or 10.0
+        self.pool: Any = None
+        self._runner: Any = None
+        self._threads: Any = None
+        if remote.is_rpc:
+            from .board_pool import BoardPool
+
+            self.pool = BoardPool(remote.address(), workers=max(1, remote.boards),
+                                  log_path=log_dir / "logs" / "rpc.log", abort=lambda: guard.interrupted, log=log)
+
+    @property
+    def lost(self) -> str | None:
+        return self.pool.lost if self.pool is not None else None
+
+    def time_default(self, task: TuneTask) -> float:
+        return time_kernel(task.kernel.scheduled(), task.kernel.consts, self.target, self.remote, pool=self.pool)
+
+    def side_by_side(self, task: TuneTask, funcs: list[Any]) -> list[float]:
+        return time_side_by_side(funcs, task.kernel.consts, self.target, self.remote, pool=self.pool)
+
+    def runner_for(self, task: TuneTask, entry: dbm.TaskEntry) -> Any:
+        """The runner, pointed at ``task``'s consts and run budget."""
+        point_to(self.pointer, save_consts(task.kernel.consts, str(self.cons_dir / task.key)))
+        if self.pool is not None:
+            from .board_pool import Evaluation
+
+            self.run_budget_s = self.remote.run_timeout or Evaluation().budget_s(entry.default_s, 10.0)
+        if self._runner is None:
+            if self.pool is not None:
+                from .board_pool import Evaluation
+                from .board_runner import make_board_runner
+
+                self._runner, self._threads = make_board_runner(self.pool, self.pointer, Evaluation(),
+                                                                lambda: self.run_budget_s)
+            else:
+                self._runner = make_runner(self.pointer)
+        return self._runner
+
+    def close(self) -> None:
+        """Stop every worker process; remove the consts."""
+        if self.pool is not None:
+            self.pool.close()
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+        for pool in (getattr(self._runner, "pool", None), getattr(self.builder, "pool", None)):
+            with contextlib.suppress(Exception):
+                pool.shutdown(wait=False)
+        kill_workers()
+        shutil.rmtree(self.cons_dir, ignore_errors=True)
+
+
+def _make_progress_callback(progress: TaskProgress, settings: TuneSettings, stop_now: Callable[[], str],
+                            log: Log) -> Any:
     from tvm.ir.utils import derived_object
     from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 
     @derived_object
     class Progress(PyMeasureCallback):
-        """Prints one line per measured batch; stops the task when the time budget is spent."""
+        """Prints one line per measured batch; ends the task when the time budget is spent,
+        on an interrupt, or when the boards are lost."""
 
         def apply(self, task_scheduler: Any, task_id: int, measure_candidates: Any, builder_results: Any,
                   runner_results: Any) -> None:
+            if progress.stopped:  # already ended; a batch still in flight came back
+                return
+            why = stop_now()
+            if why:
+                progress.stopped = why
+                task_scheduler.terminate_task(task_id)
+                return
             if not runner_results:
                 return
-            n_ok = 0
+            from .board_runner import UNMEASURED
+
+            n_ok = n_back = 0
             for br, rr in zip(builder_results, runner_results):
+                if rr.error_msg and str(rr.error_msg).startswith(UNMEASURED):
+                    progress.unmeasured += 1
+                    continue
+                n_back += 1
                 secs = [float(x) for x in (rr.run_secs or [])] if rr.error_msg is None and br.error_msg is None else []
-                state["new"] += 1
+                progress.new += 1
                 if secs:
                     n_ok += 1
-                    m = sum(secs) / len(secs)
-                    if m < state["best"]:
-                        state["best"] = m
-                elif state["first_error"] is None:
-                    state["first_error"] = (br.error_msg or rr.error_msg or "")
-            state["failed"] += len(runner_results) - n_ok
-            best = state["best"]
-            dflt = state.get("default")
-            rel = f" ({dflt / best:.2f}x default)" if dflt and best < math.inf else ""
-            state["log"](
-                f"    [{state['label']}] trials {state['done0'] + state['new']}/{state['target']}"
-                f"  batch ok {n_ok}/{len(runner_results)}"
-                f"  best {best * 1e3:.4f} ms{rel}{' (EMULATED, not a real time)' if state.get('emulated') else ''}"
-                f"  elapsed {time.time() - state['t0']:.0f} s"
-            )
-            if state["deadline"] is not None and time.time() > state["deadline"]:
-                state["stopped"] = "time budget spent"
+                    progress.best_s = min(progress.best_s, sum(secs) / len(secs))
+                elif progress.first_error is None:
+                    progress.first_error = str(br.error_msg or rr.error_msg or "")
+            progress.failed += n_back - n_ok
+            log(progress.line(n_ok, n_back, settings.emulated))
+            if settings.deadline is not None and time.time() > settings.deadline:
+                progress.stopped = "time budget spent"
                 task_scheduler.terminate_task(task_id)
 
     return Progress()
 
 
-def _replay_best(task: TuneTask, contents: dbm.LogContents, shash: str) -> Any:
+def _tune_context(task: TuneTask, index: int, target: NamedTarget, logger: Any, settings: TuneSettings) -> Any:
+    from tvm.s_tir import meta_schedule as ms
+
+    with _no_tensor_intrin(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        ctx = ms.TuneContext(
+            mod=task.module(),
+            target=target.tvm_target,
+            space_generator=space_generator(task.kernel),
+            search_strategy=ms.search_strategy.EvolutionarySearch(
+                population_size=settings.population, init_measured_ratio=0.2,
+                init_min_unmeasured=min(settings.population, 16), genetic_num_iters=3, max_fail_count=5),
+            task_name=task.name,
+            rand_state=settings.seed + index,
+            num_threads=max(1, target.cores if target.runs_on_host else (os.cpu_count() or 1)),
+            logger=logger,
+        ).clone()
+    return ctx
+
+
+def _search(task: TuneTask, index: int, remaining: int, progress: TaskProgress, env: "_Run") -> None:
+    """MetaSchedule on one task for ``remaining`` trials; records go to ``env.database``."""
+    from tvm.s_tir import meta_schedule as ms
+
+    ctx = _tune_context(task, index, env.target, env.ms_logs.task_logger(task.name), env.settings)
+    runner = env.measurer.runner_for(task, env.manifest.tasks[task.key])
+    cost_model = ms.cost_model.XGBModel(extractor=ms.feature_extractor.PerStoreFeature(), adaptive_training=True,
+                                        num_tuning_cores=max(1, os.cpu_count() or 1))
+    from .board_runner import make_keep_measured
+
+    callbacks = [make_keep_measured(list(ms.measure_callback.MeasureCallback.create("default")),
+                                    lambda: env.guard.interrupted),
+                 _make_progress_callback(progress, env.settings, env.stop_reason, env.log)]
+    with env.guard.deferred():
+        try:
+            ms.task_scheduler.RoundRobin().tune(
+                tasks=[ctx], task_weights=[1.0], max_trials_global=remaining, max_trials_per_task=remaining,
+                num_trials_per_iter=min(env.settings.trials_per_iter, remaining), builder=env.measurer.builder,
+                runner=runner, measure_callbacks=callbacks, database=env.database, cost_model=cost_model)
+        except BaseException as ex:  # noqa: BLE001 - Ctrl-C can arrive as a TVM RuntimeError
+            if env.guard.interrupted or isinstance(ex, KeyboardInterrupt):
+                raise KeyboardInterrupt from None
+            if env.measurer.lost:
+                raise _board_lost(task, env) from None
+            msg = str(ex).strip().splitlines()
+            raise TuningError(f"MetaSchedule failed on task {task.desc}: {msg[-1] if msg else type(ex).__name__}"
+                              f" ({env.kept()} record(s) kept in {env.log_dir}; details in {env.log_dir}/logs)") from ex
+    if env.guard.interrupted:
+        raise KeyboardInterrupt
+    if env.measurer.lost:
+        raise _board_lost(task, env)
+
+
+def _board_lost(task: TuneTask, env: "_Run") -> BoardLostError:
+    return BoardLostError(
+        f"lost the RPC board(s) under key {env.remote.key!r} during task {task.desc} ({env.measurer.lost}); "
+        f"{env.kept()} record(s) kept in {env.log_dir}: run the same command again to resume "
+        f"(details in {env.log_dir}/logs/rpc.log)")
+
+
+@dataclass
+class _Run:
+    """Everything one ``tune_tasks`` call shares between its steps."""
+
+    target: NamedTarget
+    remote: RemoteSpec
+    log_dir: Path
+    settings: TuneSettings
+    guard: InterruptGuard
+    log: Log
+    manifest: dbm.Manifest = field(default_factory=dbm.Manifest)
+    contents: dbm.LogContents = field(default_factory=dbm.LogContents)
+    measurer: Any = None
+    database: Any = None
+    ms_logs: Any = None  # logs.MetaScheduleLogs of this run
+
+    def kept(self) -> int:
+        return len(dbm.read_log(self.log_dir, validate=False).records)
+
+    def stop_reason(self) -> str:
+        if self.guard.interrupted:
+            return "interrupted"
+        if self.measurer.lost:
+            return "board lost"
+        return ""
+
+
+def _time_defaults(tasks: list[TuneTask], env: _Run) -> None:
+    """Step 1: each task's manifest entry, and its default-schedule time (once; kept for resume)."""
+    for t in tasks:
+        e = env.manifest.tasks.setdefault(t.key, dbm.TaskEntry())
+        e.name, e.desc, e.weight, e.kind = t.name, t.desc, t.weight, t.kernel.kind
+        e.shash, e.layers, e.family = t.shash(), t.layers[:8], family_key(t.kernel)
+        if e.default_s is None:
+            try:
+                e.default_s = env.measurer.time_default(t)
+            except BoardLostError:
+                raise
+            except Exception as ex:  # noqa: BLE001 - reported; the task is still tuned
+                env.log(f"  warning: could not time the default schedule of {t.desc}: {str(ex).splitlines()[-1]}")
+    env.manifest.save(env.log_dir)
+    total = sum((env.manifest.tasks[t.key].default_s or 0) * t.weight for t in tasks)
+    if total:
+        env.log(f"  default schedules: {total * 1e3:.2f} ms per inference over these kernels"
+                + (" (EMULATED board: not a real time)" if env.settings.emulated else ""))
+
+
+def _why_skip(e: dbm.TaskEntry, done0: int, deadline: float | None) -> str:
+    if e.target_trials - done0 <= 0:
+        return f"done ({done0} records)"
+    if e.exhausted_at is not None and done0 >= int(e.exhausted_at):
+        return f"search space exhausted at {done0} records"
+    if deadline is not None and time.time() > deadline:
+        return "time budget spent"
+    return ""
+
+
+def _tune_one(i: int, n: int, t: TuneTask, target_n: int, env: _Run) -> TaskResult:
+    """Step 2-3 for one task: skip it, or search it; update its manifest entry."""
+    e = env.manifest.tasks[t.key]
+    done0 = env.contents.count(e.shash)
+    e.target_trials = target_n
+    label = f"{i + 1}/{n} {t.desc}"
+    res = TaskResult(key=t.key, name=t.name, desc=t.desc, weight=t.weight, trials=done0, target_trials=target_n,
+                     default_s=e.default_s)
+    res.skipped = _why_skip(e, done0, env.settings.deadline)
+    if res.skipped:
+        env.log(f"  task {label}: {res.skipped}, skipped")
+        return res
+    remaining = target_n - done0
+    env.log(f"  task {label} (x{t.weight}): {remaining} trial(s) to go" + (f", {done0} in the log" if done0 else "")
+            + (f"; default {e.default_s * 1e3:.4f} ms" if e.default_s else ""))
+    best = env.contents.best(e.shash)
+    progress = TaskProgress(f"{i + 1}/{n}", done0, target_n, e.default_s, best.mean_sec if best else math.inf)
+    try:
+        _search(t, i, remaining, progress, env)
+    finally:
+        res.new_trials = progress.new
+    env.contents = dbm.read_log(env.log_dir, validate=False)
+    res.trials = env.contents.count(e.shash)
+    if progress.stopped:
+        res.skipped = progress.stopped
+    elif res.trials < target_n and not progress.unmeasured:
+        e.exhausted_at = res.trials  # the search found no new candidates: resuming must not retry forever
+    if progress.failed and progress.failed == progress.new:
+        env.log(f"    warning: every candidate of this task failed; first error: "
+                f"{(progress.first_error or '').strip().splitlines()[-1:] or ['?']}")
+    env.manifest.save(env.log_dir)
+    return res
+
+
+def _retime_best(tasks: list[TuneTask], results: list[TaskResult], env: _Run) -> None:
+    """Step 4: re-time the best record of every task next to its default schedule."""
     from .apply import apply_record
 
-    rec = contents.best(shash)
-    if rec is None:
-        return None, None
-    return apply_record(task.kernel, contents, rec), rec
+    contents = dbm.read_log(env.log_dir, validate=False)
+    if env.settings.measure_tuned:
+        env.log("  timing default vs tuned schedules side by side ...")
+    for t, res in zip(tasks, results):
+        e = env.manifest.tasks[t.key]
+        res.trials = contents.count(e.shash)
+        best = contents.best(e.shash)
+        if best is None:
+            continue
+        res.best_record_s = best.mean_sec
+        if not env.settings.measure_tuned:
+            res.tuned_s = best.mean_sec
+            continue
+        try:
+            func = apply_record(t.kernel, contents, best)
+            res.default_s, res.tuned_s = env.measurer.side_by_side(t, [t.kernel.scheduled(), func])
+        except BoardLostError:
+            raise
+        except Exception as ex:  # noqa: BLE001
+            env.log(f"  warning: could not replay the best record of {t.desc}: {str(ex).splitlines()[-1]}")
+        e.tuned_s, e.default_vs_tuned_s = res.tuned_s, res.default_s
+    env.manifest.save(env.log_dir)
+
+
+def _open_log_dir(log_dir: "str | os.PathLike[str]") -> Path:
+    d = Path(log_dir)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TuningError(f"cannot create the tuning log directory {d}: {e.strerror}") from None
+    return d
 
 
 def tune_tasks(
@@ -233,10 +478,9 @@ def tune_tasks(
 
     Raises:
         TuningError: no tasks, unusable log directory, or nothing could be measured.
+        BoardLostError: the RPC board(s) stopped answering (records so far are kept).
+        KeyboardInterrupt: Ctrl-C or SIGTERM (records so far are kept, no worker process left).
     """
-    import tvm
-    from tvm.s_tir import meta_schedule as ms
-
     if not tasks:
         raise TuningError("nothing to tune: the model has no conv / linear kernels")
     remote = remote or RemoteSpec()
@@ -245,161 +489,43 @@ def tune_tasks(
             f"target {target.name} ({target.arch}) cannot run on this machine: give --tracker HOST:PORT --key KEY "
             "of an RPC board (see docs/tuning.md; scripts/emulated_board.py starts an emulated aarch64 one)"
         )
-    d = Path(log_dir)
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise TuningError(f"cannot create the tuning log directory {d}: {e.strerror}") from None
+    d = _open_log_dir(log_dir)
     t_start = time.time()
-    deadline = None if not time_budget else t_start + float(time_budget)
+    settings = TuneSettings(trials_per_iter, population, seed, builder_timeout, measure_tuned, emulated,
+                            None if not time_budget else t_start + float(time_budget))
     report = TuneReport(log_dir=str(d), emulated=emulated)
-    with dbm.LogLock(d):
-        contents = dbm.sanitize(d, log=log)
-        manifest = dbm.read_manifest(d)
-        mt = manifest.setdefault("tasks", {})
-        manifest["target"] = target.to_json()
-        # 1. default-schedule times (once per task; kept for resume)
-        log(f"{len(tasks)} tuning task(s) for {target.name}; log {d}")
-        for i, t in enumerate(tasks):
-            e = mt.setdefault(t.key, {})
-            e.update({"name": t.name, "desc": t.desc, "weight": t.weight, "kind": t.kernel.kind,
-                      "shash": t.shash(), "layers": t.layers[:8],
-                      "family": family_key(t.kernel)})
-            if e.get("default_s") is None:
-                try:
-                    e["default_s"] = time_kernel(t.kernel.scheduled(), t.kernel.consts, target, remote)
-                except Exception as ex:  # noqa: BLE001 - reported; the task is still tuned
-                    log(f"  warning: could not time the default schedule of {t.desc}: {str(ex).splitlines()[-1]}")
-                    e["default_s"] = None
-        dbm.write_manifest(d, manifest)
-        alloc = allocate_trials(trials, tasks, {k: (v.get("default_s") or 0.0) for k, v in mt.items()})
-        total_default = sum((mt[t.key].get("default_s") or 0) * t.weight for t in tasks)
-        if total_default:
-            log(f"  default schedules: {total_default * 1e3:.2f} ms per inference over these kernels"
-                + (" (EMULATED board: not a real time)" if emulated else ""))
-        database = dbm.open_database(d)
-        builder = make_builder(target.cross_compiler, timeout_sec=builder_timeout)
-        # the runner workers read each task's real consts from here (removed at the end)
-        cons_dir = Path(tempfile.mkdtemp(prefix="tvmprune_consts_"))
-        pointer = str(cons_dir / "current")
-        runner = None
-        # the most expensive kernels first, so that a time budget is spent where it matters
-        tasks = sorted(tasks, key=lambda t: -(mt[t.key].get("default_s") or 0.0) * t.weight)
-        for i, t in enumerate(tasks):
-            e = mt[t.key]
-            shash = e["shash"]
-            done0 = contents.count(shash)
-            target_n = alloc[t.key]
-            e["target_trials"] = target_n
-            label = f"{i + 1}/{len(tasks)} {t.desc}"
-            res = TaskResult(key=t.key, name=t.name, desc=t.desc, weight=t.weight, trials=done0,
-                             target_trials=target_n, default_s=e.get("default_s"))
-            report.tasks.append(res)
-            remaining = target_n - done0
-            if remaining <= 0:
-                res.skipped = f"done ({done0} records)"
-                log(f"  task {label}: {res.skipped}, skipped")
-                continue
-            if e.get("exhausted_at") is not None and done0 >= int(e["exhausted_at"]):
-                res.skipped = f"search space exhausted at {done0} records"
-                log(f"  task {label}: {res.skipped}, skipped")
-                continue
-            if deadline is not None and time.time() > deadline:
-                res.skipped = "time budget spent"
-                log(f"  task {label}: {res.skipped}, skipped")
-                continue
-            log(f"  task {label} (x{t.weight}): {remaining} trial(s) to go"
-                + (f", {done0} in the log" if done0 else "")
-                + (f"; default {e['default_s'] * 1e3:.4f} ms" if e.get("default_s") else ""))
-            point_to(pointer, save_consts(t.kernel.consts, str(cons_dir / t.key)))
-            if runner is None:
-                runner = make_runner(pointer, remote)
-            state = {"label": f"{i + 1}/{len(tasks)}", "done0": done0, "target": target_n, "new": 0, "failed": 0,
-                     "best": (contents.best(shash).mean_sec if contents.best(shash) else math.inf),
-                     "default": e.get("default_s"), "t0": time.time(), "deadline": deadline, "stopped": "",
-                     "first_error": None, "log": log, "emulated": emulated}
-            with _no_tensor_intrin(), contextlib.redirect_stdout(io.StringIO()), \
-                    contextlib.redirect_stderr(io.StringIO()):
-                ctx = ms.TuneContext(
-                    mod=t.module(),
-                    target=target.tvm_target,
-                    space_generator=space_generator(t.kernel),
-                    search_strategy=ms.search_strategy.EvolutionarySearch(
-                        population_size=population, init_measured_ratio=0.2, init_min_unmeasured=min(population, 16),
-                        genetic_num_iters=3, max_fail_count=5),
-                    task_name=t.name,
-                    rand_state=seed + i,
-                    num_threads=max(1, target.cores if target.runs_on_host else (os.cpu_count() or 1)),
-                    logger=ms.logging.get_loggers_from_work_dir(str(d), [t.name])[0],
-                ).clone()
-                _quiet_console()
-            cost_model = ms.cost_model.XGBModel(
-                extractor=ms.feature_extractor.PerStoreFeature(), adaptive_training=True,
-                num_tuning_cores=max(1, os.cpu_count() or 1))
-            callbacks = list(ms.measure_callback.MeasureCallback.create("default")) + [
-                _make_progress_callback(state)]
-            with _interrupt_guard() as interrupted:
-                try:
-                    ms.task_scheduler.RoundRobin().tune(
-                        tasks=[ctx], task_weights=[1.0], max_trials_global=remaining,
-                        max_trials_per_task=remaining, num_trials_per_iter=min(trials_per_iter, remaining),
-                        builder=builder, runner=runner, measure_callbacks=callbacks, database=database,
-                        cost_model=cost_model,
-                    )
-                except BaseException as ex:  # noqa: BLE001 - Ctrl-C arrives as a TVM RuntimeError
-                    kept = len(dbm.read_log(d, validate=False).records)
-                    if interrupted["flag"] or isinstance(ex, KeyboardInterrupt):
-                        log(f"interrupted: {kept} record(s) kept in {d}; run the same command again to resume")
-                        raise KeyboardInterrupt from None
-                    msg = str(ex).strip().splitlines()
-                    raise TuningError(f"MetaSchedule failed on task {t.desc}: {msg[-1] if msg else type(ex).__name__}"
-                                      f" ({kept} record(s) kept in {d}; details in {d}/logs)") from ex
-            res.new_trials = state["new"]
-            report.new_trials += state["new"]
-            contents = dbm.read_log(d, validate=False)
-            res.trials = contents.count(shash)
-            if state["stopped"]:
-                res.skipped = state["stopped"]
-            elif res.trials < target_n:
-                # the search found no new candidates: remember, so resuming does not retry forever
-                e["exhausted_at"] = res.trials
-            if state["failed"] and state["failed"] == state["new"]:
-                log(f"    warning: every candidate of this task failed; first error: "
-                    f"{(state['first_error'] or '').strip().splitlines()[-1:] or ['?']}")
-            dbm.write_manifest(d, manifest)
-        if runner is not None:
-            with contextlib.suppress(Exception):
-                runner.pool.shutdown()
-        shutil.rmtree(cons_dir, ignore_errors=True)
-        # 4. re-time the best record of every task next to its default schedule
-        contents = dbm.read_log(d, validate=False)
-        if measure_tuned:
-            log("  timing default vs tuned schedules side by side ...")
-        for t, res in zip(tasks, report.tasks):
-            e = mt[t.key]
-            res.trials = contents.count(e["shash"])
-            best = contents.best(e["shash"])
-            if best is None:
-                continue
-            res.best_record_s = best.mean_sec
-            if not measure_tuned:
-                res.tuned_s = best.mean_sec
-                continue
-            try:
-                func, _ = _replay_best(t, contents, e["shash"])
-                if func is not None:
-                    # default and tuned side by side, alternately: this is the reported comparison
-                    res.default_s, res.tuned_s = time_side_by_side([t.kernel.scheduled(), func], t.kernel.consts,
-                                                                   target, remote)
-            except Exception as ex:  # noqa: BLE001
-                log(f"  warning: could not replay the best record of {t.desc}: {str(ex).splitlines()[-1]}")
-            e["tuned_s"] = res.tuned_s
-            e["default_vs_tuned_s"] = res.default_s
-        dbm.write_manifest(d, manifest)
+    with dbm.LogLock(d), InterruptGuard() as guard, metaschedule_logs(d) as ms_logs:
+        env = _Run(target, remote, d, settings, guard, log, ms_logs=ms_logs)
+        try:
+            _tune_all(tasks, trials, env, report)
+        except KeyboardInterrupt:
+            log(f"interrupted: {env.kept()} record(s) kept in {d}; run the same command again to resume")
+            raise
+        finally:
+            if env.measurer is not None:
+                env.measurer.close()
     report.wall_s = time.time() - t_start
     if not any(r.trials for r in report.tasks):
         raise TuningError(f"no candidate could be measured; see the MetaSchedule logs in {d}/logs")
     return report
+
+
+def _tune_all(tasks: list[TuneTask], trials: int, env: _Run, report: TuneReport) -> None:
+    env.contents = dbm.sanitize(env.log_dir, log=env.log)
+    env.manifest = dbm.Manifest.load(env.log_dir)
+    env.manifest.target = env.target.to_json()
+    env.measurer = Measurer(env.target, env.remote, env.log_dir, env.settings, env.guard, env.log)
+    env.log(f"{len(tasks)} tuning task(s) for {env.target.name}; log {env.log_dir}")
+    _time_defaults(tasks, env)
+    mt = env.manifest.tasks
+    alloc = allocate_trials(trials, tasks, {k: (v.default_s or 0.0) for k, v in mt.items()})
+    env.database = dbm.open_database(env.log_dir)
+    # the most expensive kernels first, so that a time budget is spent where it matters
+    tasks = sorted(tasks, key=lambda t: -(mt[t.key].default_s or 0.0) * t.weight)
+    for i, t in enumerate(tasks):
+        report.tasks.append(_tune_one(i, len(tasks), t, alloc[t.key], env))
+        report.new_trials += report.tasks[-1].new_trials
+    _retime_best(tasks, report.tasks, env)
 
 
 def format_report(report: TuneReport) -> str:

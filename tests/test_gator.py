@@ -1,0 +1,277 @@
+"""Tests for gator@: gates, hyper-edges, slicing (exactness on real architectures), block removal,
+latency table, errors, and a short end-to-end run.  Random weights, small inputs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from tvmprune.errors import PruneConfigError
+from tvmprune.frontend.model_source import load_model, randomize_batchnorm
+from tvmprune.prune.gator import gate_keep_indices, gator_prune, parse_gator_options, rebuild_gator
+from tvmprune.prune.gator import latency_table
+from tvmprune.prune.gator.cost import CostModel, layer_geometries
+from tvmprune.prune.gator.gates import ChannelGates, attach_gates
+from tvmprune.prune.gator.hyper_edges import find_hyper_edges
+from tvmprune.prune.gator.slicing import slice_by_gates
+from tvmprune.prune.graph import build_graph
+
+DIGIT = torch.zeros(1, 1, 16, 16)
+
+
+def _setup(name: str, x: torch.Tensor):
+    m = randomize_batchnorm(load_model(name))
+    g = build_graph(m, x[:1])
+    return m, g, find_hyper_edges(m, g)
+
+
+def _edge(edges, name):
+    return next(e for e in edges if e.name == name)
+
+
+def _gated_vs_sliced(m, g, gates, x):
+    gates.close_settled()
+    gates.eval()
+    with attach_gates(m, gates), torch.no_grad():
+        ref = m(x)
+    keep, dead = gate_keep_indices(gates)
+    small = slice_by_gates(m, g, keep, dead).eval()
+    with torch.no_grad():
+        out = small(x)
+    return ref, out, small, keep, dead
+
+
+def test_gates_hard_with_straight_through_gradient():
+    _, _, edges = _setup("digits_resnet", DIGIT)
+    gates = ChannelGates(edges[:2])
+    with torch.no_grad():
+        gates.logits[0].copy_(torch.linspace(-3, 3, edges[0].size))
+    gates.train()
+    gs = gates.sample(8)
+    assert gs[0].shape == (8, edges[0].size)
+    assert set(torch.unique(gs[0].detach()).tolist()) <= {0.0, 1.0}
+    assert 0 < float(gs[0].detach().mean()) < 1
+    gs[0].sum().backward()
+    grad = gates.logits[0].grad
+    assert grad is not None and bool((grad > 0).all())  # d sigmoid / d theta > 0 for every channel
+    gates.eval()
+    ev = gates.sample(3)[0]
+    assert torch.equal(ev[0], (gates.logits[0].detach() > 0).float())
+
+
+def test_closed_gates_stay_closed():
+    _, _, edges = _setup("digits_resnet", DIGIT)
+    gates = ChannelGates(edges[1:2])
+    with torch.no_grad():
+        gates.logits[0][:5] = -0.1
+    assert gates.close_settled() == 5
+    opt = torch.optim.SGD(gates.parameters(), lr=10.0)
+    for _ in range(3):
+        opt.zero_grad()
+        gates.train()
+        (-gates.sample(4)[0].sum() - gates.logits[0].sum()).backward()  # pushes every logit up
+        gates.mask_gradients()
+        opt.step()
+        gates.close_settled()
+    assert not bool(gates.open_mask(0)[:5].any())
+    gates.train()
+    assert float(gates.sample(16)[0].detach()[:, :5].abs().sum()) == 0.0
+    assert bool(gates.open_mask(0)[5:].all())
+
+
+@pytest.mark.parametrize("name,shape", [("digits_resnet", (2, 1, 16, 16)), ("resnet18", (2, 3, 32, 32)),
+                                        ("mobilenet_v2", (2, 3, 32, 32))])
+def test_slicing_equals_gated_model(name, shape):
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
+    m, g, edges = _setup(name, x)
+    gates = ChannelGates(edges)
+    gen = torch.Generator().manual_seed(0)
+    kill = [e.index for e in edges if e.removable][:2]
+    with torch.no_grad():
+        for i, e in enumerate(edges):
+            gates.logits[i].copy_(torch.randn(e.size, generator=gen) + 0.3)
+            if i in kill:
+                gates.logits[i].fill_(-1.0)
+    ref, out, small, keep, dead = _gated_vs_sliced(m, g, gates, x)
+    assert len(dead) == 2 and len(keep) > 2
+    assert float((out - ref).abs().max()) < 1e-4
+    assert float(ref.abs().max()) > 1e-3
+    assert sum(p.numel() for p in small.parameters()) < 0.6 * sum(p.numel() for p in m.parameters())
+
+
+def test_highway_channels_removed_with_same_indices_across_a_stage():
+    m, g, edges = _setup("digits_resnet", DIGIT)
+    hw = _edge(edges, "layer2.0.conv2")
+    assert hw.is_highway and not hw.removable
+    assert set(hw.producers) == {"layer2.0.conv2", "layer2.0.downsample.0", "layer2.1.conv2"}
+    assert {c.module for c in hw.consumers} == {"layer2.1.conv1", "layer3.0.conv1", "layer3.0.downsample.0"}
+    gates = ChannelGates(edges)
+    closed = torch.tensor([0, 3, 7, 20, 31])
+    with torch.no_grad():
+        gates.logits[hw.index][closed] = -1.0
+    ref, out, small, keep, _ = _gated_vs_sliced(m, g, gates, torch.randn(2, 1, 16, 16))
+    assert float((out - ref).abs().max()) < 1e-4
+    kept = keep[hw.gid]
+    assert kept.numel() == 27 and not bool(torch.isin(kept, closed).any())
+    mods, orig = dict(small.named_modules()), dict(m.named_modules())
+    for p in hw.producers:
+        assert torch.equal(mods[p].weight, orig[p].weight[kept])
+    for c in ("layer2.1.conv1", "layer3.0.conv1", "layer3.0.downsample.0"):
+        assert torch.equal(mods[c].weight, orig[c].weight[:, kept])
+    assert torch.equal(mods["layer2.1.bn2"].running_mean, orig["layer2.1.bn2"].running_mean[kept])
+
+
+def test_removed_block_becomes_identity():
+    m, g, edges = _setup("digits_resnet", DIGIT)
+    inner = _edge(edges, "layer1.1.conv1")
+    assert inner.removable
+    bn2 = m.layer1[1].bn2
+    with torch.no_grad():  # bn2(0) = 0: the closed branch then adds nothing
+        bn2.bias.copy_(bn2.running_mean * bn2.weight / torch.sqrt(bn2.running_var + bn2.eps))
+    gates = ChannelGates(edges)
+    with torch.no_grad():
+        gates.logits[inner.index].fill_(-1.0)
+    x = torch.randn(2, 1, 16, 16)
+    ref, out, small, _, dead = _gated_vs_sliced(m, g, gates, x)
+    assert dead == {inner.gid}
+    names = dict(small.named_modules())
+    assert not any(n.startswith("layer1.1.") for n in names)  # conv1, bn1, conv2, bn2 are gone
+    ident = load_model("digits_resnet")
+    ident.load_state_dict(m.state_dict())
+    ident.layer1[1] = nn.Identity()
+    with torch.no_grad():
+        assert float((out - ident.eval()(x)).abs().max()) < 1e-5
+        assert float((out - ref).abs().max()) < 1e-5
+    # rebuilt from the saved config, the same module structure comes back
+    cfg = {"gator_keep": {}, "gator_removed": [g.groups[inner.gid].name]}
+    again = rebuild_gator(load_model("digits_resnet"), DIGIT, cfg)
+    again.load_state_dict(small.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(again.eval()(x), out, atol=1e-6)
+
+
+class TwoConv(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 16, 3, padding=1)
+        self.c2 = nn.Conv2d(16, 16, 3, padding=1)
+        self.fc = nn.Linear(16, 3)
+
+    def forward(self, x):
+        x = torch.relu(self.c2(torch.relu(self.c1(x))))
+        return self.fc(x.mean((2, 3)))
+
+
+def test_latency_table_is_measured_cached_and_used(tmp_path, monkeypatch):
+    monkeypatch.setenv("TVMPRUNE_CACHE_DIR", str(tmp_path))
+    m = TwoConv().eval()
+    x = torch.zeros(1, 1, 8, 8)
+    g = build_graph(m, x)
+    edges = find_hyper_edges(m, g)
+    layers = layer_geometries(m, g, edges, x)
+    fits = latency_table.latency_fits(layers, "x86")
+    files = sorted(p.name for p in (tmp_path / "latency").rglob("*.json"))
+    assert len(files) == 2 and all(f.startswith("conv_b1_8x8_") for f in files)
+    pts = json.loads(next((tmp_path / "latency").rglob("*1to16*.json")).read_text())["points"]
+    assert len(pts) >= 3 and all(p[2] > 0 for p in pts)
+    assert set(fits) == {"c1", "c2"}
+
+    def no_timing(*a, **k):
+        raise AssertionError("cached layer was measured again")
+
+    monkeypatch.setattr(latency_table, "_time_conv", no_timing)
+    again = latency_table.latency_fits(layers, "x86")
+    assert again["c2"].points == fits["c2"].points
+    cm = CostModel(layers, [e.size for e in edges], latency_table.latency_cost_fn(fits), "latency")
+    full = float(fits["c1"](torch.tensor(1.0), torch.tensor(16.0)) + fits["c2"](torch.tensor(16.0), torch.tensor(16.0)))
+    assert cm.dense == pytest.approx(full, rel=1e-6)
+    assert len(edges) == 2
+    assert all(c >= 0 for c in fits["c2"].coef) and sum(fits["c2"].coef[1:]) > 0
+    assert cm.ratio_of_counts([4, 16]) < 0.999
+    assert cm.ratio_of_counts([16, 16]) == pytest.approx(1.0)
+
+
+def _tiny_data(n: int = 64, size: int = 8):
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 1, size, size, generator=gen)
+    y = (x[:, 0, : size // 2].mean((1, 2)) > 0).long()
+    return DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True, generator=gen)
+
+
+@pytest.fixture
+def one_thread():
+    """The shared 2-core machine: one torch thread trains small nets faster than two contended ones."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_bad_input_errors():
+    m = load_model("digits_resnet")
+    with pytest.raises(PruneConfigError, match="needs training data.*--dataset builtin"):
+        gator_prune(m, 0.5, "flops", DIGIT, data=None)
+    for r in (0, 1, 1.5, -0.2, "abc"):
+        with pytest.raises(PruneConfigError, match=r"in \(0, 1\)|must be a number"):
+            parse_gator_options(r)
+    with pytest.raises(PruneConfigError, match="unknown gator option 'speed'.*latency, flops, memory"):
+        gator_prune(m, 0.5, "speed", DIGIT, data=_tiny_data(size=16))
+    with pytest.raises(PruneConfigError, match="cannot run on this machine"):
+        latency_table.latency_fits([], "aarch64")
+
+
+def test_gator_prune_end_to_end_flops_reaches_ratio(one_thread):
+    from tvmprune.data import DigitsResNet
+    from tvmprune.prune.gator import GatorOptions
+
+    x8 = torch.zeros(1, 1, 8, 8)
+    torch.manual_seed(0)
+    m = DigitsResNet(widths=(4, 8, 8)).eval()
+    opts = GatorOptions(0.6, "flops", max_epochs=40, finetune_epochs=1, gate_lr=0.5, lambda0=5.0,
+                        lambda_growth=1.1)
+    res = gator_prune(m, 0.6, example_input=x8, data=_tiny_data(), options=opts)
+    cfg = res.config
+    assert cfg["gator_reached"] and cfg["gator_cost_ratio"] <= 0.6
+    assert cfg["gator_trajectory"][-1]["cost_ratio"] <= 0.6 and cfg["kind"] == "gator"
+    assert sum(p.numel() for p in res.model.parameters()) < sum(p.numel() for p in m.parameters())
+    torch.manual_seed(0)
+    again = rebuild_gator(DigitsResNet(widths=(4, 8, 8)), x8, cfg)
+    again.load_state_dict(res.model.state_dict())
+    x = torch.randn(3, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(again.eval()(x), res.model(x), atol=1e-5)
+
+
+def test_quantize_rounds_open_counts_by_logit_rank():
+    _, _, edges = _setup("digits_resnet", DIGIT)
+    gates = ChannelGates(edges)
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for i, e in enumerate(edges):
+            gates.logits[i].copy_(torch.randn(e.size, generator=gen))
+    gates.close_settled()
+    before = [gates.open_mask(i).clone() for i in range(len(edges))]
+    gates.quantize(8)
+    for i, e in enumerate(edges):
+        n0, n1 = int(before[i].sum()), gates.open_counts()[i]
+        assert n1 % 8 == 0 and abs(n1 - n0) <= 4
+        theta = gates.logits[i].detach()
+        if n1 <= n0:  # the survivors are the highest-logit open channels
+            assert bool(before[i][gates.open_mask(i)].all())
+        else:
+            assert bool(gates.open_mask(i)[before[i]].all())
+        assert n1 == 0 or float(theta[gates.open_mask(i)].min()) > 0
+
+
+def test_cli_gator_without_data_is_a_clear_error(capsys):
+    from tvmprune.cli import main
+
+    assert main(["prune", "--model", "digits_resnet", "--pattern", "gator@0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "gator@0.5" in err and "--dataset builtin" in err
+    assert main(["prune", "--model", "digits_resnet", "--pattern", "gator@1.2", "--dataset", "builtin"]) == 2
+    assert "in (0, 1)" in capsys.readouterr().err

@@ -1,0 +1,57 @@
+"""The plan stage: a format per layer (by a planner) and its kernel (from the family registry)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from ..kernels.format import Format
+from ..kernels.registry import build_kernel
+from ..lower.chains import LayerMatch
+from ..lower.lower import LoweredModel
+from ..target import NamedTarget, get_target
+from .layer import LayerPlan, Planner
+
+
+@dataclass
+class PlannedModel:
+    """A lowered model with a plan (and, unless it stays a Relax op, a kernel) per layer.
+
+    ``plans[i]`` belongs to ``lowered.layers[i]``.
+    """
+
+    lowered: LoweredModel
+    target: NamedTarget
+    plans: list[LayerPlan]
+
+    def planned_layers(self) -> list[tuple[LayerMatch, LayerPlan]]:
+        """The (layer, plan) pairs whose plan has a kernel."""
+        return [(m, p) for m, p in zip(self.lowered.layers, self.plans) if p.kernel is not None]
+
+
+def plan_layer(match: LayerMatch, target: NamedTarget, planner: Planner) -> LayerPlan:
+    """The plan of one layer, with its kernel built (``Format.RELAX`` with the reason when it gets none)."""
+    if match.unsupported:
+        return LayerPlan(match.info, Format.RELAX, reason=match.unsupported)
+    p = planner(match.info, target)
+    if p.fmt == Format.RELAX:
+        return p
+    p.kernel = build_kernel(p, target)
+    if p.kernel is None:
+        p.fmt, p.reason = Format.RELAX, p.reason or "no kernel"
+    return p
+
+
+def plan(lowered: LoweredModel, target: "NamedTarget | str", planner: Planner | None = None,
+         log: Callable[[str], None] | None = None) -> PlannedModel:
+    """Plan every layer of ``lowered`` for ``target`` (default planner: :func:`.planners.choose_format`)."""
+    from .planners import choose_format
+
+    t = get_target(target)
+    t0 = time.time()
+    plans = [plan_layer(m, t, planner or choose_format) for m in lowered.layers]
+    if log:
+        log(f"planned {len(plans)} conv/linear layers, {sum(p.kernel is not None for p in plans)} kernels "
+            f"({time.time() - t0:.1f} s)")
+    return PlannedModel(lowered=lowered, target=t, plans=plans)

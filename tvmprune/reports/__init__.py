@@ -1,0 +1,1 @@
+"""Reports: plain-text tables (:mod:`.tables`) shared by every command and script."""
