@@ -23,7 +23,9 @@ from tvm import te
 
 from ..errors import UnsupportedLayerError
 from ..target import NamedTarget, get_target
-from .base import ConvSpec, KernelInstance, unique_name
+from .base import ConvSpec, KernelInstance
+from .format import Format, LayerOp
+from .identity import symbol_name
 from .dense_conv2d import _pad, _pick_ow_tile, _schedule_direct, epilogue
 
 
@@ -90,7 +92,7 @@ def grouped_conv2d(
     res = te.placeholder(spec.out_shape, name="residual", dtype="float32") if spec.residual else None
     out = epilogue(conv, spec, b, res)
     args += ([res] if res is not None else []) + [out]
-    name = unique_name("tvmprune_grouped_conv2d", spec, t.vector_lanes)
+    name = symbol_name("tvmprune_grouped_conv2d", spec, t.vector_lanes)
     func = te.create_prim_func(args).with_attr("global_symbol", name)
     vec = _pick_group_vec(spec.cout, cog, t.vector_lanes)
     regs = 28 if t.vector_lanes == 16 else 12
@@ -106,7 +108,7 @@ def grouped_conv2d(
         _schedule_direct(sch, spec, vec, tiles, depthwise=False, unroll=unroll)
 
     return KernelInstance(
-        name=name, kind="grouped", func=func, consts=consts, out_shape=spec.out_shape,
+        name=name, format=Format.GROUPED, op=LayerOp.CONV2D, func=func, consts=consts, out_shape=spec.out_shape,
         schedule_default=schedule_default, schedule_space=schedule_space, flops=spec.dense_flops,
         info={"density": 1.0, "layout": "NHWC", "weight_layout": "HWIO (I = Cin/groups)", "groups": g, "vec": vec,
               "ow_tile": ow_tile},
