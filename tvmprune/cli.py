@@ -100,9 +100,10 @@ def _run_compile(args: argparse.Namespace) -> int:
         log=lambda s: print("  " + s),
     )
     if args.explain:
-        from .explain import explain_table
+        from .explain import explain_table, op_schedule_table
 
         print(explain_table(cm.plans, target))
+        print(op_schedule_table(cm.op_schedules))
     out = cm.export(args.output)
     from .plan.layer import formats_summary
 

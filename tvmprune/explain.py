@@ -40,3 +40,13 @@ def explain_table(plans: list[LayerPlan], target: NamedTarget, measured_ms: dict
         ("pred_dense", "pred dense ms"), ("pred_sparse", "pred sparse ms"), ("measured", "measured ms"),
         ("reason", "why"),
     ])
+
+
+def op_schedule_table(records: list[Any]) -> str:
+    """Every op that is not one of our kernels (fused PrimFuncs) with the rule that scheduled it
+    and its parallel / vector loop extents (``records``: :class:`tvmprune.schedule.ops.ScheduleRecord`)."""
+    rows = [r.to_json() for r in records]
+    return "other ops (legalised by TVM, fused, scheduled by tvmprune.schedule.ops)\n" + format_table(rows, [
+        ("func", "op (fused PrimFunc)"), ("rule", "schedule rule"), ("parallel", "parallel extent"),
+        ("vector", "vector lanes"),
+    ])

@@ -32,6 +32,7 @@ class CompiledModel:
         input_shape: NCHW input shape.
         meta: what goes to ``meta.json``.
         relax_mod: the Relax module that was compiled.
+        op_schedules: the rule applied to each non-kernel PrimFunc (``schedule.ops.ScheduleRecord``).
     """
 
     executable: Any
@@ -40,6 +41,7 @@ class CompiledModel:
     input_shape: tuple[int, ...]
     meta: dict[str, Any] = field(default_factory=dict)
     relax_mod: Any = None
+    op_schedules: list[Any] = field(default_factory=list)  # schedule.ops.ScheduleRecord per non-kernel op
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """Run on this machine (host targets only). ``x`` is NCHW float32; returns the first output."""
@@ -105,6 +107,12 @@ def build(scheduled: ScheduledModel, model_spec: str = "", pattern: str = "dense
     t = planned.target
     mod = rewrite_to_kernels(scheduled)
     # The generic CPU schedule of the remaining (non-kernel) PrimFuncs after legalisation hooks in here.
+    from ..schedule.ops import fuse_and_schedule
+
+    kernel_names = [p.kernel.name for p in planned.plans if p.kernel is not None]
+    mod, op_schedules = fuse_and_schedule(mod, t, kernel_names)
+    if log:
+        log(f"scheduled {len(op_schedules)} fused non-kernel ops")
     t0 = time.time()
     try:
         ex = tvm.compile(mod, target=t.tvm_target)
@@ -113,4 +121,5 @@ def build(scheduled: ScheduledModel, model_spec: str = "", pattern: str = "dense
     if log:
         log(f"built for {t.name} ({time.time() - t0:.1f} s)")
     return CompiledModel(executable=ex, target=t, plans=planned.plans, input_shape=planned.lowered.input_shape,
-                         meta=build_meta(scheduled, model_spec, pattern, extra_meta), relax_mod=mod)
+                         meta=build_meta(scheduled, model_spec, pattern, extra_meta), relax_mod=mod,
+                         op_schedules=op_schedules)

@@ -26,14 +26,14 @@ import numpy as np
 from .format import Format, LayerOp
 from .identity import family_key, workload_key
 
-ACTIVATIONS = (None, "relu", "relu6")
+ACTIVATIONS = (None, "relu", "relu6", "silu", "gelu", "sigmoid")
 
 
 @dataclass(frozen=True)
 class ConvSpec:
     """Shape and epilogue of one 2-D convolution (NHWC activations).
 
-    ``padding`` is (top, left, bottom, right). ``activation`` is None, ``relu`` or ``relu6``
+    ``padding`` is (top, left, bottom, right). ``activation`` is one of :data:`ACTIVATIONS`
     and is applied after bias and residual add: ``act(conv(x) + bias + residual)``.
     """
 
@@ -141,8 +141,16 @@ class KernelInstance:
 
 
 def apply_activation(x: Any, activation: str | None) -> Any:
-    """``relu`` / ``relu6`` / nothing on a TIR expression."""
+    """``relu`` / ``relu6`` / ``silu`` / ``gelu`` (erf form, as PyTorch) / ``sigmoid`` / nothing on a TIR expression."""
     from tvm import te, tirx
+
+    if activation == "silu":
+        return x * tirx.sigmoid(x)
+    if activation == "sigmoid":
+        return tirx.sigmoid(x)
+    if activation == "gelu":
+        half, one = tirx.const(0.5, "float32"), tirx.const(1.0, "float32")
+        return half * x * (one + tirx.erf(x * tirx.const(0.7071067811865476, "float32")))
 
     if activation == "relu":
         return te.max(x, tirx.const(0.0, "float32"))

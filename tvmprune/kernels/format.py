@@ -26,6 +26,7 @@ class Format(StrEnum):
     BSR = "1xN"
     BSR_SPATIAL = "1xN-spatial"
     CSR = "csr"
+    GROUPED = "grouped"
     RELAX = "relax"
 
     @classmethod
