@@ -96,7 +96,7 @@ def test_unsupported_layers_stay_dense_and_are_explained(tmp_path):
     model = GroupedNet().eval()
     cm = compile_model(model, (1, 3, 8, 8), "x86")
     plans = {p.info.name: p for p in cm.plans}
-    assert plans["g"].fmt == "relax" and "grouped" in plans["g"].reason
+    assert plans["g"].fmt == "grouped" and "grouped" in plans["g"].reason  # issue 12: grouped convs get a kernel
     assert plans["d"].fmt == "relax" and "dilation" in plans["d"].reason
     x = np.random.default_rng(0).standard_normal((1, 3, 8, 8)).astype("float32")
     with torch.no_grad():
@@ -110,7 +110,7 @@ def test_unsupported_layers_stay_dense_and_are_explained(tmp_path):
                         "--input-shape", "1x3x8x8", "--explain", "-o", str(tmp_path / "o")],
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
-    assert "grouped conv (groups=2) has no kernel" in p.stdout
+    assert "grouped conv (groups=2): grouped NHWC kernel" in p.stdout
     assert "relax" in p.stdout
 
 

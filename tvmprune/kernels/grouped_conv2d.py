@@ -25,6 +25,7 @@ from ..errors import UnsupportedLayerError
 from ..target import NamedTarget, get_target
 from .base import ConvSpec, KernelInstance
 from .format import Format, LayerOp
+from .family import KernelFamily
 from .identity import symbol_name
 from .dense_conv2d import _pad, _pick_ow_tile, _schedule_direct, epilogue
 
@@ -113,3 +114,18 @@ def grouped_conv2d(
         info={"density": 1.0, "layout": "NHWC", "weight_layout": "HWIO (I = Cin/groups)", "groups": g, "vec": vec,
               "ow_tile": ow_tile},
     )
+
+
+def _build(info: Any, n: int, target: NamedTarget) -> KernelInstance:
+    return grouped_conv2d(info.spec, info.weight, info.bias, target)
+
+
+def _predict(info: Any, target: NamedTarget, prm: Any) -> float | None:
+    from ..plan.roofline import dense_ms, layer_cost
+
+    return dense_ms(layer_cost(info, target, prm)) if info.groups > 1 and not info.is_depthwise else None
+
+
+FAMILY = KernelFamily(Format.GROUPED, LayerOp.CONV2D, build=_build,
+                      accepts=lambda info: info.groups > 1 and not info.is_depthwise, predict=_predict,
+                      describe=lambda info: f"grouped conv, groups={info.groups}")

@@ -17,6 +17,7 @@ from .dense_linear import FAMILY as DENSE_LINEAR_FAMILY
 from .direct_sparse_conv2d import FAMILY as CSR_CONV2D_FAMILY
 from .family import KernelFamily
 from .format import Format, LayerOp
+from .grouped_conv2d import FAMILY as GROUPED_CONV2D_FAMILY
 from .sparse_conv2d import FAMILY as BSR_CONV2D_FAMILY
 from .sparse_linear import BSR_FAMILY as BSR_LINEAR_FAMILY
 from .sparse_linear import CSR_FAMILY as CSR_LINEAR_FAMILY
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 FAMILIES: tuple[KernelFamily, ...] = (
     DENSE_FAMILY,
     DEPTHWISE_FAMILY,
+    GROUPED_CONV2D_FAMILY,
     BSR_CONV2D_FAMILY,
     BSR_SPATIAL_CONV2D_FAMILY,
     CSR_CONV2D_FAMILY,

@@ -37,7 +37,8 @@ def _grouped_plan(info: LayerInfo, target: NamedTarget, reason: str, with_predic
     if info.is_depthwise:
         return LayerPlan(info, Format.DEPTHWISE, reason=reason,
                          predicted_ms=predict_ms(info, target) if with_prediction else {})
-    return LayerPlan(info, Format.RELAX, reason=f"grouped conv (groups={info.groups}) has no kernel")
+    return LayerPlan(info, Format.GROUPED, reason=f"grouped conv (groups={info.groups}): grouped NHWC kernel",
+                     predicted_ms=predict_ms(info, target) if with_prediction else {})
 
 
 def _plan_for(info: LayerInfo, fmt: Format, reason: str, pred: dict[Format, float]) -> LayerPlan:
