@@ -26,7 +26,7 @@ import numpy as np
 from .format import Format, LayerOp
 from .identity import family_key, workload_key
 
-ACTIVATIONS = (None, "relu", "relu6", "silu", "gelu", "sigmoid")
+ACTIVATIONS = (None, "relu", "relu6", "silu", "gelu", "gelu_tanh", "sigmoid", "hardswish", "hardsigmoid")
 
 
 @dataclass(frozen=True)
@@ -141,9 +141,18 @@ class KernelInstance:
 
 
 def apply_activation(x: Any, activation: str | None) -> Any:
-    """``relu`` / ``relu6`` / ``silu`` / ``gelu`` (erf form, as PyTorch) / ``sigmoid`` / nothing on a TIR expression."""
+    """One of :data:`ACTIVATIONS` on a TIR expression, as PyTorch defines it (``gelu``: erf form,
+    ``gelu_tanh``: the tanh approximation, ``hardswish``: ``x * clamp(x + 3, 0, 6) / 6``,
+    ``hardsigmoid``: ``clamp(x + 3, 0, 6) / 6``); None leaves ``x`` as it is."""
     from tvm import te, tirx
 
+    f32 = lambda v: tirx.const(v, "float32")  # noqa: E731
+    if activation in ("hardswish", "hardsigmoid"):
+        gate = te.min(te.max(x + f32(3.0), f32(0.0)), f32(6.0)) * f32(1.0 / 6.0)
+        return x * gate if activation == "hardswish" else gate
+    if activation == "gelu_tanh":
+        inner = f32(0.7978845608028654) * (x + f32(0.044715) * x * x * x)
+        return f32(0.5) * x * (f32(1.0) + tirx.tanh(inner))
     if activation == "silu":
         return x * tirx.sigmoid(x)
     if activation == "sigmoid":

@@ -3,7 +3,11 @@
 For every ``relax.nn.conv2d`` (NHWC, OHWI constant weight) the chain that follows it is
 absorbed when each link has a single user::
 
-    conv2d -> add(const bias) -> add(residual tensor) -> relu | clip(0, 6)
+    conv2d -> add / multiply(const per channel)* -> add(residual tensor) -> activation
+
+(the per-channel multiplies fold into the weights, the adds into the bias; the activation is any
+elementwise spelling of relu / relu6 / silu / gelu / sigmoid / hardswish / hardsigmoid, see
+:mod:`.activation_match`)
 
 ``matmul(x, const W^T)`` (+ bias, + activation) is a linear layer. Each layer becomes a
 :class:`LayerMatch`: the :class:`~tvmprune.plan.layer.LayerInfo` a planner sees, plus the
@@ -20,7 +24,8 @@ import numpy as np
 from ..kernels.base import ConvSpec
 from ..kernels.format import LayerOp
 from ..plan.layer import LayerInfo
-from .relax_graph import UseDef, activation_of, const_value, is_const, op_name, shape_of
+from .activation_match import match_activation
+from .relax_graph import UseDef, const_value, is_const, op_name, shape_of
 
 LAYER_OPS = {"relax.nn.conv2d": LayerOp.CONV2D, "relax.matmul": LayerOp.LINEAR}
 
@@ -55,35 +60,75 @@ def _unsupported(call: Any, w: np.ndarray | None, op: LayerOp) -> str:
     return ""
 
 
-def _absorb_epilogue(ud: UseDef, root: Any, op: LayerOp, cout: int, claimed: set) -> tuple[list, Any, Any, Any]:
-    """Follow single users of ``root``: bias add, residual add (convs), activation.
+@dataclass
+class Epilogue:
+    """What a layer's chain computes after the conv / matmul: ``act((y * scale + bias) + residual)``.
 
-    Returns (chain, bias [Cout] or None, residual var or None, activation or None)."""
-    chain, bias, residual, act = [root], None, None, None
-    cur = root
+    chain: the bindings, root first; scale: per-output-channel factor folded into the weight
+    (ConvNeXt's layer scale, an unfolded BN's multiply) or None; bias [Cout] or None; residual:
+    the residual tensor or None; activation: a name of ``kernels.base.ACTIVATIONS`` or None.
+    """
+
+    chain: list[Any]
+    scale: np.ndarray | None = None
+    bias: np.ndarray | None = None
+    residual: Any = None
+    activation: str | None = None
+
+
+def _per_channel_const(ud: UseDef, b: Any, cur: Any, cout: int) -> np.ndarray | None:
+    """The [Cout] constant of ``b = add|multiply(cur, const)`` (a scalar is broadcast), else None."""
+    x0, x1 = b.value.args
+    other = x1 if x0.same_as(cur.var) else x0
+    if not is_const(other) or shape_of(b.var) != shape_of(cur.var):
+        return None
+    cv = const_value(other)
+    if cv.size == 1:
+        return np.full(cout, float(cv.reshape(())), "float32")
+    if cv.size == cout and cv.shape[-1] == cout:
+        return cv.reshape(cout).astype("float32")
+    return None
+
+
+def _absorb_affine(ud: UseDef, ep: Epilogue, cout: int, claimed: set) -> Any:
+    """Absorb ``add(const)`` / ``multiply(const)`` links (per channel) into ``ep``'s bias / scale;
+    returns the next single user after them."""
+    cur = ep.chain[-1]
     nxt = ud.single_user(cur.var, claimed)
-    if nxt is not None and op_name(nxt.value) == "relax.add":
-        x0, x1 = nxt.value.args
-        other = x1 if x0.same_as(cur.var) else x0
-        if is_const(other):
-            cv = const_value(other)
-            if cv.size == cout and cv.shape[-1] == cout and shape_of(nxt.var) == shape_of(cur.var):
-                bias = cv.reshape(cout).astype("float32")
-                chain.append(nxt)
-                cur = nxt
-                nxt = ud.single_user(cur.var, claimed)
+    while nxt is not None and op_name(nxt.value) in ("relax.add", "relax.multiply"):
+        if match_activation(ud, cur.var, claimed) is not None:
+            break  # hardsigmoid's ``x + 3`` belongs to the activation
+        c = _per_channel_const(ud, nxt, cur, cout)
+        if c is None:
+            break
+        if op_name(nxt.value) == "relax.add":
+            ep.bias = c if ep.bias is None else ep.bias + c
+        else:
+            ep.scale = c if ep.scale is None else ep.scale * c
+            ep.bias = None if ep.bias is None else ep.bias * c
+        ep.chain.append(nxt)
+        cur = nxt
+        nxt = ud.single_user(cur.var, claimed)
+    return nxt
+
+
+def _absorb_epilogue(ud: UseDef, root: Any, op: LayerOp, cout: int, claimed: set) -> Epilogue:
+    """Follow single users of ``root``: per-channel scale / bias, residual add (convs), activation."""
+    ep = Epilogue([root])
+    nxt = _absorb_affine(ud, ep, cout, claimed)
+    cur = ep.chain[-1]
     if op == LayerOp.CONV2D and nxt is not None and op_name(nxt.value) == "relax.add":
         x0, x1 = nxt.value.args
         other = x1 if x0.same_as(cur.var) else x0
         if not is_const(other) and not other.same_as(cur.var) and shape_of(other) == shape_of(cur.var):
-            residual = other
-            chain.append(nxt)
+            ep.residual = other
+            ep.chain.append(nxt)
             cur = nxt
-            nxt = ud.single_user(cur.var, claimed)
-    if nxt is not None and activation_of(nxt.value) is not None:
-        act = activation_of(nxt.value)
-        chain.append(nxt)
-    return chain, bias, residual, act
+    found = match_activation(ud, cur.var, claimed)
+    if found is not None:
+        links, ep.activation = found
+        ep.chain.extend(links)
+    return ep
 
 
 def _conv_info(index: int, name: str, call: Any, w: np.ndarray, bias: Any, residual: Any, act: Any) -> LayerInfo:
@@ -126,13 +171,15 @@ def match_layers(func: Any, layer_names: list[str] | None,
             out.append(LayerMatch(LayerInfo(idx, name, op, weight), unsupported=why))
             continue
         cout = w.shape[0] if op == LayerOp.CONV2D else w.shape[1]
-        chain, bias, residual, act = _absorb_epilogue(ud, b, op, cout, claimed)
+        ep = _absorb_epilogue(ud, b, op, cout, claimed)
+        if ep.scale is not None:  # y * s == conv(x, w * s): fold into the output channels
+            w = w * (ep.scale.reshape(-1, 1, 1, 1) if op == LayerOp.CONV2D else ep.scale.reshape(1, -1))
         if op == LayerOp.CONV2D:
-            info = _conv_info(idx, name, call, w, bias, residual, act)
+            info = _conv_info(idx, name, call, w, ep.bias, ep.residual, ep.activation)
         else:
             info = LayerInfo(idx, name, LayerOp.LINEAR, np.ascontiguousarray(w.T), batch=shape_of(call.args[0])[0],
-                             bias=bias, activation=act)
+                             bias=ep.bias, activation=ep.activation)
         if has_kernel(info):
-            claimed.update(link.var for link in chain)
-        out.append(LayerMatch(info, chain=chain, data=call.args[0], residual=residual))
+            claimed.update(link.var for link in ep.chain)
+        out.append(LayerMatch(info, chain=ep.chain, data=call.args[0], residual=ep.residual))
     return out

@@ -114,14 +114,19 @@ class _Sinker:
         call = b.value
         x = call.args[0]
         view = self.views.get(x)
-        if view is None or view.perm is None or self.uses.get(x, 0) != 1 or not bool(call.attrs.keepdims):
+        if view is None or view.perm is None or self.uses.get(x, 0) != 1:
             return None
         rank = len(view.perm)
         axes = [int(a) % rank for a in call.attrs.axis] if call.attrs.axis is not None else list(range(rank))
+        keepdims = bool(call.attrs.keepdims)
         reduce = getattr(relax.op, op_name(call).rsplit(".", 1)[1])
-        inner = bb.emit(reduce(view.source, [view.perm[a] for a in axes], keepdims=True))
+        inner = bb.emit(reduce(view.source, [view.perm[a] for a in axes], keepdims=keepdims))
         self.uses[x] = 0
-        return self._emit_view(bb, b, inner, view.perm)
+        if keepdims:
+            return self._emit_view(bb, b, inner, view.perm)
+        kept = [view.perm[i] for i in range(rank) if i not in axes]  # source axes, in the output's order
+        order = tuple(sorted(kept).index(k) for k in kept)
+        return inner if order == tuple(range(len(kept))) else self._emit_view(bb, b, inner, order)
 
     def _compose(self, bb: Any, b: Any, perm: tuple[int, ...] | None) -> Any:
         from tvm import relax
