@@ -6,8 +6,10 @@ Rules are tried in order on a fresh schedule each; the first that accepts wins:
 2. ``channel-reduction``: pooling, spatial means, matmul-like ops (vector along the output's
    innermost axis, register tile);
 3. ``lane-reduction``: one reduction along the innermost axis (rfactor into vector partial sums);
-4. ``row-reduction``: softmax / LayerNorm-like reductions along the innermost axis (dlight CPU);
-5. ``fallback``: parallel leading spatial loops, vectorised innermost spatial loop.
+4. ``row-norm``: LayerNorm / softmax: several reductions along the innermost axis and the
+   normalisation of the same row, all under one parallel row loop, vectorised (rfactor);
+5. ``row-reduction``: other reductions along the innermost axis (dlight CPU);
+6. ``fallback``: parallel leading spatial loops, vectorised innermost spatial loop.
 
 Functions already scheduled (our kernels, marked with :data:`KERNEL_ATTR`, or anything carrying
 ``tirx.is_scheduled``) are left as they are.
@@ -24,6 +26,7 @@ from .injective import injective_rule
 from .lane_reduction import lane_reduction_rule
 from .loops import loop_facts
 from .reduction import channel_reduction_rule
+from .row_norm import row_norm_rule
 from .row_reduction import row_reduction_rule
 from .rule import ScheduleContext
 
@@ -56,7 +59,7 @@ def schedule_func(func: Any, ctx: ScheduleContext, target: Any) -> tuple[Any, st
     from tvm import s_tir
 
     simple = (("injective", injective_rule), ("channel-reduction", channel_reduction_rule),
-              ("lane-reduction", lane_reduction_rule))
+              ("lane-reduction", lane_reduction_rule), ("row-norm", row_norm_rule))
     for name, rule in simple:
         sch = s_tir.Schedule(func)
         try:
