@@ -61,32 +61,38 @@ def row_norm_rule(sch: Any, ctx: ScheduleContext) -> bool:
         return False
     infos = normalize_prim_func(sch)
     out = infos[-1]
-    rank = len(out.dom_kind())
-    if not out.is_injective() or rank < 2 or out.dom_kind() != "S" * rank:
+    rank = len(out.dom_kind())  # unit axes are not counted: a lone row has rank 1
+    if not out.is_injective() or rank < 1 or out.dom_kind() != "S" * rank:
         return False
-    row_kinds = "S" * (rank - 1)
-    if any(b.dom_kind() not in (row_kinds + "R", row_kinds, "S" * rank) for b in infos[:-1]):
-        return False
+    for b in infos[:-1]:  # row statistics (S..S R; unit axes may show as S) and row-wise stages
+        kinds = b.dom_kind()
+        body = kinds[:-1] if kinds.endswith("R") else kinds
+        if set(body) - {"S"} or len(kinds) > rank + 1 or (not kinds.endswith("R") and len(kinds) > rank):
+            return False
     rf_blocks = []
     for b in infos[:-1]:
         if b.dom_kind().endswith("R"):
             rf = _rfactor_lanes(sch, b.block_rv, ctx, rank)
             if rf is not None:
-                rf_blocks.append((rf, const_extent(sch, sch.get_loops(rf)[-1])))
+                rf_blocks.append(rf)
     loops = sch.get_loops(out.block_rv)
-    row = sch.fuse(*loops[:-1]) if rank > 2 else loops[0]
-    rows, width = const_extent(sch, row), const_extent(sch, loops[-1])
+    width = const_extent(sch, loops[-1])
     blocks = sch.get_child_blocks(sch.get_sblock("root"))
-    for b in reversed(blocks[:-1]):
-        sch.compute_at(b, row, preserve_unit_loops=False)
-    if rows >= 2 and rows * width >= MIN_PARALLEL_WORK:
-        sch.parallel(row)  # before the init blocks are split off: parallel() rejects them after
-    rf_names = {sch.get(rf).name_hint for rf, _ in rf_blocks}
-    for rf, _ in rf_blocks:
+    if rank > 1:
+        row = sch.fuse(*loops[:-1])
+        rows = const_extent(sch, row)
+        for b in reversed(blocks[:-1]):
+            sch.compute_at(b, row, preserve_unit_loops=False)
+        if rows >= 2 and rows * width >= MIN_PARALLEL_WORK:
+            sch.parallel(row)  # before the init blocks are split off: parallel() rejects them after
+    rf_names = {sch.get(rf).name_hint for rf in rf_blocks}
+    for rf in rf_blocks:
         _vectorise_rf(sch, rf, ctx.lanes)
     for b in blocks:
         blk = sch.get(b)
-        full_row = len(blk.iter_vars) == rank and all(int(iv.iter_type) == 0 for iv in blk.iter_vars)
-        if blk.name_hint not in rf_names and full_row:
+        spatial = all(int(iv.iter_type) == 0 for iv in blk.iter_vars)
+        inner = sch.get_loops(b)[-1]
+        own_row = rank == 1 or len(sch.get_loops(b)) > 1  # the last loop is not the shared row loop
+        if blk.name_hint not in rf_names and spatial and own_row and const_extent(sch, inner) == width:
             _vectorise_row(sch, b, ctx)
     return True
