@@ -222,17 +222,12 @@ def count_layout_ops(func: Any) -> int:
     return sum(1 for blk in func.body.blocks for b in blk.bindings if op_name(b.value) == "relax.permute_dims")
 
 
-def sink_layout_ops(mod: Any) -> Any:
-    """``mod`` with ``main``'s needless layout ops removed (see the module docstring); unchanged when
-    ``main`` is not one dataflow block or when the rewrite would leave more transposes than before."""
+def _sink_once(mod: Any) -> Any:
     import tvm
     from tvm import relax
 
     func = mod["main"]
-    blocks = func.body.blocks
-    if len(blocks) != 1 or not isinstance(blocks[0], relax.DataflowBlock):
-        return mod
-    bindings = list(blocks[0].bindings)
+    bindings = list(func.body.blocks[0].bindings)
     out_var = func.body.body
     bb = relax.BlockBuilder()
     with bb.function("main", list(func.params), attrs=dict(func.attrs) if func.attrs else None):
@@ -241,10 +236,24 @@ def sink_layout_ops(mod: Any) -> Any:
             sinker.run(bb)
             gv = bb.emit_output(sinker._substitute(out_var))
         bb.emit_func_output(gv)
-    new_main = bb.get()["main"]
     new_mod = mod.clone() if hasattr(mod, "clone") else tvm.IRModule(dict(mod.functions_items()))
-    new_mod[new_mod.get_global_var("main")] = new_main
-    new_mod = relax.transform.DeadCodeElimination()(new_mod)
-    if count_layout_ops(new_mod["main"]) > count_layout_ops(func):
+    new_mod[new_mod.get_global_var("main")] = bb.get()["main"]
+    return relax.transform.DeadCodeElimination()(new_mod)
+
+
+def sink_layout_ops(mod: Any, rounds: int = 3) -> Any:
+    """``mod`` with ``main``'s needless layout ops removed (see the module docstring); unchanged when
+    ``main`` is not one dataflow block or when the rewrite would leave more transposes than before.
+
+    An op moved below a permutation may then sit on a reshape (ConvNeXt's layer scale): a few
+    rounds let it move below that one too."""
+    from tvm import relax
+
+    blocks = mod["main"].body.blocks
+    if len(blocks) != 1 or not isinstance(blocks[0], relax.DataflowBlock):
         return mod
-    return new_mod
+    before = count_layout_ops(mod["main"])
+    out = mod
+    for _ in range(rounds):
+        out = _sink_once(out)
+    return mod if count_layout_ops(out["main"]) > before else out
