@@ -26,7 +26,7 @@ with zero rows (like BSR); the padding channels are computed but never stored.
 Reduction indices are ordered ``(cin, kh, kw)`` (a row's nonzeros of one input channel hit
 neighbouring rows of the copy) and pre-decoded into flat offsets. The row loop is static
 (max row length, guarded) in TE and shrunk to the true length by
-:func:`.sparse_conv2d.shrink_sparse_loops`.
+:func:`.sparse_loops.shrink_sparse_loops`.
 """
 
 from __future__ import annotations
@@ -47,17 +47,11 @@ from .channel_major import (
     schedule_channel_major_input,
 )
 from .formats import kernel_arrays, matrix_to_bsr
-from .sparse_conv2d import (
-    SPARSE_ROW_ANN,
-    bias_array,
-    check_conv,
-    n_vector_registers,
-    pick_tile,
-    resolve_target,
-    shrink_sparse_loops,
-    sparse_conv_placeholders,
-    sparse_kernel_signature,
-)
+from .conv_inputs import bias_array, check_conv
+from .placeholders import sparse_conv_placeholders, sparse_kernel_signature
+from .sparse_loops import SPARSE_ROW_ANN, shrink_sparse_loops
+from .target_params import n_vector_registers, resolve_target
+from .tiling import pick_tile
 
 if TYPE_CHECKING:
     from ..plan.layer import LayerInfo

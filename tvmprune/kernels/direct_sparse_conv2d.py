@@ -22,7 +22,7 @@ amortised over the row's nonzeros). The nonzero offsets are pre-decoded into fla
 offsets so the inner loop does no div/mod. Stride 2 uses strided vector loads.
 
 Index arrays are arguments (``consts``) like in :mod:`.sparse_conv2d`; the row loop is
-shrunk to the true row length by :func:`.sparse_conv2d.shrink_sparse_loops`.
+shrunk to the true row length by :func:`.sparse_loops.shrink_sparse_loops`.
 """
 
 from __future__ import annotations
@@ -43,17 +43,11 @@ from .channel_major import (
     schedule_channel_major_input,
 )
 from .formats import conv_weight_to_csr, kernel_arrays
-from .sparse_conv2d import (
-    SPARSE_ROW_ANN,
-    bias_array,
-    check_conv,
-    n_vector_registers,
-    pick_tile,
-    resolve_target,
-    shrink_sparse_loops,
-    sparse_conv_placeholders,
-    sparse_kernel_signature,
-)
+from .conv_inputs import bias_array, check_conv
+from .placeholders import sparse_conv_placeholders, sparse_kernel_signature
+from .sparse_loops import SPARSE_ROW_ANN, shrink_sparse_loops
+from .target_params import n_vector_registers, resolve_target
+from .tiling import pick_tile
 
 if TYPE_CHECKING:
     from ..plan.layer import LayerInfo

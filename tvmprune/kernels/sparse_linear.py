@@ -4,7 +4,7 @@
 vector axis (one broadcast input scalar per nonzero block). ``fmt="csr"``: plain CSR
 (``n`` is ignored), scalar code with the row loop parallel. Index arrays are arguments
 (``consts``); the row loop is shrunk to the true row length by
-:func:`.sparse_conv2d.shrink_sparse_loops`.
+:func:`.sparse_loops.shrink_sparse_loops`.
 
 PrimFunc arguments: ``data [batch, in]``, ``w_data``, ``w_indices``, ``w_indptr``,
 ``[bias [out]]``, ``out [batch, out]``.
@@ -23,7 +23,8 @@ from .family import KernelFamily
 from .format import Format, LayerOp
 from .identity import symbol_name
 from .formats import kernel_arrays, matrix_to_bsr
-from .sparse_conv2d import SPARSE_ROW_ANN, resolve_target, shrink_sparse_loops
+from .sparse_loops import SPARSE_ROW_ANN, shrink_sparse_loops
+from .target_params import resolve_target
 
 if TYPE_CHECKING:
     from ..plan.layer import LayerInfo
