@@ -20,6 +20,16 @@ def check_conv(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | None, what
         raise UnsupportedLayerError(
             f"{what} supports groups=1 only (got groups={spec.groups}); use the dense/depthwise kernel"
         )
+    check_conv_arrays(spec, weight, bias)
+
+
+def check_conv_arrays(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | None) -> None:
+    """``weight`` has ``spec.weight_shape`` (``[Cout, Cin/groups, KH, KW]``) and a bias is given
+    when ``spec.bias``.
+
+    Raises:
+        ValueError: wrong weight shape, or a missing bias.
+    """
     if tuple(weight.shape) != spec.weight_shape:
         raise ValueError(f"weight shape {tuple(weight.shape)} does not match spec {spec.weight_shape}")
     if spec.bias and bias is None:

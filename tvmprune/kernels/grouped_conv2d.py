@@ -24,6 +24,7 @@ from tvm import te
 from ..errors import UnsupportedLayerError
 from ..target import NamedTarget, get_target
 from .base import ConvSpec, KernelInstance, fused_conv_output
+from .conv_inputs import check_conv_arrays
 from .format import Format, LayerOp
 from .family import KernelFamily
 from .identity import symbol_name
@@ -68,10 +69,7 @@ def grouped_conv2d(
         raise UnsupportedLayerError(
             f"grouped convolution with groups={g}, cin={spec.cin}, cout={spec.cout}: groups must divide both"
         )
-    if tuple(weight.shape) != spec.weight_shape:
-        raise ValueError(f"weight shape {weight.shape} does not match spec {spec.weight_shape}")
-    if spec.bias and bias is None:
-        raise ValueError("spec.bias is set but no bias array was given")
+    check_conv_arrays(spec, weight, bias)
     cig, cog = spec.cin // g, spec.cout // g
     sh, sw = spec.stride
     data = te.placeholder(spec.in_shape, name="data", dtype="float32")

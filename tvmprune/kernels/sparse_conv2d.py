@@ -29,6 +29,7 @@ out of bounds (MetaSchedule's runner must still be given the real index arrays).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -38,7 +39,7 @@ from .base import ConvSpec, KernelInstance, conv_epilogue
 from .conv_inputs import bias_array, check_conv
 from .family import KernelFamily, Probe
 from .format import Format, LayerOp
-from .formats import conv_weight_to_bsr, kernel_arrays
+from .formats import BSR, conv_weight_to_bsr, kernel_arrays
 from .identity import symbol_name
 from .padding import pad_input
 from .placeholders import sparse_conv_placeholders, sparse_kernel_signature
@@ -59,35 +60,23 @@ if TYPE_CHECKING:
     from ..target import NamedTarget
 
 
-def sparse_conv2d_1xn(
-    spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | None, n: int, target: Any
-) -> KernelInstance:
-    """1xN block-sparse conv (NHWC in/out), kind ``"1xN"``.
-
-    PrimFunc arguments: ``data [B,H,W,Cin]``, ``w_data [nnz+L, n]``, ``w_indices [nnz+L]``,
-    ``w_indptr [ceil(Cout/n)+1]``, ``[bias [Cout]]``, ``[residual [B,OH,OW,Cout]]``,
-    ``out [B,OH,OW,Cout]`` (``L`` = max row length, see :func:`.formats.kernel_arrays`).
-    """
-    from tvm import te, tirx
-
-    t = resolve_target(target)
-    weight = np.asarray(weight, dtype=np.float32)
-    check_conv(spec, weight, bias, "sparse_conv2d_1xn")
+def _bsr_conv_arrays(spec: ConvSpec, weight: np.ndarray, n: int) -> tuple[BSR, list[np.ndarray]]:
+    """The 1xN BSR form of ``weight`` and its kernel arrays ``[w_data, w_indices, w_indptr]``,
+    the indices pre-decoded to flat offsets ``(kh * Wp + kw) * Cin + cin`` into a padded input row."""
     bsr = conv_weight_to_bsr(weight, n)
     wp_ = spec.in_w + spec.padding[1] + spec.padding[3]
     k_ = bsr.indices.astype(np.int64)
     kh_i, kw_i, c_i = k_ // (spec.kw * spec.cin), (k_ // spec.cin) % spec.kw, k_ % spec.cin
     offsets = ((kh_i * wp_ + kw_i) * spec.cin + c_i).astype(np.int32)
-    w_data, w_idx, w_ptr = kernel_arrays(bsr.data, offsets, bsr.indptr)
-    maxlen = max(1, bsr.max_row_length)
-    nb = bsr.n_block_rows
-    b_ = spec.batch
-    oh_, ow_, cout, cin = spec.out_h, spec.out_w, spec.cout, spec.cin
-    sh, sw = spec.stride[0], spec.stride[1]
-    bias_np = bias_array(spec.bias, bias, cout)
+    return bsr, list(kernel_arrays(bsr.data, offsets, bsr.indptr))
 
-    bufs = sparse_conv_placeholders(spec, w_data, w_idx, w_ptr, "w_indices", bias_np)
+
+def _bsr_conv_compute(spec: ConvSpec, bufs: tuple, n: int, n_block_rows: int, maxlen: int) -> Any:
+    """TE stages ``pad -> acc [B, OH, OW, Cout/n, n] -> out [B, OH, OW, Cout]``; returns ``out``."""
+    from tvm import te, tirx
+
     data, W, IDX, PTR, BIAS, RES = bufs
+    sh, sw = spec.stride[0], spec.stride[1]
     xp = pad_input(data, spec)
     e = te.reduce_axis((0, maxlen), name="e")
 
@@ -99,66 +88,93 @@ def sparse_conv2d_1xn(
         val = W[start + e, i] * xp[b, oh * sh, ow * sw, IDX[start + e]]
         return te.sum(tirx.if_then_else(e < PTR[r + 1] - start, val, tirx.const(0.0, "float32")), axis=e)
 
-    acc = te.compute((b_, oh_, ow_, nb, n), acc_f, name="acc")
+    acc = te.compute((spec.batch, spec.out_h, spec.out_w, n_block_rows, n), acc_f, name="acc")
+    return conv_epilogue(spec.out_shape, lambda b, oh, ow, c: acc[b, oh, ow, c // n, c % n], BIAS, RES,
+                         spec.activation, "out")
 
-    out = conv_epilogue(spec.out_shape, lambda b, oh, ow, c: acc[b, oh, ow, c // n, c % n], BIAS, RES, spec.activation, "out")
-    args, consts = sparse_kernel_signature(bufs, out, [w_data, w_idx, w_ptr], bias_np)
-    name = symbol_name("sparse_conv2d_1xn", spec, n, w_idx.tobytes(), w_ptr.tobytes())
-    func = te.create_prim_func(args).with_attr("global_symbol", name)
 
-    lanes = t.vector_lanes
-    regs_per_px = -(-n // lanes)
-    t_max = max(1, (n_vector_registers(t) * 3 // 4) // regs_per_px)
-    tile_default = pick_tile(ow_, t_max)
-    has_pad = any(spec.padding)
+@dataclass(frozen=True)
+class _BsrConvSchedule:
+    """Schedules of the 1xN conv: ``tile`` output pixels x ``n`` channels of accumulators per
+    task row (default ``tile``; tuning samples it up to ``t_max``)."""
 
-    def _common(sch, tile_rv_or_int, unroll_inner: bool):
+    spec: ConvSpec
+    n: int
+    lanes: int
+    tile: int
+    t_max: int
+
+    @classmethod
+    def for_target(cls, spec: ConvSpec, n: int, t: "NamedTarget") -> "_BsrConvSchedule":
+        regs_per_px = -(-n // t.vector_lanes)
+        t_max = max(1, (n_vector_registers(t) * 3 // 4) // regs_per_px)
+        return cls(spec, n, t.vector_lanes, pick_tile(spec.out_w, t_max), t_max)
+
+    def apply(self, sch: Any, tile: Any, unroll_inner: bool) -> Any:
+        """The loop nest; ``tile`` is an int or two sampled factors. Returns the parallel loop."""
         blk = sch.get_sblock("acc")
         bl, ohl, owl, rl, il, el = sch.get_loops(blk)
-        if isinstance(tile_rv_or_int, int):
-            owo, owi = sch.split(owl, [None, tile_rv_or_int])
-        else:
-            owo, owi = sch.split(owl, tile_rv_or_int)
+        owo, owi = sch.split(owl, [None, tile] if isinstance(tile, int) else tile)
         sch.reorder(bl, ohl, owo, rl, el, owi, il)
         fused = sch.fuse(bl, ohl)
-        at = rl
         sch.parallel(fused)
         sch.set_scope(blk, 0, "local")
-        sch.reverse_compute_at(sch.get_sblock("out"), at)
+        sch.reverse_compute_at(sch.get_sblock("out"), rl)
         sch.vectorize(il)
         if unroll_inner:
             sch.unroll(owi)
         sch.annotate(el, SPARSE_ROW_ANN, 1)
         sch.decompose_reduction(blk, el)
-        oblk = sch.get_sblock("out")
-        ol = sch.get_loops(oblk)
+        ol = sch.get_loops(sch.get_sblock("out"))
         # inner loops of the epilogue: (ow_i, c); vectorize c when it is a whole block
-        if cout % n == 0:
+        if self.spec.cout % self.n == 0:
             sch.vectorize(ol[-1])
-        if has_pad:
-            pblk = sch.get_sblock("pad")
-            pl = sch.get_loops(pblk)
+        if any(self.spec.padding):
+            pl = sch.get_loops(sch.get_sblock("pad"))
             sch.parallel(sch.fuse(pl[0], pl[1]))
-            sch.vectorize(pl[-1]) if cin % lanes == 0 else None
+            if self.spec.cin % self.lanes == 0:
+                sch.vectorize(pl[-1])
         return fused
 
-    def schedule_default(sch) -> None:
-        _common(sch, tile_default, True)
+    def default(self, sch: Any) -> None:
+        self.apply(sch, self.tile, True)
         shrink_sparse_loops(sch)
 
-    def schedule_space(sch) -> None:
-        blk = sch.get_sblock("acc")
-        owl = sch.get_loops(blk)[2]
-        tiles = sch.sample_perfect_tile(owl, n=2, max_innermost_factor=t_max)
-        fused = _common(sch, tiles, False)
+    def space(self, sch: Any) -> None:
+        owl = sch.get_loops(sch.get_sblock("acc"))[2]
+        tiles = sch.sample_perfect_tile(owl, n=2, max_innermost_factor=self.t_max)
+        self.apply(sch, tiles, False)
         owi = sch.get_loops(sch.get_sblock("acc_update"))[-2]
         unroll = sch.sample_categorical([0, 1], [0.2, 0.8])
         sch.annotate(owi, "pragma_unroll_explicit", unroll)
         sch.annotate(owi, "pragma_auto_unroll_max_step", 512)
-        del fused
 
-    nnz = bsr.nnz_blocks * n
-    flops = 2 * nnz * b_ * oh_ * ow_
+
+def sparse_conv2d_1xn(
+    spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | None, n: int, target: Any
+) -> KernelInstance:
+    """1xN block-sparse conv (NHWC in/out), kind ``"1xN"``.
+
+    PrimFunc arguments: ``data [B,H,W,Cin]``, ``w_data [nnz+L, n]``, ``w_indices [nnz+L]``,
+    ``w_indptr [ceil(Cout/n)+1]``, ``[bias [Cout]]``, ``[residual [B,OH,OW,Cout]]``,
+    ``out [B,OH,OW,Cout]`` (``L`` = max row length, see :func:`.formats.kernel_arrays`).
+    """
+    from tvm import te
+
+    t = resolve_target(target)
+    weight = np.asarray(weight, dtype=np.float32)
+    check_conv(spec, weight, bias, "sparse_conv2d_1xn")
+    bsr, arrays = _bsr_conv_arrays(spec, weight, n)
+    w_data, w_idx, w_ptr = arrays
+    maxlen = max(1, bsr.max_row_length)
+    bias_np = bias_array(spec.bias, bias, spec.cout)
+
+    bufs = sparse_conv_placeholders(spec, w_data, w_idx, w_ptr, "w_indices", bias_np)
+    out = _bsr_conv_compute(spec, bufs, n, bsr.n_block_rows, maxlen)
+    args, consts = sparse_kernel_signature(bufs, out, arrays, bias_np)
+    name = symbol_name("sparse_conv2d_1xn", spec, n, w_idx.tobytes(), w_ptr.tobytes())
+    func = te.create_prim_func(args).with_attr("global_symbol", name)
+    sched = _BsrConvSchedule.for_target(spec, n, t)
     return KernelInstance(
         name=name,
         format=Format.BSR,
@@ -166,16 +182,16 @@ def sparse_conv2d_1xn(
         func=func,
         consts=consts,
         out_shape=spec.out_shape,
-        schedule_default=schedule_default,
-        schedule_space=schedule_space,
-        flops=flops,
+        schedule_default=sched.default,
+        schedule_space=sched.space,
+        flops=2 * bsr.nnz_blocks * n * spec.batch * spec.out_h * spec.out_w,
         info={
             "n": n,
             "density": float(np.count_nonzero(weight)) / max(1, weight.size),
             "block_density": bsr.density,
             "nnz_blocks": bsr.nnz_blocks,
             "max_row_length": maxlen,
-            "layout": "NHWC, vector over N output channels, tile of %d output pixels" % tile_default,
+            "layout": "NHWC, vector over N output channels, tile of %d output pixels" % sched.tile,
             "index_order": "(kh, kw, cin)",
         },
     )
