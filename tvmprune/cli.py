@@ -140,17 +140,19 @@ def _run_bench(args: argparse.Namespace) -> int:
         raise TvmpruneError("--repeat must be >= 1 and --warmup >= 0")
     lm = load_compiled(args.module_dir)
     meta = lm.meta
+    ref = None
+    if args.vs_torch:  # before timing: a module without a PyTorch reference fails fast
+        from .model_request import torch_reference
+
+        ref = torch_reference(meta | {"input_shape": list(lm.input_shape)})
+        print(f"PyTorch reference: {'pruned model from ' + ref.pruned_dir if ref.pruned_dir else ref.spec} "
+              f"({ref.pattern})", file=sys.stderr)
     rows = []
     r = time_vm(lm.vm, lm.device, lm.input_shape, warmup=args.warmup, repeat=args.repeat)
     rows.append({"runtime": "tvm", "model": meta.get("model"), "pattern": meta.get("pattern"), **r})
-    if args.vs_torch:
-        from .model_request import resolve_model
-
-        pruned = meta.get("pruned_dir")
-        req = resolve_model(None if pruned else meta.get("model"), "x".join(map(str, lm.input_shape)), pruned,
-                            None if pruned or meta.get("pattern") in (None, "dense") else meta.get("pattern"))
+    if ref is not None:
         threads = args.threads or int(meta.get("target", {}).get("target", {}).get("num-cores", 0)) or None
-        rt = time_torch(req.model, lm.input_shape, warmup=args.warmup, repeat=args.repeat, threads=threads)
+        rt = time_torch(ref.model, lm.input_shape, warmup=args.warmup, repeat=args.repeat, threads=threads)
         rows.append({"runtime": "pytorch", "model": meta.get("model"), "pattern": meta.get("pattern"), **rt})
         for row in rows:
             row["speedup_vs_torch"] = rt["median_ms"] / row["median_ms"]
