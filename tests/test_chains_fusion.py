@@ -142,7 +142,9 @@ def test_convnext_block_no_transposes_gelu_fused_layer_scale_folded():
     fc1, fc2 = cm.plans[2], cm.plans[3]
     assert fc1.info.activation == "gelu"
     g = model.gamma.detach().numpy().reshape(-1)
-    np.testing.assert_allclose(fc2.info.weight, model.fc2.weight.detach().numpy() * g[:, None], rtol=1e-6)
+    # the per-pixel Linear layers run as 1x1 convs (lower/linear_as_conv.py): weight [out, in, 1, 1]
+    assert fc2.info.weight.shape == (64, 256, 1, 1) and fc2.fmt == "dense"
+    np.testing.assert_allclose(fc2.info.weight[:, :, 0, 0], model.fc2.weight.detach().numpy() * g[:, None], rtol=1e-6)
     np.testing.assert_allclose(fc2.info.bias, model.fc2.bias.detach().numpy() * g, rtol=1e-6)
     ln = [r for r in cm.op_schedules if "layer_norm" in r.func]
     assert ln and all(r.rule == "row-norm" and r.vector >= 4 and r.parallel >= 2 for r in ln), cm.op_schedules

@@ -14,6 +14,7 @@ from ..kernels.registry import accepts_layer
 from .chains import LayerMatch, match_layers
 from .importer import import_model
 from .layout_sinking import sink_layout_ops
+from .linear_as_conv import linear_as_conv
 
 
 @dataclass
@@ -39,7 +40,7 @@ def lower(model: Any, input_shape: tuple[int, ...], log: Callable[[str], None] |
     from ..frontend.interspace import reconstruct_for_import
 
     imported = import_model(reconstruct_for_import(model), input_shape)
-    mod = sink_layout_ops(imported.mod)  # transposes / reshapes around elementwise ops cancel out
+    mod = sink_layout_ops(linear_as_conv(imported.mod))  # transposes / reshapes around elementwise ops cancel out
     layers = match_layers(mod["main"], imported.layer_names, accepts_layer)
     say(f"imported model into Relax ({time.time() - t0:.1f} s, BN folded: {imported.bn_folded})")
     return LoweredModel(mod=mod, layers=layers, input_shape=tuple(input_shape), bn_folded=imported.bn_folded)
