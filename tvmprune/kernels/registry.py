@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 from ..errors import UnsupportedLayerError
 from .base import KernelInstance
 from .block_direct_conv2d import FAMILY as BSR_SPATIAL_CONV2D_FAMILY
-from .dense_conv2d import DENSE_FAMILY, DEPTHWISE_FAMILY
+from .dense_conv2d import DENSE_FAMILY
 from .dense_linear import FAMILY as DENSE_LINEAR_FAMILY
+from .depthwise_conv2d import FAMILY as DEPTHWISE_FAMILY
 from .direct_sparse_conv2d import FAMILY as CSR_CONV2D_FAMILY
 from .family import KernelFamily
 from .format import Format, LayerOp
