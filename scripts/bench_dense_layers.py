@@ -12,7 +12,7 @@ calling thread's CPU time, minimum over rounds: on a loaded shared machine this 
 kernels' work, not the scheduler's mood (2-thread wall times swing 2-4x there).
 
 ``--models`` also times whole models: ``compile --formats dense`` vs ORT on the same exported
-ONNX (reusing ``scripts/bench_models.py``'s runners).
+ONNX (``tvmprune.measure.runners`` / ``peers.export_onnx``; ORT runs in this process).
 
 Usage::
 
@@ -31,11 +31,15 @@ import time
 THREADS = 1 if "--cpu-time" in sys.argv else 2  # thread pools must be sized before TVM / ORT start
 os.environ["TVM_NUM_THREADS"] = str(THREADS)
 os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import numpy as np  # noqa: E402
-from bench_models import OrtRunner, Runner, TvmRunner, log, time_interleaved  # noqa: E402
+import tempfile  # noqa: E402
+
+from tvmprune.measure.runners import TvmRunner, random_input, time_interleaved  # noqa: E402
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 # name: (cin, cout, kernel, stride, input size) -- resnet50 / resnet18 layers, the stem, and linear layers
 LAYERS: dict[str, tuple[int, int, int, int, int]] = {
@@ -65,10 +69,44 @@ def torch_layer(cin: int, cout: int, k: int, stride: int) -> "object":
     return torch.nn.Sequential(torch.nn.Conv2d(cin, cout, k, stride, k // 2, bias=True), torch.nn.ReLU()).eval()
 
 
-class KernelRunner(Runner):
+class OrtRunner:
+    """A PyTorch module exported to ONNX, in an in-process ONNX Runtime session (CPU, ``THREADS``)."""
+
+    runtime, pattern = "onnxruntime", "dense"
+
+    def __init__(self, model: "object", shape: tuple[int, ...]) -> None:
+        import onnxruntime as ort
+
+        from tvmprune.measure.peers import export_onnx
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads, so.inter_op_num_threads = THREADS, 1
+        with tempfile.TemporaryDirectory() as d:
+            self.sess = ort.InferenceSession(export_onnx(model, shape, os.path.join(d, "m.onnx")), so,
+                                             providers=["CPUExecutionProvider"])
+        self.feed = {"x": random_input(shape)}
+        for _ in range(3):
+            self.call()
+
+    def call(self) -> None:
+        self.sess.run(None, self.feed)
+
+    def sample(self, k: int) -> list[float]:
+        out = []
+        for _ in range(k):
+            t0 = time.perf_counter()
+            self.call()
+            out.append(time.perf_counter() - t0)
+        return out
+
+    def close(self) -> None:
+        self.sess = None
+
+
+class KernelRunner:
     """One tvmprune kernel alone: one ``time_evaluator`` call per sample."""
 
-    runtime = "tvmprune"
+    runtime, pattern = "tvmprune", "dense"
 
     def __init__(self, inst: "object", in_shape: tuple[int, ...], target: "object") -> None:
         import tvm
@@ -88,6 +126,9 @@ class KernelRunner(Runner):
     def call(self) -> None:
         self.func(*self.args)
 
+    def close(self) -> None:
+        self.lib = self.ev = self.func = None
+
 
 def tvm_kernel(name: str, target: "object") -> tuple["object", tuple[int, ...], "object"]:
     """The tvmprune kernel of layer ``name``, its input shape and the PyTorch layer it computes."""
@@ -105,7 +146,7 @@ def tvm_kernel(name: str, target: "object") -> tuple["object", tuple[int, ...], 
     return dense_conv2d(spec, w, b, target), spec.in_shape, layer
 
 
-def cpu_time_ms(runners: list[Runner], flops: int, rounds: int) -> list[float]:
+def cpu_time_ms(runners: list, flops: int, rounds: int) -> list[float]:
     """Per runner: minimum over ``rounds`` interleaved rounds of the mean thread CPU time of one call."""
     calls = max(3, int(3e8 / max(flops, 1)))
     best = [float("inf")] * len(runners)
@@ -123,9 +164,8 @@ def bench_layer(name: str, target: "object", repeat: int, rounds: int, cpu_time:
     cin, _, k, _, hw = LAYERS[name]
     inst, in_shape, layer = tvm_kernel(name, target)
     ort_shape = (1, cin) if k == 0 else (1, cin, hw, hw)
-    runners = [KernelRunner(inst, in_shape, target), OrtRunner(layer, ort_shape, THREADS, warmup=3)]
+    runners = [KernelRunner(inst, in_shape, target), OrtRunner(layer, ort_shape)]
     if cpu_time:
-        runners[1].call = lambda: runners[1].sess.run(None, runners[1].feed)
         tvm_ms, ort_ms = cpu_time_ms(runners, inst.flops, rounds)
     else:
         tvm_ms, ort_ms = (st["median_ms"] for st in time_interleaved(runners, repeat, rounds))
@@ -145,7 +185,7 @@ def bench_model(name: str, target: "object", size: int, repeat: int, rounds: int
     shape = (1, 3, size, size)
     model = randomize_batchnorm(resolve_model(name, shape).model, seed=0)
     cm = compile_model(model, shape, target, planner=dense_only, model_spec=name)
-    runners = [TvmRunner(cm, "dense", shape, warmup=3), OrtRunner(model, shape, THREADS, warmup=3)]
+    runners = [TvmRunner(cm, "dense", shape), OrtRunner(model, shape)]
     tvm_st, ort_st = time_interleaved(runners, repeat, rounds)
     rec = {"model": name, "tvm_ms": tvm_st["median_ms"], "ort_ms": ort_st["median_ms"],
            "ratio": tvm_st["median_ms"] / ort_st["median_ms"]}

@@ -36,11 +36,11 @@ from ..errors import UnsupportedLayerError
 from ..plan.roofline import PerfParams, dense_ms, layer_cost
 from ..target import NamedTarget, get_target
 from .base import ConvSpec, KernelInstance
+from .conv_inputs import check_conv_arrays
 from .conv_stages import epilogue, pad_nhwc
 from .depthwise_conv2d import FAMILY as DEPTHWISE_FAMILY
 from .depthwise_conv2d import depthwise_conv2d
-from .depthwise_conv2d import pick_ow_tile as _pick_ow_tile  # noqa: F401  (re-exported for grouped_conv2d)
-from .depthwise_conv2d import schedule_output_tile as _schedule_direct  # noqa: F401  (same)
+from .depthwise_conv2d import schedule_output_tile as _schedule_direct  # noqa: F401  (grouped_conv2d's name)
 from .family import KernelFamily, Probe
 from .format import Format, LayerOp
 from .identity import symbol_name
@@ -123,10 +123,7 @@ def _check(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | None) -> None:
         raise UnsupportedLayerError(
             f"grouped convolution with groups={spec.groups}, cin={spec.cin}, cout={spec.cout}: the dense kernel "
             "takes groups=1 (depthwise and grouped convs have their own kernels)")
-    if tuple(weight.shape) != spec.weight_shape:
-        raise ValueError(f"weight shape {weight.shape} does not match spec {spec.weight_shape}")
-    if spec.bias and bias is None:
-        raise ValueError("spec.bias is set but no bias array was given")
+    check_conv_arrays(spec, weight, bias)
 
 
 def dense_conv2d(

@@ -17,11 +17,13 @@ from tvm import te
 from ..errors import UnsupportedLayerError
 from ..target import NamedTarget, get_target
 from .base import ConvSpec, KernelInstance
+from .conv_inputs import check_conv_arrays
 from .conv_stages import epilogue, pad_nhwc
 from .family import KernelFamily
 from .format import Format, LayerOp
 from .identity import symbol_name
-from .register_tile import n_vector_registers
+from .target_params import n_vector_registers
+from .tiling import pick_unrolled_tile
 
 if TYPE_CHECKING:
     from ..plan.layer import LayerInfo
@@ -33,14 +35,6 @@ def pick_vec(cout: int, lanes: int) -> int:
         if cout % v == 0 and v <= cout:
             return v
     return lanes
-
-
-def pick_ow_tile(ow: int, limit: int) -> int:
-    """Output pixels per tile: the largest divisor of ``ow`` that is >= 3 and <= ``limit``."""
-    for t in range(min(limit, ow), 0, -1):
-        if ow % t == 0 and t >= 3:
-            return t
-    return min(limit, ow)
 
 
 def schedule_output_tile(sch: Any, spec: ConvSpec, vec: int, ow_tile: Any, depthwise: bool, unroll: Any = 0) -> None:
@@ -88,6 +82,7 @@ def depthwise_conv2d(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | None
     """Depthwise NHWC convolution. ``weight`` is PyTorch's ``[C, 1, KH, KW]``; consts =
     [weight ``[KH, KW, C]``, bias?]."""
     t = get_target(target)
+    check_conv_arrays(spec, weight, bias)
     if not (spec.groups == spec.cin == spec.cout):
         raise UnsupportedLayerError(
             f"depthwise kernel needs groups == cin == cout, got groups={spec.groups}, cin={spec.cin}, "
@@ -119,7 +114,7 @@ def depthwise_conv2d(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | None
     vec = pick_vec(spec.cout, t.vector_lanes)
     # accumulators: ow_tile x vec floats within the register file, minus a few for loads
     per_row = max(vec // t.vector_lanes, 1)
-    ow_tile = pick_ow_tile(spec.out_w, max((n_vector_registers(t) - 4) // per_row, 1))
+    ow_tile = pick_unrolled_tile(spec.out_w, max((n_vector_registers(t) - 4) // per_row, 1))
 
     def schedule_space(sch: Any) -> None:
         ow_loop = sch.get_loops(sch.get_sblock("epilogue" if out is not conv else "conv"))[2]

@@ -16,18 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .target_params import n_vector_registers
+
 if TYPE_CHECKING:
     from ..target import NamedTarget
 
 # accumulators that hide FMA latency: 2 FMA pipes x 4 cycles latency, with some slack
 _WANTED_ACCUMULATORS = 14
-
-
-def n_vector_registers(t: "NamedTarget") -> int:
-    """Architectural SIMD registers of a target (32 on AVX-512 / aarch64, 16 otherwise)."""
-    if t.arch == "aarch64" or t.vector_lanes >= 16:
-        return 32
-    return 16
 
 
 def round_up(x: int, m: int) -> int:
