@@ -146,17 +146,17 @@ def tvm_kernel(name: str, target: "object") -> tuple["object", tuple[int, ...], 
     return dense_conv2d(spec, w, b, target), spec.in_shape, layer
 
 
-def cpu_time_ms(runners: list, flops: int, rounds: int) -> list[float]:
-    """Per runner: minimum over ``rounds`` interleaved rounds of the mean thread CPU time of one call."""
-    calls = max(3, int(3e8 / max(flops, 1)))
-    best = [float("inf")] * len(runners)
+def cpu_time_ms(calls: list, flops: int, rounds: int) -> list[float]:
+    """Per callable: minimum over ``rounds`` interleaved rounds of the mean thread CPU time of one call."""
+    n = max(3, int(3e8 / max(flops, 1)))
+    best = [float("inf")] * len(calls)
     for _ in range(rounds):
-        for i, r in enumerate(runners):
-            r.call()
+        for i, call in enumerate(calls):
+            call()
             t0 = time.thread_time()
-            for _ in range(calls):
-                r.call()
-            best[i] = min(best[i], (time.thread_time() - t0) / calls * 1e3)
+            for _ in range(n):
+                call()
+            best[i] = min(best[i], (time.thread_time() - t0) / n * 1e3)
     return best
 
 
@@ -166,7 +166,7 @@ def bench_layer(name: str, target: "object", repeat: int, rounds: int, cpu_time:
     ort_shape = (1, cin) if k == 0 else (1, cin, hw, hw)
     runners = [KernelRunner(inst, in_shape, target), OrtRunner(layer, ort_shape)]
     if cpu_time:
-        tvm_ms, ort_ms = cpu_time_ms(runners, inst.flops, rounds)
+        tvm_ms, ort_ms = cpu_time_ms([r.call for r in runners], inst.flops, rounds)
     else:
         tvm_ms, ort_ms = (st["median_ms"] for st in time_interleaved(runners, repeat, rounds))
     rec = {"layer": name, "tvm_ms": tvm_ms, "ort_ms": ort_ms, "ratio": tvm_ms / ort_ms,
@@ -176,7 +176,7 @@ def bench_layer(name: str, target: "object", repeat: int, rounds: int, cpu_time:
     return rec
 
 
-def bench_model(name: str, target: "object", size: int, repeat: int, rounds: int) -> dict[str, float]:
+def bench_model(name: str, target: "object", size: int, repeat: int, rounds: int, cpu_time: bool) -> dict[str, float]:
     from tvmprune.compiler import compile_model
     from tvmprune.frontend.model_source import randomize_batchnorm
     from tvmprune.model_request import resolve_model
@@ -186,9 +186,12 @@ def bench_model(name: str, target: "object", size: int, repeat: int, rounds: int
     model = randomize_batchnorm(resolve_model(name, shape).model, seed=0)
     cm = compile_model(model, shape, target, planner=dense_only, model_spec=name)
     runners = [TvmRunner(cm, "dense", shape), OrtRunner(model, shape)]
-    tvm_st, ort_st = time_interleaved(runners, repeat, rounds)
-    rec = {"model": name, "tvm_ms": tvm_st["median_ms"], "ort_ms": ort_st["median_ms"],
-           "ratio": tvm_st["median_ms"] / ort_st["median_ms"]}
+    if cpu_time:
+        vm = runners[0].vm
+        tvm_ms, ort_ms = cpu_time_ms([lambda: vm.invoke_stateful("main"), runners[1].call], int(3e9), rounds)
+    else:
+        tvm_ms, ort_ms = (st["median_ms"] for st in time_interleaved(runners, repeat, rounds))
+    rec = {"model": name, "tvm_ms": tvm_ms, "ort_ms": ort_ms, "ratio": tvm_ms / ort_ms}
     log(f"{name:24s} tvmprune {rec['tvm_ms']:8.3f} ms  ORT {rec['ort_ms']:8.3f} ms  ratio {rec['ratio']:.2f}")
     return rec
 
@@ -208,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     target = get_target(a.target)
     recs = [bench_layer(n, target, a.repeat, a.rounds, a.cpu_time) for n in a.layers]
-    recs += [bench_model(m, target, a.size, a.repeat, a.rounds) for m in a.models]
+    recs += [bench_model(m, target, a.size, a.repeat, a.rounds, a.cpu_time) for m in a.models]
     print(f"\n| {'layer / model':24s} | tvmprune ms | ORT ms | tvmprune/ORT |\n|---|---|---|---|")
     for r in recs:
         print(f"| {r.get('layer', r.get('model')):24s} | {r['tvm_ms']:.3f} | {r['ort_ms']:.3f} | {r['ratio']:.2f} |")
