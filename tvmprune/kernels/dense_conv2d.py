@@ -79,9 +79,11 @@ def _blocked_conv(spec: ConvSpec, tile: RegisterTile, data: te.Tensor, w: te.Ten
     )
 
 
-def schedule_blocked(sch: Any, spec: ConvSpec, tile: RegisterTile, pixels: Any = None, unroll: Any = 0) -> None:
+def schedule_blocked(sch: Any, spec: ConvSpec, tile: RegisterTile, pixels: Any = None, unroll: Any = 0,
+                     blocks_outer: bool = True) -> None:
     """The loop nest of the module docstring. ``pixels``: the two factors of the output-row
-    split (None: ``tile.pixels``; sampled ones when tuning); ``unroll``: auto-unroll depth."""
+    split (None: ``tile.pixels``; sampled ones when tuning); ``unroll``: auto-unroll depth;
+    ``blocks_outer``: parallel over (b, channel block, row), else (b, row, channel block)."""
     conv = sch.get_sblock("conv")
     writeback = sch.cache_write(conv, 0, "local")
     try:
@@ -92,9 +94,10 @@ def schedule_blocked(sch: Any, spec: ConvSpec, tile: RegisterTile, pixels: Any =
     n, y, x, c, kh, kw, ci = sch.get_loops(conv)
     x_o, x_i = sch.split(x, factors=list(pixels) if pixels is not None else [None, tile.pixels])
     c_o, c_v, c_l = sch.split(c, factors=[None, tile.vectors, tile.lanes])
-    sch.reorder(n, c_o, y, x_o, kh, kw, ci, x_i, c_v, c_l)
+    par = (n, c_o, y) if blocks_outer else (n, y, c_o)
+    sch.reorder(*par, x_o, kh, kw, ci, x_i, c_v, c_l)
     sch.reverse_compute_at(out_block, x_o)
-    outer = sch.fuse(n, c_o, y)
+    outer = sch.fuse(*par)
     sch.parallel(outer)
     sch.unroll(x_i)
     sch.unroll(c_v)
