@@ -9,7 +9,7 @@ from other processes on the shared machine hits them alike. The ratio ``tvmprune
 
 ``--cpu-time`` times one thread instead (``TVM_NUM_THREADS=1``, ORT one intra-op thread) by the
 calling thread's CPU time, minimum over rounds: on a loaded shared machine this measures the
-kernels' work, not the scheduler's mood (2-thread wall times swing 2-4x there).
+kernels' work, not the scheduler's (2-thread wall times of one layer swing 2-7x there at load 5-10).
 
 ``--models`` also times whole models: ``compile --formats dense`` vs ORT on the same exported
 ONNX (``tvmprune.measure.runners`` / ``peers.export_onnx``; ORT runs in this process).
@@ -17,7 +17,7 @@ ONNX (``tvmprune.measure.runners`` / ``peers.export_onnx``; ORT runs in this pro
 Usage::
 
     python scripts/bench_dense_layers.py                       # every layer in LAYERS
-    python scripts/bench_dense_layers.py --layers r50_3x3_64 stem --models resnet18
+    python scripts/bench_dense_layers.py --cpu-time --layers r50_3x3_64@56 stem_7x7s2_3-64@224 --models resnet18
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 
 THREADS = 1 if "--cpu-time" in sys.argv else 2  # thread pools must be sized before TVM / ORT start
@@ -33,14 +34,14 @@ os.environ["TVM_NUM_THREADS"] = str(THREADS)
 os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-import tempfile  # noqa: E402
-
 from tvmprune.measure.runners import TvmRunner, random_input, time_interleaved  # noqa: E402
 
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
+
+# resnet18's stride-1 3x3 layers are resnet50's (64@56 ... 512@7)
 # name: (cin, cout, kernel, stride, input size) -- resnet50 / resnet18 layers, the stem, and linear layers
 LAYERS: dict[str, tuple[int, int, int, int, int]] = {
     "r50_3x3_64@56": (64, 64, 3, 1, 56),
