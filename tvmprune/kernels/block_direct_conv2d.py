@@ -52,7 +52,7 @@ from .conv_inputs import bias_array, check_conv
 from .placeholders import sparse_conv_kernel, sparse_conv_placeholders
 from .sparse_loops import SPARSE_ROW_ANN, shrink_sparse_loops
 from .target_params import n_vector_registers, resolve_target
-from .tiling import pick_tile
+from .tiling import parallel_chunks, pick_tile
 
 if TYPE_CHECKING:
     from ..plan.layer import LayerInfo
@@ -124,8 +124,7 @@ class _BlockDirectSchedule:
         if vecs is None:
             vecs = sch.sample_perfect_tile(owv, n=2, max_innermost_factor=4)
         owo, owm = sch.split(owv, [None, vecs] if isinstance(vecs, int) else vecs)
-        n_par = spec.batch * (spec.out_h // rr if isinstance(rr, int) else 1)
-        r_chunks = pick_tile(self.n_block_rows, max(1, -(-4 * self.cores // n_par))) if isinstance(rr, int) else 1
+        r_chunks = parallel_chunks(self.n_block_rows, spec.batch, spec.out_h, rr, self.cores)
         rco, rci = sch.split(rl, [r_chunks, None])
         # per nonzero: for each output row / vector of the tile, one input load, N FMAs
         sch.reorder(bl, oho, rco, owo, rci, el, ohi, owm, il, owl_)

@@ -48,7 +48,7 @@ from .conv_inputs import bias_array, check_conv
 from .placeholders import sparse_conv_kernel, sparse_conv_placeholders
 from .sparse_loops import SPARSE_ROW_ANN, shrink_sparse_loops
 from .target_params import n_vector_registers, resolve_target
-from .tiling import pick_tile
+from .tiling import parallel_chunks, pick_tile
 
 if TYPE_CHECKING:
     from ..plan.layer import LayerInfo
@@ -102,8 +102,7 @@ class _CsrConvSchedule:
         bl, col, ohl, owl, el = sch.get_loops(blk)
         oho, ohi = sch.split(ohl, [None, rr] if isinstance(rr, int) else rr)
         owo, owi = sch.split(owl, [None, tw] if isinstance(tw, int) else tw)
-        n_par = spec.batch * (spec.out_h // rr if isinstance(rr, int) else 1)
-        co_chunks = pick_tile(spec.cout, max(1, -(-4 * self.cores // n_par))) if isinstance(rr, int) else 1
+        co_chunks = parallel_chunks(spec.cout, spec.batch, spec.out_h, rr, self.cores)
         coo, col = sch.split(col, [co_chunks, None])
         sch.reorder(bl, oho, coo, owo, col, el, ohi, owi)
         sch.parallel(sch.fuse(bl, oho, coo))
