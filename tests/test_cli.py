@@ -73,6 +73,22 @@ def test_user_model_file_compile_and_bench(tmp_path):
     assert "median ms" in p.stdout and "tvm" in p.stdout
 
 
+def test_bench_vs_engines_same_weights(tmp_path):
+    from tvmprune.measure.peers import PeerEngine, find_engine
+
+    if not isinstance(find_engine("onnxruntime"), PeerEngine):
+        pytest.skip("onnxruntime not installed (pip install -e '.[bench]')")
+    run_cli("compile", "--model", "tiny_cnn", "--input-shape", "1x3x16x16", "--prune", "1x4@0.5", "-o", "out",
+            cwd=tmp_path, check=True)
+    p = run_cli("bench", "out", "--repeat", "4", "--json", "--vs", "ort,pytorch", cwd=tmp_path, check=True)
+    rows = json.loads(p.stdout)
+    assert [r["runtime"] for r in rows] == ["tvm", "pytorch", "onnxruntime"]
+    best = min(r["median_ms"] for r in rows[1:])
+    assert rows[0]["best_engine_over_this"] == pytest.approx(best / rows[0]["median_ms"])
+    p = run_cli("bench", "out", "--vs", "tensorrt", cwd=tmp_path)
+    assert p.returncode == 2 and "unknown engine 'tensorrt'" in p.stderr and "Traceback" not in p.stderr
+
+
 def test_targets_command():
     p = run_cli("targets", check=True)
     for name in ("x86", "x86-avx2", "x86-avx512", "arm_cpu", "aarch64"):

@@ -31,7 +31,8 @@ def random_input(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
 
 
 class TvmRunner:
-    """A compiled model (``CompiledModel`` or anything with ``.executable``) in the Relax VM."""
+    """A compiled model in the Relax VM: a ``CompiledModel`` (``.executable``) or a loaded module
+    directory (``LoadedModule``, whose ``.vm`` is used as it is)."""
 
     runtime = "tvmprune"
 
@@ -41,7 +42,7 @@ class TvmRunner:
 
         self.pattern = pattern
         dev = tvm.cpu()
-        self.vm = relax.VirtualMachine(compiled.executable, dev)
+        self.vm = getattr(compiled, "vm", None) or relax.VirtualMachine(compiled.executable, dev)
         self.vm.set_input("main", tvm.runtime.tensor(random_input(shape), dev))
         for _ in range(warmup):
             self.vm.invoke_stateful("main")

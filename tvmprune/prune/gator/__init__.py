@@ -112,13 +112,11 @@ def _cost_model(model: nn.Module, graph: DependencyGraph, edges: list[HyperEdge]
         return CostModel(layers, sizes, flops_cost, cost)
     if cost == "memory":
         return CostModel(layers, sizes, memory_cost, cost)
-    from .latency_table import latency_cost_fn, latency_fits, model_overhead_ms
+    from .latency_table import latency_cost_fn, latency_fits
 
-    tgt = target if target is not None else "x86"
-    fits = latency_fits(layers, tgt, int(example_input.shape[0]), progress, channel_quantum(cost, target))
-    convs = CostModel(layers, sizes, latency_cost_fn(fits), cost)
-    fixed = model_overhead_ms(model, graph, edges, convs, example_input, tgt, channel_quantum(cost, target))
-    return CostModel(layers, sizes, latency_cost_fn(fits), cost, fixed=fixed)
+    fits = latency_fits(layers, target if target is not None else "x86", int(example_input.shape[0]), progress,
+                        channel_quantum(cost, target))
+    return CostModel(layers, sizes, latency_cost_fn(fits), cost)
 
 
 def channel_quantum(cost: str, target: Any) -> int:
@@ -218,7 +216,7 @@ def _config(opts, graph, edges, gates, keep, dead, cm, report) -> dict:
         "gator_edges": [{"name": e.name, "size": e.size, "open": c, "highway": e.is_highway,
                          "removable": e.removable, "why_not_removable": e.why_not_removable}
                         for e, c in zip(edges, counts)],
-        "gator_cost_ratio": cm.ratio_of_counts(counts), "gator_cost_dense": cm.dense, "gator_cost_fixed": cm.fixed,
+        "gator_cost_ratio": cm.ratio_of_counts(counts), "gator_cost_dense": cm.dense,
         "gator_reached": report.reached, "gator_steps": report.steps, "gator_epochs": round(report.epochs, 2),
         "gator_lambda": report.final_lambda, "gator_trajectory": report.trajectory,
         "finetune_epochs": opts.finetune_epochs,

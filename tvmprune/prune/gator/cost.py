@@ -144,12 +144,11 @@ class CostModel:
     """
 
     def __init__(self, layers: list[LayerGeometry], sizes: Sequence[int], layer_cost: LayerCostFn,
-                 kind: str, fixed: float = 0.0) -> None:
+                 kind: str) -> None:
         self.layers = layers
         self.sizes = [int(s) for s in sizes]
         self.layer_cost = layer_cost
         self.kind = kind
-        self.fixed = float(fixed)  # cost no gate removes (latency: the compiled model's non-conv time)
         self.dense = float(self.total([torch.tensor(float(s)) for s in self.sizes]))
 
     def _sides(self, lg: LayerGeometry, opened: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -170,7 +169,7 @@ class CostModel:
         return out
 
     def total(self, opened: Sequence[torch.Tensor]) -> torch.Tensor:
-        return sum(self.per_layer(opened).values(), torch.tensor(self.fixed))
+        return sum(self.per_layer(opened).values(), torch.tensor(0.0))
 
     def ratio(self, opened: Sequence[torch.Tensor]) -> torch.Tensor:
         """Cost of the model with ``opened[i]`` channels open on edge ``i``, over the dense cost."""

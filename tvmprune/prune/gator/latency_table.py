@@ -15,24 +15,19 @@ timed (timing on a board over RPC is not implemented here: use ``+flops`` for th
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import re
 import sys
 from pathlib import Path
-
-from typing import Any
 
 import numpy as np
 import torch
 
+from ...cache_dir import cache_dir, target_key
 from ...errors import PruneConfigError
 from ...target import NamedTarget, get_target
 from .cost import LayerGeometry
 
-__all__ = ["LatencyFit", "latency_cache_dir", "latency_fits", "latency_cost_fn", "model_overhead_ms",
-           "CONV_FRACTIONS"]
+__all__ = ["LatencyFit", "latency_cache_dir", "latency_fits", "latency_cost_fn", "CONV_FRACTIONS"]
 
 CONV_FRACTIONS = ((1.0, 1.0), (1.0, 0.5), (0.5, 1.0), (0.5, 0.5), (0.25, 0.25))
 DEPTHWISE_FRACTIONS = (1.0, 0.5, 0.25)
@@ -79,10 +74,7 @@ def _nonnegative_fit(a: np.ndarray, t: np.ndarray) -> list[float]:
 
 def latency_cache_dir(target: NamedTarget) -> Path:
     """``$TVMPRUNE_CACHE_DIR/latency/<target name>-<hash of the target JSON>``."""
-    root = Path(os.environ.get("TVMPRUNE_CACHE_DIR") or Path.home() / ".cache" / "tvmprune")
-    digest = hashlib.sha1(json.dumps(target.target_dict, sort_keys=True).encode()).hexdigest()[:10]
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", target.name)
-    return root / "latency" / f"{safe}-{digest}"
+    return cache_dir("latency", target_key(target))
 
 
 def _shape_key(lg: LayerGeometry, batch: int) -> str:
@@ -172,39 +164,3 @@ def latency_cost_fn(fits: dict[str, LatencyFit]):
         fit = fits.get(lg.name)
         return fit(n_in, n_out) if fit is not None else n_in * 0.0
     return cost
-
-
-def _compiled_ms(models: list[torch.nn.Module], shape: tuple[int, ...], target: NamedTarget) -> list[float]:
-    """Median ms of each model compiled with tvmprune's dense kernels, timed interleaved here."""
-    from ...compiler import compile_model
-    from ...measure.runners import TvmRunner, time_interleaved
-    from ...plan.planners import dense_only
-
-    runners = [TvmRunner(compile_model(m.eval(), shape, target, planner=dense_only), "dense", shape, warmup=5)
-               for m in models]
-    return [s["median_ms"] for s in time_interleaved(runners, repeat=40, rounds=8, settle_s=0.0)]
-
-
-def model_overhead_ms(model: torch.nn.Module, graph: Any, edges: list[Any], cost: Any,
-                      example_input: torch.Tensor, target: "NamedTarget | str", quantum: int = 1) -> float:
-    """The compiled model's time that no conv gate removes, in the units of the conv table.
-
-    ``edges`` are the gated hyper-edges of ``graph``, ``cost`` the conv-only latency :class:`CostModel`.
-    Whole-model time is ``T = fixed + k * C`` with ``C`` the table's conv cost: two compiled points
-    (the dense model, and every gated edge at half width) give ``k`` and ``fixed``; returned is
-    ``fixed / k`` (never negative). This is the constant part of the latency cost, so that
-    ``gator@0.5`` means half the *compiled model's* time (linear layers, pooling, adds, allocation
-    and the VM included), not half of its convs' time. Kernels timed alone read slower than inside
-    the model, which the scale ``k`` absorbs.
-    """
-    from .slicing import slice_by_gates
-
-    half = [max(min(quantum, e), int(round(e / 2 / quantum)) * quantum) for e in cost.sizes]
-    keep = {e.gid: torch.arange(n) for e, n in zip(edges, half)}
-    small = slice_by_gates(model, graph, keep, set())
-    t_dense, t_half = _compiled_ms([model, small], tuple(example_input.shape), get_target(target))
-    c_dense, c_half = cost.dense, float(cost.total([torch.tensor(float(n)) for n in half]))
-    if c_dense <= c_half or t_dense <= t_half:
-        return 0.0  # no measurable scaling: keep the table as it is
-    k = (t_dense - t_half) / (c_dense - c_half)
-    return max(0.0, (t_dense - k * c_dense) / k)
