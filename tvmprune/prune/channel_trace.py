@@ -34,6 +34,12 @@ _SPATIAL_MODULES = (nn.PReLU, nn.Dropout2d, nn.MaxPool2d, nn.AvgPool2d, nn.Adapt
                     nn.ZeroPad2d, nn.ConstantPad2d)
 _SPATIAL_FUNCS = {F_.adaptive_avg_pool2d, F_.adaptive_max_pool2d, F_.max_pool2d, F_.avg_pool2d}
 _ELEMENTWISE_FUNCS = _PASS_FUNCS - _SPATIAL_FUNCS
+try:  # an fx leaf (torch.fx.wrap): identity in eval, zeroes whole samples in training -- channels kept
+    from torchvision.ops import stochastic_depth as _stochastic_depth
+
+    _ELEMENTWISE_FUNCS = _ELEMENTWISE_FUNCS | {_stochastic_depth}
+except ImportError:  # pragma: no cover - torchvision is a dependency
+    pass
 _ELEMENTWISE_METHODS = _PASS_METHODS
 _BINARY_FUNCS = {operator.add, operator.iadd, operator.mul, operator.imul, operator.sub, operator.isub,
                  operator.truediv, torch.add, torch.mul, torch.sub}
