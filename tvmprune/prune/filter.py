@@ -110,13 +110,25 @@ def filter_mask(model: nn.Module, graph: DependencyGraph, keep: dict[int, torch.
                     owner, _, attr = mem.module.rpartition(".")
                     getattr(m.get_submodule(owner), attr).index_fill_(mem.dim, idx, 0)
                 elif mem.role == "in":
-                    mod.weight[:, idx] = 0
+                    _zero_input_channels(mod, idx)
                 else:
                     if getattr(mod, "weight", None) is not None:
                         mod.weight[idx] = 0
                     if getattr(mod, "bias", None) is not None:
                         mod.bias[idx] = 0
     return m
+
+
+def _zero_input_channels(mod: nn.Module, idx: torch.Tensor) -> None:
+    """Zero the weight columns of input channels ``idx``; a grouped conv's columns are per group."""
+    groups = getattr(mod, "groups", 1)
+    if groups == 1:
+        mod.weight[:, idx] = 0
+        return
+    per_in, per_out = mod.in_channels // groups, mod.out_channels // groups
+    for c in idx.tolist():
+        g = c // per_in
+        mod.weight[g * per_out:(g + 1) * per_out, c % per_in] = 0
 
 
 def sensitivity_scan(model: nn.Module, eval_fn: Callable[[nn.Module], float],
