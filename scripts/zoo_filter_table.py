@@ -1,7 +1,7 @@
 """Parameters kept per torchvision CNN family after ``filter@RATE`` (tvmprune vs Torch-Pruning).
 
 For every model: tvmprune's ``prune_model(model, "filter@RATE")`` on random weights, the
-fraction of parameters kept, how many conv / linear layers lost channels, and whether the
+fraction of parameters kept (of all, and of those the eval forward uses), how many conv / linear layers lost channels, and whether the
 output shape is unchanged.  When ``torch_pruning`` is importable (``pip install
 torch-pruning``; it is *not* a tvmprune dependency) the same per-layer L1 rate is applied with
 its ``MetaPruner`` and its kept fraction is printed beside ours.
@@ -30,6 +30,13 @@ def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def n_used_params(model: nn.Module, x: torch.Tensor) -> int:
+    """Parameters the eval forward uses (those that get a gradient): googlenet's aux heads do not count."""
+    m = copy.deepcopy(model).eval()
+    m(x).sum().backward()
+    return sum(p.numel() for p in m.parameters() if p.grad is not None)
+
+
 def tvmprune_row(model: nn.Module, x: torch.Tensor, rate: float) -> dict:
     t0 = time.perf_counter()
     res = prune_model(model, f"filter@{rate:g}", x)
@@ -37,6 +44,7 @@ def tvmprune_row(model: nn.Module, x: torch.Tensor, rate: float) -> dict:
         shape_ok = tuple(res.model.eval()(x).shape) == tuple(model.eval()(x).shape)
     pruned = sum(1 for r in res.layers if r.skipped_reason is None)
     return {"kept": n_params(res.model) / n_params(model), "layers": f"{pruned}/{len(res.layers)}",
+            "kept_used": n_used_params(res.model, x) / n_used_params(model, x),
             "shape_ok": shape_ok, "seconds": time.perf_counter() - t0}
 
 
@@ -66,14 +74,14 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(ZOO))
     args = ap.parse_args()
     x = torch.randn(1, 3, args.size, args.size, generator=torch.Generator().manual_seed(0))
-    print(f"| model | params | kept (tvmprune) | layers pruned | shape ok | kept (Torch-Pruning) |")
-    print("|---|---|---|---|---|---|")
+    print("| model | params | kept (tvmprune) | kept of used params | layers pruned | shape ok | kept (Torch-Pruning) |")
+    print("|---|---|---|---|---|---|---|")
     for spec in args.models.split(","):
         model = load_model(spec).eval()
         row = tvmprune_row(model, x, args.rate)
         tp_kept = torch_pruning_kept(model, x, args.rate)
         tp_s = "n/a" if tp_kept is None else f"{tp_kept:.3f}"
-        print(f"| {spec} | {n_params(model) / 1e6:.2f}M | {row['kept']:.3f} | {row['layers']} | "
+        print(f"| {spec} | {n_params(model) / 1e6:.2f}M | {row['kept']:.3f} | {row['kept_used']:.3f} | {row['layers']} | "
               f"{'yes' if row['shape_ok'] else 'NO'} | {tp_s} |", flush=True)
 
 
