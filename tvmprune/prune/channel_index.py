@@ -105,11 +105,13 @@ def _check_even_groups(idx: torch.Tensor, total: int, groups: int, what: str) ->
     """``[groups, k]`` local indices of a per-group index over ``total`` channels (equal count, in group)."""
     per = total // groups
     if idx.numel() % groups:
-        raise TraceError(f"internal error: {what} of a grouped conv ({groups} groups) keeps {idx.numel()} "
-                         "channels, not a multiple of the groups")
+        raise TraceError(f"{what} of a grouped conv ({groups} groups) keeps {idx.numel()} channels, not the same "
+                         "number per group: select channels of groups with ChannelGroup.strata > 1 evenly per "
+                         "block (tvmprune.prune.selection.even_over_blocks)")
     local = idx.view(groups, -1) - (torch.arange(groups) * per)[:, None]
     if bool((local < 0).any() or (local >= per).any()):
-        raise TraceError(f"internal error: {what} of a grouped conv moves channels between its {groups} groups")
+        raise TraceError(f"{what} of a grouped conv moves channels between its {groups} groups or keeps an uneven "
+                         "number per group: use even_over_blocks for groups with ChannelGroup.strata > 1")
     return local
 
 
