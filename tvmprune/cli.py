@@ -45,8 +45,10 @@ def _run_targets(args: argparse.Namespace) -> int:
 
 def _add_model_args(p: argparse.ArgumentParser, required_target: bool = True) -> None:
     p.add_argument("--model", help="torchvision model name (resnet18, resnet50, mobilenet_v2, vgg16, alexnet, ...), "
-                                   "tiny_cnn, or path/to/file.py:factory_function")
-    p.add_argument("--input-shape", default=None, help="NCHW input shape, default 1x3x224x224")
+                                   "tiny_cnn, path/to/file.py:factory_function (runs that file), model.onnx "
+                                   "(needs pip install -e '.[onnx]') or program.pt2 (torch.export.save)")
+    p.add_argument("--input-shape", default=None,
+                   help="NCHW input shape, default 1x3x224x224 (for .onnx / .pt2: the file's own)")
     p.add_argument("--pruned", default=None, help="directory written by `tvmprune prune -o`")
     p.add_argument("--prune", default=None, metavar="PATTERN",
                    help="prune on the fly: dense, unstructured@0.8, 1x8@0.8, filter@0.5, gator@0.5")
@@ -143,13 +145,16 @@ def _run_bench(args: argparse.Namespace) -> int:
     r = time_vm(lm.vm, lm.device, lm.input_shape, warmup=args.warmup, repeat=args.repeat)
     rows.append({"runtime": "tvm", "model": meta.get("model"), "pattern": meta.get("pattern"), **r})
     if args.vs_torch:
-        from .model_request import resolve_model
+        from .frontend.model_file import model_file_kind
+        from .model_request import resolve_model, torch_reference
 
         pruned = meta.get("pruned_dir")
+        as_is = pruned or model_file_kind(meta.get("model")) or meta.get("pattern") in (None, "dense")
         req = resolve_model(None if pruned else meta.get("model"), "x".join(map(str, lm.input_shape)), pruned,
-                            None if pruned or meta.get("pattern") in (None, "dense") else meta.get("pattern"))
+                            None if as_is else meta.get("pattern"))
         threads = args.threads or int(meta.get("target", {}).get("target", {}).get("num-cores", 0)) or None
-        rt = time_torch(req.model, lm.input_shape, warmup=args.warmup, repeat=args.repeat, threads=threads)
+        rt = time_torch(torch_reference(req), lm.input_shape, warmup=args.warmup, repeat=args.repeat,
+                        threads=threads)
         rows.append({"runtime": "pytorch", "model": meta.get("model"), "pattern": meta.get("pattern"), **rt})
         for row in rows:
             row["speedup_vs_torch"] = rt["median_ms"] / row["median_ms"]

@@ -55,3 +55,11 @@ class BundleError(TvmpruneError, RuntimeError):
 
 class BoardLostError(RPCConnectionError):
     """The RPC board(s) under a key stopped answering during a run (tune, compare, calibrate)."""
+
+
+class MissingDependencyError(TvmpruneError, ImportError):
+    """An optional package (an extra such as ``onnx``) that a request needs is not installed."""
+
+
+class WeightsFileError(TvmpruneError, ValueError):
+    """A weights file (``weights.safetensors``) that is malformed or cannot be read or written."""

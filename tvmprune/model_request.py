@@ -2,6 +2,8 @@
 
 Used by ``compile``, ``tune``, ``compare`` and ``bench --vs-torch`` so that they all
 understand ``--model``, ``--pruned DIR`` and ``--prune PATTERN`` the same way.
+``--model`` is a torchvision name, ``path/to/file.py:function`` (runs that file), or a model
+file: ``model.onnx`` / ``program.pt2`` (compiled as they are, see :mod:`.frontend.model_file`).
 """
 
 from __future__ import annotations
@@ -10,8 +12,13 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import TvmpruneError
+from .errors import PruneConfigError, TvmpruneError
+from .frontend.model_file import load_model_file, model_file_input_shape, model_file_kind, not_prunable_message
 from .frontend.model_source import check_input_shape, load_model, parse_input_shape
+
+
+# the pattern label of an .onnx / .pt2 model: pruned or not, its zeros are in its weights
+MODEL_FILE_PATTERN = "as-is"
 
 
 @dataclass
@@ -19,8 +26,9 @@ class ModelRequest:
     """A model ready to compile.
 
     Attributes:
-        model: the (pruned) ``torch.nn.Module`` in eval mode.
-        spec: the model spec it was built from (``resnet18``, ``file.py:fn``).
+        model: the (pruned) ``torch.nn.Module`` in eval mode, or for a model file the loaded
+            ``onnx.ModelProto`` / ``torch.export.ExportedProgram`` (what :func:`~.compiler.lower` takes).
+        spec: the model spec it was built from (``resnet18``, ``file.py:fn``, ``m.onnx``).
         input_shape: NCHW input shape.
         pattern: pruning pattern label (``dense`` when not pruned).
         pruned_dir: the ``--pruned`` directory, if any.
@@ -66,6 +74,8 @@ def resolve_model(
         return ModelRequest(net.eval(), spec, shape, pruned_pattern_label(config), pruned_dir=str(pruned))
     if not model:
         raise TvmpruneError("no model given: use --model NAME (e.g. resnet18) or --pruned DIR")
+    if model_file_kind(model):
+        return _model_file_request(model, input_shape, prune)
     shape = parse_input_shape(input_shape) if input_shape else default_input_shape(model, dataset)
     net = load_model(model)
     check_input_shape(net, shape)
@@ -82,6 +92,46 @@ def resolve_model(
                              progress=sys.stderr.isatty())
         return ModelRequest(result.model.eval(), model, shape, pat.label)
     return ModelRequest(net, model, shape, "dense")
+
+
+def _model_file_request(spec: str, input_shape: "str | tuple[int, ...] | None", prune: str | None) -> ModelRequest:
+    """An ``.onnx`` / ``.pt2`` model: loaded as it is, for its own input shape unless one is given."""
+    if prune:
+        from .prune.pattern import parse_pattern
+
+        if parse_pattern(prune).kind != "dense":
+            raise PruneConfigError(f"--prune {prune}: {not_prunable_message(spec)}")
+    loaded = load_model_file(spec)
+    shape = model_file_input_shape(loaded, parse_input_shape(input_shape) if input_shape else None)
+    return ModelRequest(loaded, spec, shape, MODEL_FILE_PATTERN)
+
+
+def torch_reference(req: ModelRequest) -> Any:
+    """A callable PyTorch module computing ``req``'s model (for ``bench --vs-torch``, checks).
+
+    Raises:
+        TvmpruneError: an ONNX model, which has no PyTorch form here.
+    """
+    import torch
+
+    if isinstance(req.model, torch.export.ExportedProgram):
+        return _ProgramModule(req.model.module())
+    if isinstance(req.model, torch.nn.Module):
+        return req.model
+    raise TvmpruneError(f"{req.spec} is an ONNX model: there is no PyTorch model to time or compare it with")
+
+
+class _ProgramModule:
+    """``ExportedProgram.module()`` refuses ``.eval()``; it is already an inference graph."""
+
+    def __init__(self, module: Any) -> None:
+        self.module = module
+
+    def eval(self) -> "_ProgramModule":
+        return self
+
+    def __call__(self, x: Any) -> Any:
+        return self.module(x)
 
 
 def default_input_shape(model: str | None, dataset: str | None) -> tuple[int, ...]:
