@@ -6,12 +6,11 @@ No weights are downloaded: torchvision models are built with random initialisati
 
 from __future__ import annotations
 
-import os
 
 import torch
 
 from ..errors import InvalidInputShapeError, UnknownModelError
-from ..user_code import call_factory
+from ..user_code import call_factory, is_factory_spec
 from .model_file import model_file_kind, not_prunable_message
 
 TORCHVISION_MODELS: tuple[str, ...] = (
@@ -45,7 +44,7 @@ def load_model(spec: str, seed: int = 0) -> torch.nn.Module:
     spec = str(spec).strip()
     if model_file_kind(spec):  # .onnx / .pt2 have no nn.Module: model_request compiles them directly
         raise UnknownModelError(not_prunable_message(spec))
-    if ":" in spec and (spec.endswith(")") or ".py" in spec.split(":")[0] or os.sep in spec):
+    if is_factory_spec(spec):
         model = _load_factory(spec)
     elif spec == "tiny_cnn":
         from ..data import TinyCNN

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import OutputDirError, PruneConfigError, WeightsFileError
+from ..user_code import absolute_factory_spec
 from ..safetensors_file import read_safetensors, write_safetensors
 from .bits import decode_bits
 from .block import block_mask_from_map
@@ -61,7 +62,7 @@ def save_pruned(result: PruneResult, directory: str, model_spec: str, input_shap
             os.remove(stale)
         meta = {
             "format": FORMAT,
-            "model_spec": str(model_spec),
+            "model_spec": absolute_factory_spec(str(model_spec)),  # loading runs exactly this file
             "input_shape": [int(d) for d in input_shape],
             "config": result.config,
             "layers": [r.to_dict() for r in result.layers],
