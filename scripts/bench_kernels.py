@@ -95,21 +95,21 @@ def time_tvm(inst, lib, spec, rng, number, repeat) -> float:
 
 
 def time_torch(spec, weight, number, repeat) -> float:
+    """Median ms of one ``torch.nn.functional.conv2d`` (NCHW) of the layer, ``number`` calls a sample."""
     import torch
+
+    from tvmprune.measure.model import time_callable
 
     x = torch.randn(spec.batch, spec.cin, spec.in_h, spec.in_w)
     w = torch.from_numpy(weight)
     pad = spec.padding[0]
-    with torch.no_grad():
-        for _ in range(3):
+
+    def run() -> None:
+        for _ in range(number):
             torch.nn.functional.conv2d(x, w, stride=spec.stride, padding=pad)
-        ts = []
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            for _ in range(number):
-                torch.nn.functional.conv2d(x, w, stride=spec.stride, padding=pad)
-            ts.append((time.perf_counter() - t0) / number)
-    return float(np.median(ts)) * 1e3
+
+    with torch.no_grad():
+        return time_callable(run, warmup=1, repeat=repeat)["median_ms"] / number
 
 
 def main(argv=None) -> int:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from tvmprune.compiler import compile_model, lower, plan
-from tvmprune.errors import (InvalidInputShapeError, MissingDependencyError, PruneConfigError, TvmpruneError,
+from tvmprune.errors import (InvalidInputShapeError, MissingDependencyError, NoTorchReferenceError, PruneConfigError,
                              UnknownModelError)
 from tvmprune.frontend.model_source import load_model, randomize_batchnorm
 from tvmprune.kernels.format import Format
@@ -64,8 +64,9 @@ def test_pt2_compiles_equal_to_pytorch_with_1x8_kernels(pruned_files):
     labels = [p.format_label for p in cm.plans]
     assert labels.count("1x8") + labels.count("1x8-spatial") >= len(labels) - 3
     # bench --vs-torch's reference runs the program itself
+    ref_req = torch_reference({"model": req.spec, "pattern": req.pattern, "input_shape": list(SHAPE)})
     with torch.no_grad():
-        ref = torch_reference(req).eval()(torch.from_numpy(pruned_files["x"])).numpy()
+        ref = ref_req.model.eval()(torch.from_numpy(pruned_files["x"])).numpy()
     assert _rel_err(ref, pruned_files["ref"]) <= 1e-6
 
 
@@ -94,8 +95,8 @@ def test_model_file_shape_and_prune_errors(pruned_files):
         load_model(pruned_files["onnx"])
     with pytest.raises(UnknownModelError, match="does not exist"):
         resolve_model("missing.pt2")
-    with pytest.raises(TvmpruneError, match="ONNX model: there is no PyTorch model"):
-        torch_reference(resolve_model(pruned_files["onnx"]))
+    with pytest.raises(NoTorchReferenceError, match="ONNX file .* has no PyTorch form"):
+        torch_reference({"model": pruned_files["onnx"], "pattern": "as-is", "input_shape": list(SHAPE)})
 
 
 def test_missing_onnx_names_the_install_command(pruned_files, monkeypatch):

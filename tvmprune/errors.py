@@ -63,3 +63,7 @@ class MissingDependencyError(TvmpruneError, ImportError):
 
 class WeightsFileError(TvmpruneError, ValueError):
     """A weights file (``weights.safetensors``) that is malformed or cannot be read or written."""
+
+
+class NoTorchReferenceError(TvmpruneError, ValueError):
+    """``bench --vs-torch``: the PyTorch model a module directory was compiled from cannot be rebuilt."""

@@ -1,18 +1,20 @@
 """Resolve what model a command works on: a name or file spec, optionally pruned.
 
-Used by ``compile``, ``tune``, ``compare`` and ``bench --vs-torch`` so that they all
-understand ``--model``, ``--pruned DIR`` and ``--prune PATTERN`` the same way.
+Used by ``compile``, ``tune`` and ``compare`` so that they all understand ``--model``,
+``--pruned DIR`` and ``--prune PATTERN`` the same way; :func:`torch_reference` rebuilds the
+PyTorch model of a compiled module directory for ``bench --vs-torch``.
 ``--model`` is a torchvision name, ``path/to/file.py:function`` (runs that file), or a model
 file: ``model.onnx`` / ``program.pt2`` (compiled as they are, see :mod:`.frontend.model_file`).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import PruneConfigError, TvmpruneError
+from .errors import NoTorchReferenceError, PruneConfigError, TvmpruneError
 from .frontend.model_file import load_model_file, model_file_input_shape, model_file_kind, not_prunable_message
 from .frontend.model_source import check_input_shape, load_model, parse_input_shape
 
@@ -31,7 +33,7 @@ class ModelRequest:
         spec: the model spec it was built from (``resnet18``, ``file.py:fn``, ``m.onnx``).
         input_shape: NCHW input shape.
         pattern: pruning pattern label (``dense`` when not pruned).
-        pruned_dir: the ``--pruned`` directory, if any.
+        pruned_dir: the ``--pruned`` directory (absolute), if any.
     """
 
     model: Any
@@ -71,7 +73,8 @@ def resolve_model(
         if model and spec and model != spec:
             raise TvmpruneError(f"--model {model} does not match the pruned directory's model {spec}")
         shape = parse_input_shape(input_shape) if input_shape else tuple(config.get("input_shape") or parse_input_shape(None))
-        return ModelRequest(net.eval(), spec, shape, pruned_pattern_label(config), pruned_dir=str(pruned))
+        return ModelRequest(net.eval(), spec, shape, pruned_pattern_label(config),
+                            pruned_dir=os.path.abspath(pruned))
     if not model:
         raise TvmpruneError("no model given: use --model NAME (e.g. resnet18) or --pruned DIR")
     if model_file_kind(model):
@@ -103,35 +106,30 @@ def _model_file_request(spec: str, input_shape: "str | tuple[int, ...] | None", 
             raise PruneConfigError(f"--prune {prune}: {not_prunable_message(spec)}")
     loaded = load_model_file(spec)
     shape = model_file_input_shape(loaded, parse_input_shape(input_shape) if input_shape else None)
-    return ModelRequest(loaded, spec, shape, MODEL_FILE_PATTERN)
+    # absolute, like pruned_dir: bench --vs-torch finds the file from any directory
+    return ModelRequest(loaded, os.path.abspath(spec), shape, MODEL_FILE_PATTERN)
 
 
-def torch_reference(req: ModelRequest) -> Any:
-    """A callable PyTorch module computing ``req``'s model (for ``bench --vs-torch``, checks).
+def program_module(ep: Any) -> Any:
+    """``ep.module()`` of a loaded ``.pt2`` as an ``nn.Module`` that accepts ``.eval()``.
 
-    Raises:
-        TvmpruneError: an ONNX model, which has no PyTorch form here.
+    The unlifted module refuses ``train()`` / ``eval()``; it is already an inference graph
+    (exported in eval mode), so the wrapper makes both no-ops.
     """
     import torch
 
-    if isinstance(req.model, torch.export.ExportedProgram):
-        return _ProgramModule(req.model.module())
-    if isinstance(req.model, torch.nn.Module):
-        return req.model
-    raise TvmpruneError(f"{req.spec} is an ONNX model: there is no PyTorch model to time or compare it with")
+    class ProgramModule(torch.nn.Module):
+        def __init__(self, module: Any) -> None:
+            super().__init__()
+            self.program = module
 
+        def train(self, mode: bool = True) -> "ProgramModule":
+            return self
 
-class _ProgramModule:
-    """``ExportedProgram.module()`` refuses ``.eval()``; it is already an inference graph."""
+        def forward(self, x: Any) -> Any:
+            return self.program(x)
 
-    def __init__(self, module: Any) -> None:
-        self.module = module
-
-    def eval(self) -> "_ProgramModule":
-        return self
-
-    def __call__(self, x: Any) -> Any:
-        return self.module(x)
+    return ProgramModule(ep.module())
 
 
 def default_input_shape(model: str | None, dataset: str | None) -> tuple[int, ...]:
@@ -151,3 +149,64 @@ def training_data(dataset: str | None, shape: tuple[int, ...]) -> Any:
     from .dataset import load_dataset
 
     return load_dataset(dataset, shape).train
+
+
+def torch_reference(meta: dict[str, Any]) -> ModelRequest:
+    """The PyTorch model a compiled module directory (its ``meta.json`` dict) was built from.
+
+    * compiled with ``--pruned DIR`` (``meta["pruned_dir"]``): the saved pruned model, loaded
+      from ``DIR`` (:func:`tvmprune.prune.load_pruned`);
+    * compiled dense (``pattern`` ``dense``): the model spec, built again (seeded as compile did);
+    * compiled with ``--prune PATTERN``: pruned again from the spec, for methods that prune from
+      the weights alone (neither training data nor a target), which gives the same model.
+
+    Raises:
+        NoTorchReferenceError: no model spec, a pruned directory that is gone, or a pattern
+            that learnt from data / planned for a target (prune with ``tvmprune prune -o DIR``
+            and compile with ``--pruned DIR`` to make such a model benchable against PyTorch).
+    """
+    shape = "x".join(str(d) for d in meta.get("input_shape") or [])
+    pruned, spec, pattern = meta.get("pruned_dir"), meta.get("model"), meta.get("pattern")
+    if pruned:
+        if not os.path.isfile(os.path.join(pruned, "pruning.json")):
+            raise NoTorchReferenceError(
+                f"no PyTorch reference: this module was compiled from the pruned directory {pruned} "
+                "(`compile --pruned`), which no longer holds a pruned model (pruning.json); restore it, "
+                "or run bench without --vs-torch")
+        return resolve_model(None, shape or None, pruned)
+    if not spec:
+        raise NoTorchReferenceError(
+            "no PyTorch reference: meta.json names no model (compiled from Python without model_spec); "
+            "run bench without --vs-torch")
+    kind = model_file_kind(spec)
+    if kind == "onnx":
+        raise NoTorchReferenceError(
+            f"no PyTorch reference: this module was compiled from the ONNX file {spec}, which has no PyTorch "
+            "form; compare against the PyTorch model it was exported from, or run bench without --vs-torch")
+    if kind == "pt2":
+        req = resolve_model(spec, shape or None)
+        req.model = program_module(req.model)
+        return req
+    if pattern in (None, "dense"):
+        return resolve_model(spec, shape or None)
+    _check_reprunable(str(pattern))
+    return resolve_model(spec, shape or None, prune=str(pattern))
+
+
+def _check_reprunable(label: str) -> None:
+    """Raise unless pruning again with ``label`` gives the model that was compiled."""
+    from .prune.pattern import parse_pattern
+    from .prune.registry import resolve_method
+
+    how = ("prune with `tvmprune prune ... -o DIR`, compile with `--pruned DIR`, then bench that "
+           "module directory with --vs-torch")
+    try:
+        method = resolve_method(parse_pattern(label))
+    except TvmpruneError as e:
+        raise NoTorchReferenceError(f"no PyTorch reference: the pattern {label!r} in meta.json cannot be "
+                                    f"pruned again ({e}); {how}") from None
+    if method.needs_data or method.needs_target:
+        what = "learns from training data" if method.needs_data else "plans for a compile target"
+        raise NoTorchReferenceError(
+            f"no PyTorch reference: pattern {label} {what}, so pruning it again would not give the compiled "
+            f"model; {how}")

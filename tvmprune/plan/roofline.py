@@ -9,9 +9,9 @@ these terms (``KernelFamily.predict``); the planner takes the smallest predictio
 
 from __future__ import annotations
 
-import hashlib
+from ..cache_dir import cache_dir, target_key
+
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -67,9 +67,7 @@ class PerfParams:
 
 def calibration_path(target: NamedTarget) -> Path:
     """Where calibrated parameters of ``target`` are stored (``$TVMPRUNE_CACHE_DIR`` or ~/.cache/tvmprune)."""
-    root = Path(os.environ.get("TVMPRUNE_CACHE_DIR") or Path.home() / ".cache" / "tvmprune")
-    key = hashlib.sha1(json.dumps(target.target_dict, sort_keys=True).encode()).hexdigest()[:8]
-    return root / "calibration" / f"{target.name}-{key}.json"
+    return cache_dir("calibration", f"{target_key(target)}.json")
 
 
 def params_for(target: NamedTarget) -> PerfParams:
