@@ -85,6 +85,16 @@ def test_onnx_compile_cli_explains_sparse_formats_and_equals_pytorch(pruned_file
     assert _rel_err(load_compiled(str(out)).run(pruned_files["x"]), pruned_files["ref"]) <= 1e-4
 
 
+@pytest.mark.slow
+def test_pt2_cli_compile_and_bench_vs_torch(pruned_files, tmp_path):
+    out = str(tmp_path / "out")
+    for args in (["compile", "--model", pruned_files["pt2"], "-o", out],
+                 ["bench", out, "--vs-torch", "--repeat", "3", "--warmup", "1", "--json"]):
+        p = subprocess.run([sys.executable, "-m", "tvmprune.cli", *args], capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+    assert [r["runtime"] for r in json.loads(p.stdout)] == ["tvm", "pytorch"]
+
+
 def test_model_file_shape_and_prune_errors(pruned_files):
     for kind in ("onnx", "pt2"):
         with pytest.raises(InvalidInputShapeError, match="does not fit"):
