@@ -99,8 +99,6 @@ def module_name_of_node(node_name: str) -> str:
     for p in parts:
         if full and p.startswith(full[-1] + "."):  # "layer1" then "layer1.0": the child spelled in full
             full[-1] = p
-        elif full and "." in p and p.startswith(".".join(full) + "."):
-            full = [p]
         else:
             full.append(p)
     return ".".join(full)
