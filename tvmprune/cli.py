@@ -202,6 +202,10 @@ def _add_calibrate(sub: Any) -> Callable[[argparse.Namespace], int]:
     p = sub.add_parser("calibrate", help="measure the performance model's parameters on this machine")
     p.add_argument("--target", default="x86", help="a target this machine runs (default x86)")
     p.add_argument("--density", type=float, default=0.2, help="density of the probe layers (default 0.2)")
+    p.add_argument("--tracker", default=None, metavar="HOST:PORT",
+                   help="measure on a board registered at this RPC tracker (any target, ARM included)")
+    p.add_argument("--key", default=None, help="device key of the board at the tracker")
+    p.add_argument("--rpc-timeout", type=float, default=60.0, metavar="SEC", help="bound on every network wait")
     return _run_calibrate
 
 
@@ -213,8 +217,19 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     if not 0.0 < args.density < 1.0:
         raise TvmpruneError(f"--density must be in (0, 1), got {args.density}")
     t = get_target(args.target)
-    print(f"calibrating the performance model for {t.name} (dense, 1x{t.vector_lanes} and CSR probe layers)")
-    prm = calibrate(t, density=args.density, log=print)
+    remote = None
+    if args.tracker or args.key:
+        from .tune.measure import RemoteSpec, check_tracker, parse_hostport
+
+        if not (args.tracker and args.key):
+            raise TvmpruneError("give both --tracker HOST:PORT and --key KEY to calibrate on an RPC board")
+        host, port = parse_hostport(args.tracker)
+        remote = RemoteSpec(host, port, args.key, rpc_timeout=args.rpc_timeout)
+        info = check_tracker(remote, timeout=min(args.rpc_timeout, 15.0))
+        print(f"RPC: tracker {host}:{port}, {info['servers']} board(s) with key {args.key}")
+    where = f"board {args.key}" if remote else "this machine"
+    print(f"calibrating the performance model for {t.name} on {where} (dense, 1x{t.vector_lanes} and CSR probe layers)")
+    prm = calibrate(t, density=args.density, log=print, remote=remote)
     for k, v in DEFAULT_PARAMS.items():
         print(f"  {k:18s} {getattr(prm, k):7.3f}   (built-in {v})")
     return 0

@@ -81,6 +81,9 @@ def params_for(target: NamedTarget) -> PerfParams:
                               source=f"calibrated ({p})")
         except (OSError, KeyError, ValueError, TypeError):
             pass  # a damaged file: fall back to the built-in numbers
+    if target.arch != "x86_64":
+        return PerfParams(source=f"built-in, UNCALIBRATED for {target.name} (fitted on x86 AVX-512): run "
+                                 f"`tvmprune calibrate --target {target.name} --tracker HOST:PORT --key KEY` on a board")
     return PerfParams()
 
 
