@@ -34,10 +34,14 @@ def lower(model: Any, input_shape: tuple[int, ...], log: Callable[[str], None] |
     """Import ``model`` (``torch.nn.Module``) for an NCHW ``input_shape`` and find its layers."""
     say = log or (lambda s: None)
     t0 = time.time()
-    # interspace-pruned layers are imported as their reconstructed dense filters
-    from ..frontend.interspace import reconstruct_for_import
+    # interspace-pruned layers are imported as their reconstructed dense filters; their
+    # factors (coefficients, basis) travel on the LayerInfo for the interspace kernel family
+    from ..frontend.interspace import attach_interspace_factors, interspace_factors, reconstruct_for_import
 
+    factors = interspace_factors(model)
     imported = import_model(reconstruct_for_import(model), input_shape)
     layers = match_layers(imported.mod["main"], imported.layer_names, accepts_layer)
+    if factors:
+        say(f"interspace factors on {attach_interspace_factors(layers, factors)} of {len(factors)} interspace layers")
     say(f"imported model into Relax ({time.time() - t0:.1f} s, BN folded: {imported.bn_folded})")
     return LoweredModel(mod=imported.mod, layers=layers, input_shape=tuple(input_shape), bn_folded=imported.bn_folded)
