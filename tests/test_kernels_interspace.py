@@ -46,6 +46,9 @@ CASES = [  # (cin, cout, h, w, k, stride, padding, n, bias, activation, residual
     (16, 32, 10, 10, 3, 1, (1, 1, 1, 1), 4, True, "relu", False),
     (16, 16, 11, 11, 3, 2, (1, 1, 1, 1), 8, False, None, True),
     (8, 16, 8, 8, 5, 1, (2, 1, 2, 1), 4, True, None, False),
+    (8, 32, 9, 9, 3, 2, (1, 1, 1, 1), 4, True, "relu", True),
+    (8, 32, 10, 10, 3, 1, (1, 1, 1, 1), 16, False, "relu", False),  # n >= lanes: NHWC, vector over N
+    (8, 48, 9, 9, 3, 2, (1, 1, 1, 1), 32, True, None, True),
 ]
 
 

@@ -12,21 +12,25 @@ every input channel, carrying the layer's stride and padding); the 1x1 conv over
 part does the same multiply-adds as a spatially sparse (SP) conv of the same density. Both
 run in one PrimFunc: the basis conv is computed inside each parallel task for that task's
 output rows only (it stays in cache), then the sparse part reads it. The sparse part has the
-compute of the existing sparse 1x1 kernels, in one of two layouts:
+compute of the existing sparse kernels, in one of two layouts:
 
-* ``n == 1`` (CSR), as :mod:`.direct_sparse_conv2d`: channel-major basis output
-  ``bt [B, Cin*K², OH, OWp]`` (channel ``k = cin*K² + j``), vector along the output width::
+* ``n < lanes`` -- CSR (``n == 1``) and 1xN blocks narrower than a vector, as
+  :mod:`.direct_sparse_conv2d` / :mod:`.block_direct_conv2d`: channel-major basis output
+  ``bt [B, Cin*K², OH, OWp]`` (channel ``k = cin*K² + j``), vector along the output width, one
+  basis-row vector load per nonzero block feeding its N output channels::
 
-      parallel for (b, oh_o):                       # R output rows per task
-        bt[.., R, OWp] = basisconv(xt rows)          # xt: channel-major padded input copy
-        for ow_o: for co:
-          acc[R, Tw] = sum_e value[e] * bt[indices[e], r, ow_o*Tw + w]   # true row length
-          out[b, oh.., ow.., co] = act(acc + bias + residual)
+      parallel for (b, oh_o):                        # R output rows per task
+        bt[.., R, OWp] = basisconv(xt rows)           # xt: channel-major padded input copy
+        for ow_o: for r (block of N output channels):
+          acc[R, N, Tw] = sum_e value[e, i] * bt[indices[e], r, ow_o*Tw + w]   # true row length
+          out[b, oh.., ow.., r*N + i] = act(acc + bias + residual)
 
-* ``n > 1`` (coefficients pruned in 1xN blocks along output channels), as
-  :mod:`.sparse_conv2d`: NHWC basis output ``bn [B, OH, OW, K²*Cin]`` (channel
-  ``k = j*Cin + cin``, one output row per task), vector over the N output channels of a block,
-  one broadcast basis value per nonzero block.
+* ``n >= lanes`` -- 1xN blocks a vector wide or wider, as :mod:`.sparse_conv2d`: NHWC basis
+  output ``bn [B, OH, OW, K²*Cin]`` (channel ``k = j*Cin + cin``, one output row per task),
+  vector over the N output channels of a block, one broadcast basis value per nonzero block.
+
+Both layouts share the kernel skeleton (arguments, epilogue, identity) and the schedule of
+the sparse accumulation and of the basis conv's register accumulation.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from .base import ConvSpec, KernelInstance, conv_epilogue
 from .channel_major import channel_major_geometry, channel_major_input, schedule_channel_major_input
 from .family import KernelFamily
 from .format import Format, LayerOp
-from .formats import kernel_arrays, matrix_to_bsr, matrix_to_csr
+from .formats import kernel_arrays, matrix_to_bsr
 from .identity import symbol_name
 from .sparse_conv2d import (SPARSE_ROW_ANN, _pad_input, bias_array, n_vector_registers, pick_tile, resolve_target,
                             shrink_sparse_loops, sparse_kernel_signature)
@@ -105,6 +109,10 @@ class _Layout:
     describe: Callable[[ConvSpec, int, Any], str]
 
 
+# TVM allocates a "local" buffer on the stack (where LLVM can keep it in registers) only below this size
+_MAX_STACK_BYTES = 1024
+
+
 def _placeholders(spec: ConvSpec, basis: np.ndarray, arrays: list[np.ndarray], bias_np: np.ndarray | None) -> tuple:
     """``data, basis, w_data, w_indices, w_indptr, bias (or None), residual (or None)``."""
     from tvm import te
@@ -154,7 +162,7 @@ def interspace_conv2d(spec: ConvSpec, coefficients: np.ndarray, basis: np.ndarra
     if spec.bias and bias is None:
         raise ValueError("spec.bias is set but no bias array was given")
     n = max(1, int(n))
-    layout = _NHWC_1XN if n > 1 else _CHANNEL_MAJOR_CSR
+    layout = _NHWC_VECTOR_N if n >= t.vector_lanes else _CHANNEL_MAJOR
     mat = layout.sparse(coefficients, n)
     arrays = list(kernel_arrays(mat.data, mat.indices, mat.indptr))
     bias_np = bias_array(spec.bias, bias, spec.cout)
@@ -183,7 +191,7 @@ def interspace_conv2d(spec: ConvSpec, coefficients: np.ndarray, basis: np.ndarra
 # ----------------------------------------------------------------------------------------
 
 
-def _schedule_sparse_acc(sch: Any, order: list, task_loops: list, out_at: Any, vec: Any, unrolled: Any,
+def _schedule_sparse_acc(sch: Any, order: list, task_loops: list, out_at: Any, vec: Any, unrolled: tuple,
                          row: Any) -> Any:
     """The sparse part's nest: ``order`` of the ``acc`` loops, ``task_loops`` fused into the parallel
     task, accumulators in registers, the epilogue under ``out_at``, ``vec`` vectorised, ``unrolled``
@@ -195,7 +203,8 @@ def _schedule_sparse_acc(sch: Any, order: list, task_loops: list, out_at: Any, v
     sch.set_scope(blk, 0, "local")
     sch.reverse_compute_at(sch.get_sblock("out"), out_at)
     sch.vectorize(vec)
-    sch.unroll(unrolled)
+    for lp in unrolled:
+        sch.unroll(lp)
     sch.annotate(row, SPARSE_ROW_ANN, 1)
     sch.decompose_reduction(blk, row)
     return task
@@ -210,139 +219,159 @@ def _basis_loops_in_task(sch: Any, task: Any) -> tuple[Any, list]:
     return bc, loops[at + 1:]
 
 
-def _finish_basis_conv(sch: Any, bc: Any, store_at: Any, taps: tuple, vec: Any) -> None:
-    """Accumulate the basis conv in registers (written back under ``store_at``), unroll the
-    ``taps`` (kh, kw, basis filter: K⁴ FMAs in straight-line code, the basis values become
-    broadcast operands), vectorise ``vec``, the init and the write-back."""
-    wb = sch.cache_write(bc, 0, "local")
-    sch.reverse_compute_at(wb, store_at)
-    for lp in taps:
-        sch.unroll(lp)
-    sch.vectorize(vec)
-    init = sch.decompose_reduction(bc, taps[0])
-    sch.vectorize(sch.get_loops(init)[-1])
-    sch.vectorize(sch.get_loops(wb)[-1])
+def _basis_sum(spec: ConvSpec, bas: Any, j: Any, tap: Callable[[int, int], Any]) -> Any:
+    """``sum_{kh, kw} basis[j, kh, kw] * tap(kh, kw)`` written out (no reduction axis): the basis conv
+    then has no accumulator buffer nor init, and with the basis filters ``j`` unrolled LLVM shares
+    the K² input loads of a pixel vector among the K² outputs."""
+    terms = [bas[j, kh, kw] * tap(kh, kw) for kh in range(spec.kh) for kw in range(spec.kw)]
+    out = terms[0]
+    for term in terms[1:]:
+        out = out + term
+    return out
 
 
 # ----------------------------------------------------------------------------------------
-# CSR: channel-major basis output, vector along the output width
+# channel-major: vector along the output width (CSR, and 1xN blocks narrower than a vector)
 # ----------------------------------------------------------------------------------------
 
 
-def _csr_sparse(coefficients: np.ndarray, n: int) -> Any:
+def _cm_sparse(coefficients: np.ndarray, n: int) -> Any:
     cout, cin, k2 = coefficients.shape
-    return matrix_to_csr(coefficients.reshape(cout, cin * k2))  # column k = cin*K² + j
+    return matrix_to_bsr(coefficients.reshape(cout, cin * k2), n)  # column k = cin*K² + j; n = 1: CSR
 
 
-def _csr_compute(spec: ConvSpec, data, bas, w, idx, ptr, e, n: int, lanes: int) -> tuple[Any, Callable]:
+def _cm_compute(spec: ConvSpec, data, bas, w, idx, ptr, e, n: int, lanes: int) -> tuple[Any, Callable]:
     from tvm import te
 
     k2 = spec.kh * spec.kw
     sh, sw = spec.stride
     hp, owp, wx = channel_major_geometry(spec, lanes)
     xt = channel_major_input(data, spec, hp, wx)
-    kh = te.reduce_axis((0, spec.kh), name="kh")
-    kw = te.reduce_axis((0, spec.kw), name="kw")
     bt = te.compute(
         (spec.batch, spec.cin * k2, spec.out_h, owp),
-        lambda b, k, y, x: te.sum(bas[k % k2, kh, kw] * xt[b, k // k2, y * sh + kh, x * sw + kw], axis=[kh, kw]),
+        lambda b, k, y, x: _basis_sum(spec, bas, k % k2, lambda kh, kw: xt[b, k // k2, y * sh + kh, x * sw + kw]),
         name="basis_conv")
-    acc = te.compute((spec.batch, spec.cout, spec.out_h, owp),
-                     lambda b, co, oh, ow: _row_sum(ptr, co, e, lambda p: w[p] * bt[b, idx[p], oh, ow]), name="acc")
-    return acc, lambda b, oh, ow, c: acc[b, c, oh, ow]
+    # per nonzero block: one basis-row vector load, N FMAs with broadcast weights (as .block_direct_conv2d)
+    channels = spec.cin * k2  # `% channels` (a no-op on valid indices) bounds the read for compute_at
+    acc = te.compute((spec.batch, -(-spec.cout // n), spec.out_h, n, owp),
+                     lambda b, r, oh, i, ow: _row_sum(ptr, r, e, lambda p: w[p, i] * bt[b, idx[p] % channels, oh, ow]),
+                     name="acc")
+    return acc, lambda b, oh, ow, c: acc[b, c // n, oh, c % n, ow]
 
 
-def _csr_tiles(spec: ConvSpec, t: Any) -> tuple[int, int]:
-    """(rows per task R, output-width tile Tw): R * Tw/lanes accumulators, and enough tasks for the cores."""
-    lanes = t.vector_lanes
-    owp = -(-spec.out_w // lanes) * lanes
-    tw = lanes * pick_tile(owp // lanes, 4)
-    budget = n_vector_registers(t) * 3 // 4
+def _accumulator_budget(t: Any) -> int:
+    """Vector accumulators a tile may have: 3/4 of the SIMD registers, and under TVM's stack-allocation
+    limit (1024 bytes; a larger "local" buffer goes to the heap and its accumulators never reach registers)."""
+    return max(1, min(n_vector_registers(t) * 3 // 4, (_MAX_STACK_BYTES - 1) // (4 * t.vector_lanes)))
+
+
+def _cm_tiles(spec: ConvSpec, n: int, t: Any) -> tuple[int, int]:
+    """(rows per task R, width vectors V): R * N * V accumulators, and enough tasks for the cores."""
+    owp = -(-spec.out_w // t.vector_lanes) * t.vector_lanes
+    budget = _accumulator_budget(t)
+    vecs = pick_tile(owp // t.vector_lanes, max(1, min(4, budget // n)))
     rows_for_tasks = max(1, spec.out_h // (2 * t.cores)) if spec.batch == 1 else spec.out_h
-    return pick_tile(spec.out_h, min(max(1, budget // (tw // lanes)), rows_for_tasks)), tw
+    return pick_tile(spec.out_h, min(max(1, budget // (n * vecs)), rows_for_tasks)), vecs
 
 
-def _csr_schedule(spec: ConvSpec, n: int, t: Any) -> Callable[[Any], None]:
-    rr, tw = _csr_tiles(spec, t)
+def _basis_x_vectors(vectors: int, k2: int, t: Any) -> int:
+    """Output-width vectors per basis-conv step: their K² input vectors each stay in a register
+    while the K² basis filters are applied, so every basis operand feeds that many FMAs."""
+    return pick_tile(vectors, max(1, (n_vector_registers(t) - 4) // k2))
+
+
+def _cm_schedule_basis(sch: Any, task: Any, spec: ConvSpec, t: Any) -> None:
+    """The basis conv of a task's rows: per input channel, row and width vector, the K² filters unrolled."""
     k2, lanes = spec.kh * spec.kw, t.vector_lanes
+    bc, inner = _basis_loops_in_task(sch, task)
+    k, x = inner[0], inner[-1]
+    ci, j = sch.split(k, [None, k2])
+    xo, xm, xi = sch.split(x, [None, _basis_x_vectors(int(sch.get(x).extent) // lanes, k2, t), lanes])
+    sch.reorder(ci, *inner[1:-1], xo, j, xm, xi)  # inner[1:-1]: the R output rows (absent when R == 1)
+    sch.unroll(j)
+    sch.unroll(xm)
+    sch.vectorize(xi)
+
+
+def _cm_schedule(spec: ConvSpec, n: int, t: Any) -> Callable[[Any], None]:
+    rr, vecs = _cm_tiles(spec, n, t)
+    lanes = t.vector_lanes
 
     def schedule_default(sch: Any) -> None:
-        bl, col, ohl, owl, el = sch.get_loops(sch.get_sblock("acc"))
+        bl, rl, ohl, il, owl, el = sch.get_loops(sch.get_sblock("acc"))
         oho, ohi = sch.split(ohl, [None, rr])
-        owo, owi = sch.split(owl, [None, tw])
-        task = _schedule_sparse_acc(sch, [bl, oho, owo, col, el, ohi, owi], [bl, oho], col, owi, ohi, el)
-        bc, inner = _basis_loops_in_task(sch, task)
-        k = next(lp for lp in inner if int(sch.get(lp).extent) == spec.cin * k2)
-        x, kh, kw = inner[-3:]
-        rows = inner[inner.index(k) + 1:-3]  # the R output rows (absent when R == 1)
-        ci, j = sch.split(k, [None, k2])
-        xo, xi = sch.split(x, [None, lanes])
-        sch.reorder(ci, *rows, xo, kh, kw, j, xi)
-        _finish_basis_conv(sch, bc, xo, (kh, kw, j), xi)
+        owo, owm, owi = sch.split(owl, [None, vecs, lanes])
+        task = _schedule_sparse_acc(sch, [bl, oho, owo, rl, el, ohi, owm, il, owi], [bl, oho], rl, owi,
+                                    (ohi, owm, il), el)
+        if n >= 4 and spec.cout % n == 0:  # epilogue: N contiguous channels of a pixel per store
+            ol = sch.get_loops(sch.get_sblock("out"))
+            sch.vectorize(ol[-1])
+        _cm_schedule_basis(sch, task, spec, t)
         schedule_channel_major_input(sch, spec.cin, lanes)
         shrink_sparse_loops(sch)
 
     return schedule_default
 
 
-def _csr_describe(spec: ConvSpec, n: int, t: Any) -> str:
-    rr, tw = _csr_tiles(spec, t)
-    return f"channel-major basis conv fused per {rr} output rows, CSR 1x1 (vector along width), tile {rr}x{tw}"
+def _cm_describe(spec: ConvSpec, n: int, t: Any) -> str:
+    rr, vecs = _cm_tiles(spec, n, t)
+    part = "CSR" if n == 1 else f"1x{n} BSR"
+    return (f"channel-major basis conv fused per {rr} output rows, {part} 1x1 (vector along width), "
+            f"tile {rr}x{n}x{vecs * t.vector_lanes}")
 
 
-_CHANNEL_MAJOR_CSR = _Layout("(cin, basis filter)", _csr_sparse, _csr_compute, _csr_schedule, _csr_describe)
+_CHANNEL_MAJOR = _Layout("(cin, basis filter)", _cm_sparse, _cm_compute, _cm_schedule, _cm_describe)
 
 
 # ----------------------------------------------------------------------------------------
-# 1xN: NHWC basis output, vector over N output channels
+# NHWC: vector over the N output channels of a block (1xN blocks at least a vector wide)
 # ----------------------------------------------------------------------------------------
 
 
-def _bsr_sparse(coefficients: np.ndarray, n: int) -> Any:
+def _vn_sparse(coefficients: np.ndarray, n: int) -> Any:
     cout, cin, k2 = coefficients.shape
     # columns (basis filter, cin): the NHWC basis conv writes whole input-channel vectors per filter
     return matrix_to_bsr(coefficients.transpose(0, 2, 1).reshape(cout, k2 * cin), n)
 
 
-def _bsr_compute(spec: ConvSpec, data, bas, w, idx, ptr, e, n: int, lanes: int) -> tuple[Any, Callable]:
+def _vn_compute(spec: ConvSpec, data, bas, w, idx, ptr, e, n: int, lanes: int) -> tuple[Any, Callable]:
     from tvm import te
 
     cin, k2 = spec.cin, spec.kh * spec.kw
     sh, sw = spec.stride
     xp = _pad_input(data, spec)
-    kh = te.reduce_axis((0, spec.kh), name="kh")
-    kw = te.reduce_axis((0, spec.kw), name="kw")
     bn = te.compute(
         (spec.batch, spec.out_h, spec.out_w, k2 * cin),
-        lambda b, y, x, k: te.sum(bas[k // cin, kh, kw] * xp[b, y * sh + kh, x * sw + kw, k % cin], axis=[kh, kw]),
+        lambda b, y, x, k: _basis_sum(spec, bas, k // cin, lambda kh, kw: xp[b, y * sh + kh, x * sw + kw, k % cin]),
         name="basis_conv")
     nb = -(-spec.cout // n)
     acc = te.compute((spec.batch, spec.out_h, spec.out_w, nb, n),
-                     lambda b, oh, ow, r, i: _row_sum(ptr, r, e, lambda p: w[p, i] * bn[b, oh, ow, idx[p]]),
+                     lambda b, oh, ow, r, i: _row_sum(ptr, r, e, lambda p: w[p, i] * bn[b, oh, ow, idx[p] % (k2 * cin)]),
                      name="acc")
     return acc, lambda b, oh, ow, c: acc[b, oh, ow, c // n, c % n]
 
 
-def _bsr_tile(spec: ConvSpec, n: int, t: Any) -> int:
-    return pick_tile(spec.out_w, max(1, (n_vector_registers(t) * 3 // 4) // -(-n // t.vector_lanes)))
+def _vn_tile(spec: ConvSpec, n: int, t: Any) -> int:
+    return pick_tile(spec.out_w, max(1, _accumulator_budget(t) // -(-n // t.vector_lanes)))
 
 
-def _bsr_schedule(spec: ConvSpec, n: int, t: Any) -> Callable[[Any], None]:
-    tile = _bsr_tile(spec, n, t)
+def _vn_schedule(spec: ConvSpec, n: int, t: Any) -> Callable[[Any], None]:
+    tile = _vn_tile(spec, n, t)
     vec_c = pick_tile(spec.cin, t.vector_lanes)
     k2 = spec.kh * spec.kw
 
     def schedule_default(sch: Any) -> None:
         bl, ohl, owl, rl, il, el = sch.get_loops(sch.get_sblock("acc"))
         owo, owi = sch.split(owl, [None, tile])
-        task = _schedule_sparse_acc(sch, [bl, ohl, owo, rl, el, owi, il], [bl, ohl], rl, il, owi, el)
+        task = _schedule_sparse_acc(sch, [bl, ohl, owo, rl, el, owi, il], [bl, ohl], rl, il, (owi,), el)
         if spec.cout % n == 0:
             sch.vectorize(sch.get_loops(sch.get_sblock("out"))[-1])
         bc, inner = _basis_loops_in_task(sch, task)
-        x, k, kh, kw = inner[-4:]
+        x, k = inner[-2:]
         j, cio, cii = sch.split(k, [k2, None, vec_c])
-        sch.reorder(x, cio, kh, kw, j, cii)
-        _finish_basis_conv(sch, bc, cio, (kh, kw, j), cii)
+        sch.reorder(x, cio, j, cii)
+        sch.unroll(j)
+        sch.vectorize(cii)
         if any(spec.padding):
             pl = sch.get_loops(sch.get_sblock("pad"))
             sch.parallel(sch.fuse(pl[0], pl[1]))
@@ -351,11 +380,11 @@ def _bsr_schedule(spec: ConvSpec, n: int, t: Any) -> Callable[[Any], None]:
     return schedule_default
 
 
-def _bsr_describe(spec: ConvSpec, n: int, t: Any) -> str:
-    return f"NHWC basis conv fused per output row, 1x{n} BSR 1x1 (vector over N), tile {_bsr_tile(spec, n, t)}"
+def _vn_describe(spec: ConvSpec, n: int, t: Any) -> str:
+    return f"NHWC basis conv fused per output row, 1x{n} BSR 1x1 (vector over N), tile {_vn_tile(spec, n, t)}"
 
 
-_NHWC_1XN = _Layout("(basis filter, cin)", _bsr_sparse, _bsr_compute, _bsr_schedule, _bsr_describe)
+_NHWC_VECTOR_N = _Layout("(basis filter, cin)", _vn_sparse, _vn_compute, _vn_schedule, _vn_describe)
 
 
 # ----------------------------------------------------------------------------------------
