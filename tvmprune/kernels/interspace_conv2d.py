@@ -109,10 +109,6 @@ class _Layout:
     describe: Callable[[ConvSpec, int, Any], str]
 
 
-# TVM allocates a "local" buffer on the stack (where LLVM can keep it in registers) only below this size
-_MAX_STACK_BYTES = 1024
-
-
 def _placeholders(spec: ConvSpec, basis: np.ndarray, arrays: list[np.ndarray], bias_np: np.ndarray | None) -> tuple:
     """``data, basis, w_data, w_indices, w_indptr, bias (or None), residual (or None)``."""
     from tvm import te
@@ -259,19 +255,21 @@ def _cm_compute(spec: ConvSpec, data, bas, w, idx, ptr, e, n: int, lanes: int) -
     return acc, lambda b, oh, ow, c: acc[b, c // n, oh, c % n, ow]
 
 
-def _accumulator_budget(t: Any) -> int:
-    """Vector accumulators a tile may have: 3/4 of the SIMD registers, and under TVM's stack-allocation
-    limit (1024 bytes; a larger "local" buffer goes to the heap and its accumulators never reach registers)."""
-    return max(1, min(n_vector_registers(t) * 3 // 4, (_MAX_STACK_BYTES - 1) // (4 * t.vector_lanes)))
-
-
-def _cm_tiles(spec: ConvSpec, n: int, t: Any) -> tuple[int, int]:
-    """(rows per task R, width vectors V): R * N * V accumulators, and enough tasks for the cores."""
+def _cm_tiles(spec: ConvSpec, n: int, t: Any) -> tuple[int, int, int]:
+    """(rows per task R, width vectors V, output-channel chunks): R * N * V accumulators (as the
+    1xN-spatial kernel), and chunks of the output-channel blocks until there is a task per core
+    (each chunk computes the basis conv of its rows again: a row-starved layer, e.g. 7x7, pays
+    that rather than one-vector tiles)."""
     owp = -(-spec.out_w // t.vector_lanes) * t.vector_lanes
-    budget = _accumulator_budget(t)
+    budget = n_vector_registers(t) * 3 // 4
     vecs = pick_tile(owp // t.vector_lanes, max(1, min(4, budget // n)))
-    rows_for_tasks = max(1, spec.out_h // (2 * t.cores)) if spec.batch == 1 else spec.out_h
-    return pick_tile(spec.out_h, min(max(1, budget // (n * vecs)), rows_for_tasks)), vecs
+    rr_max = max(1, budget // (n * vecs))
+    rr = pick_tile(spec.out_h, rr_max)
+    rr_parallel = pick_tile(spec.out_h, min(rr_max, max(1, spec.batch * spec.out_h // t.cores)))
+    if 2 * rr_parallel >= rr:  # a task per core from the rows alone, at half the tile or more
+        rr = rr_parallel
+    tasks = spec.batch * (spec.out_h // rr)
+    return rr, vecs, pick_tile(-(-spec.cout // n), max(1, -(-t.cores // tasks)))
 
 
 def _basis_x_vectors(vectors: int, k2: int, t: Any) -> int:
@@ -294,14 +292,15 @@ def _cm_schedule_basis(sch: Any, task: Any, spec: ConvSpec, t: Any) -> None:
 
 
 def _cm_schedule(spec: ConvSpec, n: int, t: Any) -> Callable[[Any], None]:
-    rr, vecs = _cm_tiles(spec, n, t)
+    rr, vecs, chunks = _cm_tiles(spec, n, t)
     lanes = t.vector_lanes
 
     def schedule_default(sch: Any) -> None:
         bl, rl, ohl, il, owl, el = sch.get_loops(sch.get_sblock("acc"))
         oho, ohi = sch.split(ohl, [None, rr])
         owo, owm, owi = sch.split(owl, [None, vecs, lanes])
-        task = _schedule_sparse_acc(sch, [bl, oho, owo, rl, el, ohi, owm, il, owi], [bl, oho], rl, owi,
+        rco, rci = sch.split(rl, [chunks, None])
+        task = _schedule_sparse_acc(sch, [bl, oho, rco, owo, rci, el, ohi, owm, il, owi], [bl, oho, rco], rci, owi,
                                     (ohi, owm, il), el)
         if n >= 4 and spec.cout % n == 0:  # epilogue: N contiguous channels of a pixel per store
             ol = sch.get_loops(sch.get_sblock("out"))
@@ -314,10 +313,10 @@ def _cm_schedule(spec: ConvSpec, n: int, t: Any) -> Callable[[Any], None]:
 
 
 def _cm_describe(spec: ConvSpec, n: int, t: Any) -> str:
-    rr, vecs = _cm_tiles(spec, n, t)
+    rr, vecs, chunks = _cm_tiles(spec, n, t)
     part = "CSR" if n == 1 else f"1x{n} BSR"
-    return (f"channel-major basis conv fused per {rr} output rows, {part} 1x1 (vector along width), "
-            f"tile {rr}x{n}x{vecs * t.vector_lanes}")
+    return (f"channel-major basis conv fused per {rr} output rows x {chunks} channel chunks, {part} 1x1 "
+            f"(vector along width), tile {rr}x{n}x{vecs * t.vector_lanes}")
 
 
 _CHANNEL_MAJOR = _Layout("(cin, basis filter)", _cm_sparse, _cm_compute, _cm_schedule, _cm_describe)
@@ -352,7 +351,7 @@ def _vn_compute(spec: ConvSpec, data, bas, w, idx, ptr, e, n: int, lanes: int) -
 
 
 def _vn_tile(spec: ConvSpec, n: int, t: Any) -> int:
-    return pick_tile(spec.out_w, max(1, _accumulator_budget(t) // -(-n // t.vector_lanes)))
+    return pick_tile(spec.out_w, max(1, n_vector_registers(t) * 3 // 4 // -(-n // t.vector_lanes)))
 
 
 def _vn_schedule(spec: ConvSpec, n: int, t: Any) -> Callable[[Any], None]:
