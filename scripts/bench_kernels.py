@@ -6,11 +6,13 @@ over the N output channels), the spatially vectorised 1xN conv (kernel ``1xN-spa
 vector over the output width; for N below the vector lanes) and the CSR direct sparse conv
 at each density, vs the same layer dense in TVM (``dense_conv2d``) and in PyTorch (``torch.nn.functional.conv2d``, NCHW,
 ``torch.set_num_threads(threads)``). Ratios printed are dense time / sparse time, where
-"best dense" is the faster of TVM dense and PyTorch.
+"best dense" is the fastest of TVM dense, PyTorch and ONNX Runtime (when installed; its own process).
+``--park`` times AlexNet conv2-5 at the densities of Park et al.'s guided pruning (CSR).
 
 Usage::
 
     python scripts/bench_kernels.py --quick
+    python scripts/bench_kernels.py --park
     python scripts/bench_kernels.py --json results.json [--tuning-log DIR]
 
 ``--tuning-log DIR`` is accepted; applying MetaSchedule records to the sparse kernels is a
@@ -24,7 +26,7 @@ import argparse
 import json
 import os
 import sys
-import time
+import tempfile
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # torch's OpenMP spin-wait hurts on 2 shared cores
 
@@ -59,8 +61,17 @@ LAYERS = {
         ("vgg16_conv4_2", 512, 512, 28, 3, 1),
         ("vgg16_conv5_2", 512, 512, 14, 3, 1),
     ],
+    # torchvision AlexNet conv2-5 (224x224 input)
+    "alexnet": [
+        ("alexnet_conv2", 64, 192, 27, 5, 1),
+        ("alexnet_conv3", 192, 384, 13, 3, 1),
+        ("alexnet_conv4", 384, 256, 13, 3, 1),
+        ("alexnet_conv5", 256, 256, 13, 3, 1),
+    ],
 }
 QUICK_LAYERS = ["res50_l1_3x3", "res50_l3_3x3", "res50_l3_1x1_in", "mbv2_b13_expand"]
+# Park et al. (ICLR 2017), CaffeNet after guided pruning (GESL): conv2-5 sparsity 85.6 / 93.1 / 91.8 / 88.5 %
+PARK_DENSITIES = {"alexnet_conv2": 0.144, "alexnet_conv3": 0.069, "alexnet_conv4": 0.082, "alexnet_conv5": 0.115}
 
 
 def make_spec(cin, cout, hw, k, stride) -> ConvSpec:
@@ -95,21 +106,107 @@ def time_tvm(inst, lib, spec, rng, number, repeat) -> float:
 
 
 def time_torch(spec, weight, number, repeat) -> float:
+    """Median ms of one ``torch.nn.functional.conv2d`` (NCHW) of the layer, ``number`` calls a sample."""
     import torch
+
+    from tvmprune.measure.model import time_callable
 
     x = torch.randn(spec.batch, spec.cin, spec.in_h, spec.in_w)
     w = torch.from_numpy(weight)
     pad = spec.padding[0]
-    with torch.no_grad():
-        for _ in range(3):
+
+    def run() -> None:
+        for _ in range(number):
             torch.nn.functional.conv2d(x, w, stride=spec.stride, padding=pad)
-        ts = []
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            for _ in range(number):
-                torch.nn.functional.conv2d(x, w, stride=spec.stride, padding=pad)
-            ts.append((time.perf_counter() - t0) / number)
-    return float(np.median(ts)) * 1e3
+
+    with torch.no_grad():
+        return time_callable(run, warmup=1, repeat=repeat)["median_ms"] / number
+
+
+class OrtConv:
+    """The same dense conv layer in ONNX Runtime (its own process, :mod:`tvmprune.measure.peers`)."""
+
+    def __init__(self, spec: ConvSpec, weight: np.ndarray, threads: int, workdir: str) -> None:
+        import torch
+
+        from tvmprune.measure.peers import PeerRunner, export_onnx, find_engine
+
+        peer = find_engine("onnxruntime")
+        if isinstance(peer, str):
+            raise RuntimeError(peer)
+        conv = torch.nn.Conv2d(spec.cin, spec.cout, spec.kh, spec.stride, spec.padding[0], bias=False)
+        with torch.no_grad():
+            conv.weight.copy_(torch.from_numpy(weight))
+        shape = (spec.batch, spec.cin, spec.in_h, spec.in_w)
+        path = export_onnx(conv, shape, os.path.join(workdir, "conv.onnx"))
+        self.runner = PeerRunner(peer, path, shape, threads, warmup=3)
+
+    def ms(self, repeat: int) -> float:
+        return float(np.median(self.runner.sample(repeat))) * 1e3
+
+    def close(self) -> None:
+        self.runner.close()
+
+
+def layer_plan(args) -> list[tuple[tuple, list[float], list[str], list[int]]]:
+    """(layer, densities, kernels, ns) per layer to time, from the arguments."""
+    densities = [float(d) for d in args.densities.split(",")]
+    ns = [int(n) for n in args.ns.split(",")]
+    kernels = [k for k in args.kernels.split(",") if not (args.no_csr and k == "csr")]
+    layers = [l for name, group in LAYERS.items() for l in group if name != "alexnet" or args.park]
+    if args.park:  # Park's AlexNet layers at his densities, CSR (unstructured) against the best dense
+        return [(l, [PARK_DENSITIES[l[0]]], ["csr"], [1]) for l in LAYERS["alexnet"]]
+    if args.quick:
+        layers, densities, ns = [l for l in layers if l[0] in QUICK_LAYERS], [0.3, 0.2, 0.1], [16]
+    if args.layers:
+        layers = [l for l in layers if l[0] in set(args.layers.split(","))]
+    return [(l, densities, kernels, ns) for l in layers]
+
+
+def bench_layer(layer, densities, kernels, ns, target, args, rng, number, repeat, workdir) -> list[dict]:
+    """Every sparse kernel of one layer at each density, interleaved with the same layer dense
+    in TVM, PyTorch and (when installed) ONNX Runtime; the best of two rounds of each."""
+    from tvmprune.measure.kernel import compile_kernel
+
+    name, cin, cout, hw, k, stride = layer
+    spec = make_spec(cin, cout, hw, k, stride)
+    dense_w = rng.standard_normal(spec.weight_shape).astype(np.float32)
+    dinst = build_layer_kernel("dense", spec, dense_w, 0, target)
+    dlib = compile_kernel(dinst, target)
+    ort = None
+    if not args.no_ort:
+        try:
+            ort = OrtConv(spec, dense_w, args.threads, workdir)
+        except Exception as e:  # noqa: BLE001 - the reference is optional
+            print(f"note: no ONNX Runtime reference for {name}: {e}")
+    records = []
+    for d in densities:
+        for kind, n in [(kd, n) for n in ns for kd in ("1xN", "1xN-spatial") if kd in kernels] + \
+                [("csr", 1)] * ("csr" in kernels):
+            inst = build_layer_kernel(kind, spec, sparse_weight(spec, d, n, rng), n, target)
+            lib = compile_kernel(inst, target)
+            tvm_d, sp, th, on = [], [], [], []
+            for _ in range(2):
+                tvm_d.append(time_tvm(dinst, dlib, spec, rng, number, repeat))
+                sp.append(time_tvm(inst, lib, spec, rng, number, repeat))
+                th.append(time_torch(spec, dense_w, number, repeat))
+                if ort is not None:
+                    on.append(ort.ms(repeat * number))
+            tvm_ms, sp_ms, th_ms = min(tvm_d), min(sp), min(th)
+            ort_ms = min(on) if on else None
+            best = min(x for x in (tvm_ms, th_ms, ort_ms) if x is not None)
+            records.append({
+                "layer": name, "kernel": kind, "N": n, "density": d, "sparse_ms": sp_ms, "tvm_dense_ms": tvm_ms,
+                "torch_ms": th_ms, "ort_ms": ort_ms, "speedup_vs_tvm_dense": tvm_ms / sp_ms,
+                "speedup_vs_torch": th_ms / sp_ms, "speedup_vs_best_dense": best / sp_ms,
+                "shape": [cin, cout, hw, k, stride], "schedule": "default", "threads": args.threads,
+                "target": target.name})
+            ort_s = f"{ort_ms:>8.3f}" if ort_ms is not None else f"{'-':>8}"
+            print(f"{name:<18}{kind:<12}{n:>3}{d:>6.3f}{sp_ms:>10.3f}{tvm_ms:>10.3f}{th_ms:>8.3f}{ort_s}"
+                  f"{tvm_ms / sp_ms:>8.2f}{best / sp_ms:>8.2f}", flush=True)
+    if ort is not None:
+        ort.close()
+    return records
 
 
 def main(argv=None) -> int:
@@ -128,69 +225,31 @@ def main(argv=None) -> int:
     ap.add_argument("--no-csr", action="store_true")
     ap.add_argument("--kernels", default="1xN,1xN-spatial,csr",
                     help="comma-separated kernels to time: 1xN, 1xN-spatial, csr")
+    ap.add_argument("--park", action="store_true",
+                    help="AlexNet conv2-5 at the densities of Park et al.'s guided pruning, CSR vs the best dense")
+    ap.add_argument("--no-ort", action="store_true", help="do not time the dense layer in ONNX Runtime")
     args = ap.parse_args(argv)
 
     import torch
 
-    from tvmprune.measure.kernel import compile_kernel
     from tvmprune.target import get_target, with_cores
 
     torch.set_num_threads(args.threads)
     os.environ["TVM_NUM_THREADS"] = str(args.threads)
     target = with_cores(get_target(args.target), args.threads)
 
-    densities = [float(d) for d in args.densities.split(",")]
-    ns = [int(n) for n in args.ns.split(",")]
-    layers = [l for group in LAYERS.values() for l in group]
-    if args.quick:
-        layers = [l for l in layers if l[0] in QUICK_LAYERS]
-        densities = [0.3, 0.2, 0.1]
-        ns = [16]
-    if args.layers:
-        want = set(args.layers.split(","))
-        layers = [l for l in layers if l[0] in want]
     number, repeat = (5, 5) if args.quick else (10, 7)
     if args.tuning_log:
         print(f"note: --tuning-log {args.tuning_log}: applying tuned records is a TODO; timing default schedules")
-
-    want_k = set(args.kernels.split(","))
-    if args.no_csr:
-        want_k.discard("csr")
     rng = np.random.default_rng(0)
     records = []
-    hdr = f"{'layer':<18}{'kernel':<12}{'N':>3}{'dens':>6}{'sparse ms':>10}{'tvm dense':>10}{'torch':>8}{'vs tvm':>8}{'vs torch':>9}{'vs best':>8}"
+    hdr = (f"{'layer':<18}{'kernel':<12}{'N':>3}{'dens':>6}{'sparse ms':>10}{'tvm dense':>10}{'torch':>8}"
+           f"{'ort':>8}{'vs tvm':>8}{'vs best':>8}")
     print(hdr)
     print("-" * len(hdr))
-    for name, cin, cout, hw, k, stride in layers:
-        spec = make_spec(cin, cout, hw, k, stride)
-        dense_w = rng.standard_normal(spec.weight_shape).astype(np.float32)
-        dinst = build_layer_kernel("dense", spec, dense_w, 0, target)
-        dlib = compile_kernel(dinst, target)
-        for d in densities:
-            kernels = [(kd, n) for n in ns for kd in ("1xN", "1xN-spatial") if kd in want_k]
-            kernels += [("csr", 1)] if "csr" in want_k else []
-            for kind, n in kernels:
-                w = sparse_weight(spec, d, n, rng)
-                inst = build_layer_kernel(kind, spec, w, n, target)
-                lib = compile_kernel(inst, target)
-                # interleave: dense, sparse, torch, twice; keep the best median of each
-                tvm_d, sp, th = [], [], []
-                for _ in range(2):
-                    tvm_d.append(time_tvm(dinst, dlib, spec, rng, number, repeat))
-                    sp.append(time_tvm(inst, lib, spec, rng, number, repeat))
-                    th.append(time_torch(spec, dense_w, number, repeat))
-                tvm_ms, sp_ms, th_ms = min(tvm_d), min(sp), min(th)
-                best = min(tvm_ms, th_ms)
-                rec = {
-                    "layer": name, "kernel": kind, "N": n, "density": d, "sparse_ms": sp_ms,
-                    "tvm_dense_ms": tvm_ms, "torch_ms": th_ms, "speedup_vs_tvm_dense": tvm_ms / sp_ms,
-                    "speedup_vs_torch": th_ms / sp_ms, "speedup_vs_best_dense": best / sp_ms,
-                    "shape": [cin, cout, hw, k, stride], "schedule": "default", "threads": args.threads,
-                    "target": target.name,
-                }
-                records.append(rec)
-                print(f"{name:<18}{kind:<12}{n:>3}{d:>6.2f}{sp_ms:>10.3f}{tvm_ms:>10.3f}{th_ms:>8.3f}"
-                      f"{tvm_ms / sp_ms:>8.2f}{th_ms / sp_ms:>9.2f}{best / sp_ms:>8.2f}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="tvmprune-bench-kernels-") as workdir:
+        for layer, densities, kernels, ns in layer_plan(args):
+            records += bench_layer(layer, densities, kernels, ns, target, args, rng, number, repeat, workdir)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(records, f, indent=1)

@@ -1,30 +1,29 @@
 #!/usr/bin/env python
-"""Benchmark whole models: TVM dense and pruned (sparse) vs PyTorch and ONNX Runtime dense.
+"""Benchmark whole models: tvmprune next to ONNX Runtime, OpenVINO, DeepSparse and PyTorch, on the same weights.
 
-For each model (default resnet18, resnet50, mobilenet_v2, vgg16) this compiles, in one
-process: the dense model with TVM (``dense_only`` planner, every conv on the dense
-kernel) and each pruning pattern with TVM (default ``choose_format`` planner), and times
-them next to the dense model in PyTorch (``--threads`` threads, ``OMP_WAIT_POLICY=PASSIVE``)
-and in ONNX Runtime (when ``onnxruntime`` is importable; ``--threads`` intra-op threads).
-All runtimes of one model are timed in interleaved rounds (``--rounds``), so that load
-from other processes hits them alike; the ratios are what counts on a shared machine.
+For each model (default resnet18, resnet50, mobilenet_v2, vgg16) and each pattern (``dense`` plus
+``--patterns``) this prunes the PyTorch model once, compiles it with tvmprune (``dense``: every layer on
+the dense kernels; patterns: the ``--formats`` planner, default ``auto``), exports the *same* pruned
+model to ONNX for each peer engine, and times every candidate of the model in interleaved rounds in
+one run (``--threads`` threads each, batch 1). The peers run in their own processes (their pins clash
+with torch's): ``bash scripts/install_peers.sh`` installs them under ``~/.cache/tvmprune/peers/``;
+the benchmark says which are missing.
 
-"Best dense" is the fastest of TVM dense, PyTorch and ONNX Runtime (median ms); each
-pruned model's speedup is best dense / its median ms. Every compiled model is checked
-once against its (pruned) PyTorch model on a random input (BatchNorm statistics are
-randomised so outputs are O(1)): max |tvm - torch| / max |torch| above ``--rtol`` marks
-the row ``NUMERICS FAIL`` and it gets no speedup.
+"Best engine" of a pattern is the fastest of the peers and PyTorch on that pattern's weights; the
+headline ratio is best engine ÷ tvmprune (> 1: tvmprune is faster). tvmprune's own dense build is a
+second reference (``x vs own dense``). Every candidate is checked once against the pruned PyTorch
+model on a random input (BatchNorm statistics randomised so outputs are O(1)); a row over ``--rtol``
+is marked NUMERICS FAIL and gets no ratio.
 
-``--per-layer`` also times each conv / linear kernel of every pruned model alone (its own
-module, ``time_evaluator``) next to the dense kernel of the same layer, and says how the
-whole-model time splits into sparse kernels, dense kernels (e.g. the first 7x7 conv),
-depthwise / linear kernels and the rest (pooling, layout transposes, adds left in Relax,
-VM overhead). Narrow the run with ``--models`` / ``--patterns`` for it.
+``--per-layer`` also times each conv / linear kernel of the tvmprune builds alone next to the dense
+kernel of the same layer and shows, from inside the whole model (VM instrument hook), how the time
+splits into kernels, the other ops and the VM.
 
 Usage::
 
-    python scripts/bench_models.py --json /tmp/bench_models.json
-    python scripts/bench_models.py --models resnet50 --patterns 1x16@0.8 --per-layer
+    bash scripts/install_peers.sh
+    python scripts/bench_models.py --models resnet50 --patterns 1x16@0.8,unstructured@0.9 --json out.json
+    python scripts/bench_models.py --models efficientnet_b0 --patterns dense --per-layer
 """
 
 from __future__ import annotations
@@ -36,6 +35,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 DEFAULT_THREADS = 2
@@ -59,526 +59,291 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-# --------------------------------------------------------------------------- runtimes
+@dataclass
+class Candidate:
+    """One runner of one model and pattern, with what was checked about it."""
+
+    runner: Any
+    rel_err: float
+    numerics_ok: bool
+    formats: dict[str, int] = field(default_factory=dict)
+    compile_s: float | None = None
+    compiled: Any = None  # tvmprune's CompiledModel (for --per-layer)
 
 
-class Runner:
-    """One runtime of one model: ``sample(k)`` returns k single-run times in seconds."""
-
-    runtime = ""
-    pattern = "dense"
-
-    def sample(self, k: int) -> list[float]:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
+# --------------------------------------------------------------------------- candidates of one pattern
 
 
-class TvmRunner(Runner):
-    runtime = "tvm"
+def pruned_model(name: str, pattern: str, shape: tuple[int, ...]) -> Any:
+    from tvmprune.frontend.model_source import randomize_batchnorm
+    from tvmprune.model_request import resolve_model
 
-    def __init__(self, cm: Any, pattern: str, shape: tuple[int, ...], warmup: int) -> None:
-        import tvm
-        from tvm import relax
-
-        self.cm, self.pattern = cm, pattern
-        self.dev = tvm.cpu()
-        self.vm = relax.VirtualMachine(cm.executable, self.dev)
-        x = np.random.default_rng(0).standard_normal(shape).astype("float32")
-        self.vm.set_input("main", tvm.runtime.tensor(x, self.dev))
-        for _ in range(warmup):
-            self.vm.invoke_stateful("main")
-        self.ev = self.vm.time_evaluator("invoke_stateful", self.dev, number=1, repeat=1, min_repeat_ms=0)
-
-    def sample(self, k: int) -> list[float]:
-        return [float(self.ev("main").results[0]) for _ in range(k)]
+    req = resolve_model(name, shape, prune=None if pattern == "dense" else pattern)
+    return randomize_batchnorm(req.model, seed=0).eval(), req.pattern
 
 
-class TorchRunner(Runner):
-    runtime = "pytorch"
-
-    def __init__(self, model: Any, shape: tuple[int, ...], warmup: int) -> None:
-        import torch
-
-        self.torch = torch
-        self.model = model.eval()
-        self.x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
-        with torch.no_grad():
-            for _ in range(warmup):
-                self.model(self.x)
-
-    def sample(self, k: int) -> list[float]:
-        out = []
-        with self.torch.no_grad():
-            for _ in range(k):
-                t0 = time.perf_counter()
-                self.model(self.x)
-                out.append(time.perf_counter() - t0)
-        return out
-
-
-class OrtRunner(Runner):
-    runtime = "onnxruntime"
-
-    def __init__(self, model: Any, shape: tuple[int, ...], threads: int, warmup: int) -> None:
-        import onnxruntime as ort
-        import torch
-
-        x = torch.zeros(shape)
-        import warnings
-
-        with tempfile.TemporaryDirectory() as d, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            path = os.path.join(d, "model.onnx")
-            try:
-                torch.onnx.export(model.eval(), (x,), path, input_names=["x"], output_names=["y"], dynamo=False)
-            except TypeError:  # a torch without the dynamo switch
-                torch.onnx.export(model.eval(), (x,), path, input_names=["x"], output_names=["y"])
-            so = ort.SessionOptions()
-            so.intra_op_num_threads = threads
-            so.inter_op_num_threads = 1
-            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            self.sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-        self.feed = {"x": np.random.default_rng(0).standard_normal(shape).astype("float32")}
-        for _ in range(warmup):
-            self.sess.run(None, self.feed)
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        return self.sess.run(None, {"x": x})[0]
-
-    def sample(self, k: int) -> list[float]:
-        out = []
-        for _ in range(k):
-            t0 = time.perf_counter()
-            self.sess.run(None, self.feed)
-            out.append(time.perf_counter() - t0)
-        return out
-
-
-def ort_available() -> str | None:
-    """None when onnxruntime can be used, else why not."""
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return "onnxruntime not installed"
-    try:
-        import onnx  # noqa: F401
-    except ImportError:
-        return "onnx not installed (torch.onnx.export needs it)"
-    return None
-
-
-def time_interleaved(runners: list[Runner], repeat: int, rounds: int) -> list[dict[str, float]]:
-    """``repeat`` samples per runner, taken in ``rounds`` interleaved rounds."""
-    from tvmprune.measure.model import summarize_ms
-
-    samples: list[list[float]] = [[] for _ in runners]
-    per = [repeat // rounds + (1 if i < repeat % rounds else 0) for i in range(rounds)]
-    for k in per:
-        if k == 0:
-            continue
-        for i, r in enumerate(runners):
-            samples[i] += r.sample(k)
-    out = []
-    for s in samples:
-        st = summarize_ms(s)
-        st["p25_ms"] = float(np.percentile(np.asarray(s) * 1e3, 25))
-        out.append(st)
-    return out
-
-
-# --------------------------------------------------------------------------- per layer
-
-
-def _kernel_args(k: Any, in_shape: tuple[int, ...], residual: bool, rng: Any) -> list[Any]:
-    import tvm
-
-    dev = tvm.cpu()
-    args = [tvm.runtime.tensor(rng.standard_normal(in_shape).astype("float32"), dev)]
-    args += [tvm.runtime.tensor(np.ascontiguousarray(c), dev) for c in k.consts]
-    if residual:
-        args.append(tvm.runtime.tensor(rng.standard_normal(k.out_shape).astype("float32"), dev))
-    args.append(tvm.runtime.tensor(np.zeros(k.out_shape, "float32"), dev))
-    return args
-
-
-def time_kernel(k: Any, in_shape: tuple[int, ...], residual: bool, target: Any, repeat: int, rng: Any) -> float:
-    """Median ms of one kernel alone (its own module, default schedule)."""
-    import tvm
-
-    lib = tvm.compile(tvm.IRModule({k.name: k.scheduled()}), target=target.tvm_target)
-    args = _kernel_args(k, in_shape, residual, rng)
-    mod = getattr(lib, "mod", lib)
-    f = mod.time_evaluator(k.name, tvm.cpu(), number=3, repeat=max(repeat // 2, 3), min_repeat_ms=10)
-    f(*args)  # warm
-    return float(np.median(f(*args).results)) * 1e3
-
-
-def dense_reference(plan: Any, target: Any) -> Any:
-    """The dense kernel of the same layer (same weight: the dense kernel does not care about zeros)."""
-    info = plan.info
-    if info.op == "conv2d":
-        from tvmprune.kernels.dense_conv2d import dense_conv2d
-
-        return dense_conv2d(info.spec, info.weight, info.bias, target)
-    from tvmprune.kernels.dense_linear import dense_linear
-
-    return dense_linear(info.weight, info.bias, info.batch, info.activation, target)
-
-
-def profile_vm(cm: Any, shape: tuple[int, ...], runs: int) -> tuple[dict[str, float], dict[str, int], float]:
-    """Per-call times inside the whole model (VM instrument): median ms per symbol over ``runs``.
-
-    Returns (median ms per symbol, calls per run per symbol, median instrumented total ms).
-    The Python hook adds a few microseconds per call, so totals read a little high.
-    """
-    import collections
-
-    import tvm
-    from tvm import relax
-
-    dev = tvm.cpu()
-    vm = relax.VirtualMachine(cm.executable, dev)
-    x = tvm.runtime.tensor(np.random.default_rng(0).standard_normal(shape).astype("float32"), dev)
-    vm["main"](x)
-    cur: dict[str, float] = collections.defaultdict(float)
-    calls: collections.Counter = collections.Counter()
-    start: dict[str, float] = {}
-
-    def instrument(func: Any, sym: str, before: bool, ret: Any, *a: Any) -> int:
-        if before:
-            start[sym] = time.perf_counter()
-        else:
-            cur[sym] += time.perf_counter() - start.pop(sym, time.perf_counter())
-            calls[sym] += 1
-        return 0
-
-    vm.set_instrument(instrument)
-    per_run: list[dict[str, float]] = []
-    totals = []
-    for _ in range(runs):
-        cur.clear()
-        t0 = time.perf_counter()
-        vm["main"](x)
-        totals.append(time.perf_counter() - t0)
-        per_run.append(dict(cur))
-    syms = {k for r in per_run for k in r}
-    med = {k: float(np.median([r.get(k, 0.0) for r in per_run])) * 1e3 for k in syms}
-    return med, {k: v // runs for k, v in calls.items()}, float(np.median(totals)) * 1e3
-
-
-def layer_in_shape(info: Any) -> tuple[int, ...]:
-    if info.op == "conv2d":
-        return info.spec.in_shape
-    return (info.batch, info.weight.shape[1])
-
-
-def per_layer(model: str, pattern: str, cm: Any, model_ms: float, target: Any, repeat: int) -> dict[str, Any]:
-    from tvmprune.reports.tables import format_table
-
-    log(f"{model} {pattern}: timing {sum(p.kernel is not None for p in cm.plans)} kernels alone "
-        "(+ dense kernel of each sparse layer)")
-    rng = np.random.default_rng(0)
-    prof, calls, prof_total = profile_vm(cm, cm.input_shape, max(repeat, 5))
-    rows = []
-    for p in cm.plans:
-        info = p.info
-        fmt = p.format_label
-        row: dict[str, Any] = {"layer": info.name, "shape": info.shape_str if info.op else "", "fmt": fmt,
-                               "density": round(info.density, 3), "gflop": info.dense_flops / 1e9 if p.kernel else None}
-        if p.kernel is None:
-            row.update(ms=None, dense_ms=None, speedup=None, category="relax")
-            rows.append(row)
-            continue
-        residual = bool(info.op == "conv2d" and info.spec.residual)
-        shape = layer_in_shape(info)
-        ms = time_kernel(p.kernel, shape, residual, target, repeat, rng)
-        if p.fmt in ("1xN", "1xN-spatial", "csr"):
-            dms = time_kernel(dense_reference(p, target), shape, residual, target, repeat, rng)
-            cat = "sparse " + info.op
-        else:
-            dms = ms
-            cat = {"dense": "dense " + info.op, "depthwise": "depthwise conv"}.get(p.fmt, p.fmt)
-        row.update(ms=ms, dense_ms=dms, speedup=dms / ms if ms else None, category=cat,
-                   in_model_ms=prof.get(p.kernel.name))
-        rows.append(row)
-    print(format_table(rows, [("layer", "layer"), ("shape", "shape"), ("fmt", "format"), ("density", "density"),
-                              ("gflop", "dense GFLOP"), ("ms", "kernel ms"), ("dense_ms", "dense kernel ms"),
-                              ("speedup", "x vs dense"), ("in_model_ms", "in-model ms")]))
-    cats: dict[str, dict[str, float]] = {}
-    for r in rows:
-        if r["ms"] is None:
-            continue
-        c = cats.setdefault(r["category"], {"ms": 0.0, "dense_ms": 0.0, "layers": 0})
-        c["ms"] += r["ms"]
-        c["dense_ms"] += r["dense_ms"]
-        c["layers"] += 1
-    kern = sum(c["ms"] for c in cats.values())
-    other = model_ms - kern
-    summary = [{"part": k, "layers": int(v["layers"]), "ms": v["ms"], "pct": 100 * v["ms"] / model_ms,
-                "dense_ms": v["dense_ms"]} for k, v in sorted(cats.items(), key=lambda kv: -kv[1]["ms"])]
-    n_relax = sum(1 for r in rows if r["ms"] is None)
-    summary.append({"part": f"rest (non-conv ops, {n_relax} relax layers, VM)", "layers": n_relax, "ms": other,
-                    "pct": 100 * other / model_ms, "dense_ms": other})
-    summary.append({"part": "whole model (measured)", "layers": len(rows), "ms": model_ms, "pct": 100.0,
-                    "dense_ms": kern_dense(cats) + other})
-    print()
-    print(f"{model} {pattern}: where the time goes (kernels timed alone; 'rest' = whole model - sum of kernels; "
-          "'if dense' = same part with dense kernels)")
-    print(format_table(summary, [("part", "part"), ("layers", "layers"), ("ms", "ms"), ("pct", "% of model"),
-                                 ("dense_ms", "ms if dense")]))
-    # the same split from inside the whole model (VM instrument), plus the non-kernel ops by name
-    kernel_cat = {p.kernel.name: r["category"] for p, r in zip(cm.plans, rows) if p.kernel is not None}
-    in_cats: dict[str, float] = {}
-    other_ops: dict[str, float] = {}
-    for sym, ms_ in prof.items():
-        if sym in kernel_cat:
-            in_cats[kernel_cat[sym]] = in_cats.get(kernel_cat[sym], 0.0) + ms_
-        else:
-            other_ops[sym] = ms_
-    unattributed = prof_total - sum(prof.values())
-    in_rows = [{"part": k, "ms": v, "pct": 100 * v / prof_total}
-               for k, v in sorted(in_cats.items(), key=lambda kv: -kv[1])]
-    in_rows.append({"part": "non-kernel ops (all)", "ms": sum(other_ops.values()),
-                    "pct": 100 * sum(other_ops.values()) / prof_total})
-    for sym, v in sorted(other_ops.items(), key=lambda kv: -kv[1])[:8]:
-        in_rows.append({"part": f"  {sym} (x{calls.get(sym, 0)})", "ms": v, "pct": 100 * v / prof_total})
-    in_rows.append({"part": "VM / between calls", "ms": unattributed, "pct": 100 * unattributed / prof_total})
-    in_rows.append({"part": "whole model (instrumented run)", "ms": prof_total, "pct": 100.0})
-    print()
-    print(f"{model} {pattern}: the same split measured inside the whole model (VM instrument hook, median of "
-          f"{max(repeat, 5)} runs per call)")
-    print(format_table(in_rows, [("part", "part"), ("ms", "ms"), ("pct", "% of model")]))
-    sparse = [r for r in rows if r.get("category", "").startswith("sparse")]
-    if sparse:
-        s_ms, d_ms = sum(r["ms"] for r in sparse), sum(r["dense_ms"] for r in sparse)
-        s_in = sum(v for k, v in in_cats.items() if k.startswith("sparse"))
-        rest = prof_total - s_in
-        print(f"sparse layers alone: {s_ms:.2f} ms as sparse kernels vs {d_ms:.2f} ms as dense kernels "
-              f"({d_ms / s_ms:.2f}x). Inside the model the sparse kernels take {s_in:.2f} of {prof_total:.2f} ms; "
-              f"the other {rest:.2f} ms ({100 * rest / prof_total:.0f}%) bound what faster sparse kernels can give "
-              f"(free sparse layers: at most {prof_total / max(rest, 1e-9):.1f}x more).")
-    return {"model": model, "pattern": pattern, "model_ms": model_ms, "layers": rows, "summary": summary,
-            "in_model": in_rows}
-
-
-def kern_dense(cats: dict[str, dict[str, float]]) -> float:
-    return sum(c["dense_ms"] for c in cats.values())
-
-
-# --------------------------------------------------------------------------- main
-
-
-def check_numerics(cm: Any, ref_model: Any, shape: tuple[int, ...]) -> float:
-    """max |tvm - torch| / max |torch| on one random input."""
+def reference_output(model: Any, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     import torch
 
     x = np.random.default_rng(1).standard_normal(shape).astype("float32")
-    out = cm.run(x)
     with torch.no_grad():
-        ref = ref_model(torch.from_numpy(x)).numpy()
-    if out.shape != ref.shape:
-        return float("inf")
-    scale = max(float(np.abs(ref).max()), 1e-6)
-    return float(np.abs(out - ref).max()) / scale
+        return x, model(torch.from_numpy(x)).numpy()
 
 
-def bench_model(name: str, patterns: list[str], args: Any, target: Any, ort_reason: str | None) -> tuple[list, list]:
-    import torch
-
+def tvmprune_candidate(name: str, pattern: str, label: str, model: Any, args: Any, target: Any) -> Candidate:
     from tvmprune.compiler import compile_model
-    from tvmprune.model_request import resolve_model
-    from tvmprune.plan.planners import dense_only
+    from tvmprune.measure.runners import TvmRunner, max_rel_err
     from tvmprune.plan.layer import formats_summary
-    from tvmprune.frontend.model_source import randomize_batchnorm
+    from tvmprune.plan.planners import PLANNERS
+    from tvmprune.tune.apply import schedule_source_for
 
-    shape = args.input_shape
-    records: list[dict[str, Any]] = []
-    layer_reports: list[dict[str, Any]] = []
-    runners: list[Runner] = []
-    meta: list[dict[str, Any]] = []  # per runner: pattern, rel_err, formats, compile_s, error
-    failures: list[dict[str, Any]] = []
+    t0 = time.time()
+    planner = PLANNERS["dense" if pattern == "dense" else args.formats]
+    src = schedule_source_for(None, target, use_shipped=not args.no_shipped_schedules, log=None)
+    cm = compile_model(model, args.input_shape, target, planner=planner, schedule_source=src,
+                       model_spec=name, pattern=label)
+    compile_s = time.time() - t0
+    x, ref = reference_output(model, args.input_shape)
+    err = max_rel_err(cm.run(x), ref)
+    if not args.per_layer:
+        cm.relax_mod = None
+        for p in cm.plans:  # free the weight copies; only the executable is needed to time
+            p.kernel = None
+    fm = formats_summary(cm.plans)
+    log(f"{name} {pattern}: compiled in {compile_s:.1f} s; layers {fm}; rel err {err:.1e}")
+    return Candidate(TvmRunner(cm, pattern, args.input_shape, args.warmup), err, err <= args.rtol, fm,
+                     round(compile_s, 1), cm if args.per_layer else None)
 
-    def add_tvm(pattern: str) -> None:
-        t0 = time.time()
+
+def peer_candidates(pattern: str, model: Any, peers: list[Any], args: Any, workdir: str,
+                    failures: list[dict[str, Any]], name: str) -> list[Candidate]:
+    from tvmprune.measure.peers import PeerRunner, export_onnx
+    from tvmprune.measure.runners import max_rel_err
+
+    if not peers:
+        return []
+    path = export_onnx(model, args.input_shape, os.path.join(workdir, f"{pattern.replace('@', '_')}.onnx"))
+    x, ref = reference_output(model, args.input_shape)
+    out = []
+    for peer in peers:
         try:
-            req = resolve_model(name, shape, prune=None if pattern == "dense" else pattern)
-            model = randomize_batchnorm(req.model, seed=0)
-            log(f"{name} {pattern}: pruned in {time.time() - t0:.1f} s, compiling ...")
-            t1 = time.time()
-            cm = compile_model(model, shape, target, planner=dense_only if pattern == "dense" else None,
-                               model_spec=name, pattern=req.pattern)
-            compile_s = time.time() - t1
-            err = check_numerics(cm, model, shape)
-        except Exception as e:  # report and go on with the other patterns
-            msg = f"{type(e).__name__}: {e}"
-            log(f"{name} {pattern}: FAILED: {msg}")
-            failures.append({"model": name, "pattern": pattern, "runtime": "tvm", "error": msg})
-            return
-        fmts = formats_summary(cm.plans)
-        ok = err <= args.rtol
-        log(f"{name} {pattern}: compiled in {compile_s:.1f} s; layers {fmts}; numerics rel err {err:.2e} "
-            f"{'ok' if ok else 'NUMERICS FAIL'}")
-        if not args.per_layer:
-            cm.relax_mod = None
-            for p in cm.plans:  # free the weight copies; only the executable is needed to time
-                p.kernel = None
-        runners.append(TvmRunner(cm, pattern, shape, args.warmup))
-        meta.append({"pattern": pattern, "rel_err": err, "numerics_ok": ok, "formats": fmts,
-                     "compile_s": round(compile_s, 1), "cm": cm})
-        del model, req
-        gc.collect()
-
-    base = randomize_batchnorm(resolve_model(name, shape).model, seed=0)
-    add_tvm("dense")
-    for pat in patterns:
-        if pat != "dense":
-            add_tvm(pat)
-    runners.append(TorchRunner(base, shape, args.warmup))
-    meta.append({"pattern": "dense", "rel_err": 0.0, "numerics_ok": True, "formats": {}, "compile_s": None})
-    if ort_reason is None:
-        try:
-            log(f"{name}: exporting to ONNX for onnxruntime ...")
-            ort_r = OrtRunner(base, shape, args.threads, args.warmup)
-            x = np.random.default_rng(1).standard_normal(shape).astype("float32")
-            with torch.no_grad():
-                ref = base(torch.from_numpy(x)).numpy()
-            err = float(np.abs(ort_r.run(x) - ref).max()) / max(float(np.abs(ref).max()), 1e-6)
-            runners.append(ort_r)
-            meta.append({"pattern": "dense", "rel_err": err, "numerics_ok": err <= args.rtol, "formats": {},
-                         "compile_s": None})
-        except Exception as e:
+            r = PeerRunner(peer, path, args.input_shape, args.threads, args.warmup, pattern)
+            err = max_rel_err(r.run(x, workdir), ref)
+        except Exception as e:  # one engine failing on one model is a row, not the end of the benchmark
             msg = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            log(f"{name}: onnxruntime failed: {msg}")
-            failures.append({"model": name, "pattern": "dense", "runtime": "onnxruntime", "error": msg})
+            log(f"{name} {pattern}: {peer.engine} failed: {msg}")
+            failures.append({"model": name, "pattern": pattern, "runtime": peer.engine, "error": msg})
+            continue
+        out.append(Candidate(r, err, err <= args.rtol))
+    return out
 
-    log(f"{name}: timing {len(runners)} runtimes x {args.repeat} runs in {args.rounds} interleaved rounds ...")
-    stats = time_interleaved(runners, args.repeat, args.rounds)
-    dense_rows = [(s, r) for s, r, m in zip(stats, runners, meta) if r.pattern == "dense" and m["numerics_ok"]]
-    best_s, best_r = min(dense_rows, key=lambda sr: sr[0]["median_ms"])
-    best_ms, best_rt = best_s["median_ms"], best_r.runtime
-    best_min = min(s["min_ms"] for s, _ in dense_rows)
-    best_min_rt = min(dense_rows, key=lambda sr: sr[0]["min_ms"])[1].runtime
-    for s, r, m in zip(stats, runners, meta):
-        rec = {
-            "model": name, "pattern": r.pattern, "runtime": r.runtime, "input_shape": list(shape),
-            "threads": args.threads, "ms": s["median_ms"], **s,
-            "best_dense_ms": best_ms, "best_dense_runtime": best_rt,
-            "speedup_vs_best_dense": best_ms / s["median_ms"] if m["numerics_ok"] else None,
-            "best_dense_min_ms": best_min, "best_dense_min_runtime": best_min_rt,
-            "speedup_vs_best_dense_min": best_min / s["min_ms"] if m["numerics_ok"] else None,
-            "rel_err": m["rel_err"], "numerics_ok": m["numerics_ok"], "formats": m["formats"],
-            "compile_s": m["compile_s"],
-        }
-        records.append(rec)
-    if args.per_layer:
-        for s, r, m in zip(stats, runners, meta):
-            if r.runtime == "tvm" and r.pattern != "dense":
-                layer_reports.append(per_layer(name, r.pattern, m["cm"], s["median_ms"], target, args.repeat))
-    for r in runners:
-        r.close()
-    runners.clear()
-    meta.clear()
+
+def pattern_candidates(name: str, pattern: str, args: Any, target: Any, peers: list[Any], workdir: str,
+                       failures: list[dict[str, Any]]) -> list[Candidate]:
+    """tvmprune, PyTorch and every peer on the weights of ``name`` pruned with ``pattern``."""
+    from tvmprune.measure.runners import TorchRunner
+
+    t0 = time.time()
+    try:
+        model, label = pruned_model(name, pattern, args.input_shape)
+        log(f"{name} {pattern}: pruned in {time.time() - t0:.1f} s")
+        cands = [tvmprune_candidate(name, pattern, label, model, args, target)]
+    except Exception as e:  # report and go on with the other patterns
+        msg = f"{type(e).__name__}: {e}"
+        log(f"{name} {pattern}: FAILED: {msg}")
+        failures.append({"model": name, "pattern": pattern, "runtime": "tvmprune", "error": msg})
+        return []
+    cands.append(Candidate(TorchRunner(model, pattern, args.input_shape, args.warmup), 0.0, True))
+    cands += peer_candidates(pattern, model, peers, args, workdir, failures, name)
     gc.collect()
-    return records + failures, layer_reports
+    return cands
 
 
-def print_table(records: list[dict[str, Any]]) -> None:
+# --------------------------------------------------------------------------- records
+
+
+def records_of(name: str, cands: list[Candidate], stats: list[dict[str, float]], args: Any) -> list[dict[str, Any]]:
+    """One record per candidate, with the best engine of its pattern and the ratios."""
+    recs = []
+    for c, s in zip(cands, stats):
+        recs.append({"model": name, "pattern": c.runner.pattern, "runtime": c.runner.runtime,
+                     "version": getattr(c.runner, "version", None), "input_shape": list(args.input_shape),
+                     "threads": args.threads, **s, "rel_err": c.rel_err, "numerics_ok": c.numerics_ok,
+                     "formats": c.formats, "compile_s": c.compile_s})
+    own_dense = next((r["median_ms"] for r in recs if r["runtime"] == "tvmprune" and r["pattern"] == "dense"
+                      and r["numerics_ok"]), None)
+    for pat in {r["pattern"] for r in recs}:
+        engines = [r for r in recs if r["pattern"] == pat and r["runtime"] != "tvmprune" and r["numerics_ok"]]
+        best = min(engines, key=lambda r: r["median_ms"], default=None)
+        for r in recs:
+            if r["pattern"] != pat:
+                continue
+            r["best_engine"] = best["runtime"] if best else None
+            r["best_engine_ms"] = best["median_ms"] if best else None
+            ok = r["numerics_ok"] and best is not None
+            r["best_engine_over_this"] = best["median_ms"] / r["median_ms"] if ok else None
+            r["own_dense_over_this"] = own_dense / r["median_ms"] if own_dense and r["numerics_ok"] else None
+    return recs
+
+
+def bench_model(name: str, patterns: list[str], args: Any, target: Any, peers: list[Any]) -> tuple[list, list]:
+    failures: list[dict[str, Any]] = []
+    cands: list[Candidate] = []
+    with tempfile.TemporaryDirectory(prefix="tvmprune-bench-") as workdir:
+        for pat in ["dense"] + [p for p in patterns if p != "dense"]:
+            cands += pattern_candidates(name, pat, args, target, peers, workdir, failures)
+        if not cands:
+            return failures, []
+        from tvmprune.measure.runners import time_interleaved
+
+        log(f"{name}: timing {len(cands)} candidates x {args.repeat} runs in {args.rounds} interleaved rounds ...")
+        stats = time_interleaved([c.runner for c in cands], args.repeat, args.rounds)
+        recs = records_of(name, cands, stats, args)
+        layer_reports = []
+        if args.per_layer:
+            from bench_model_layers import per_layer  # noqa: E402 - sibling script module
+
+            for c, r in zip(cands, recs):
+                if c.compiled is not None:
+                    layer_reports.append(per_layer(name, r["pattern"], c.compiled, r["median_ms"], target, args.repeat))
+        for c in cands:
+            c.runner.close()
+    gc.collect()
+    return recs + failures, layer_reports
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def print_runs(records: list[dict[str, Any]]) -> None:
+    """Every candidate: median, spread, numerics."""
     from tvmprune.reports.tables import format_table
 
-    rows = []
+    rows = [{**r, "err": f"{r['rel_err']:.1e}", "status": "ok" if r["numerics_ok"] else "NUMERICS FAIL",
+             "fm": ",".join(f"{k}:{v}" for k, v in r["formats"].items())} for r in records if "error" not in r]
+    print(format_table(rows, [("model", "model"), ("pattern", "pattern"), ("runtime", "engine"),
+                              ("median_ms", "median ms"), ("spread_ms", "IQR ms"), ("min_ms", "min ms"),
+                              ("err", "rel err"), ("status", "numerics"), ("fm", "tvmprune layer formats")]))
+
+
+def print_summary(records: list[dict[str, Any]], engines: list[str]) -> None:
+    """One row per model and pattern: every engine's median ms, the best engine, best ÷ tvmprune."""
+    from tvmprune.reports.tables import format_table
+
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
     for r in records:
         if "error" in r:
-            rows.append({"model": r["model"], "runtime": r["runtime"], "pattern": r["pattern"],
-                         "status": "ERROR (see below)"})
             continue
-        fm = ",".join(f"{k}:{v}" for k, v in r["formats"].items())
-        rows.append({**r, "x": r["speedup_vs_best_dense"], "xmin": r.get("speedup_vs_best_dense_min"),
-                     "err": f"{r['rel_err']:.1e}", "fm": fm,
-                     "status": "ok" if r["numerics_ok"] else "NUMERICS FAIL"})
-    print(format_table(rows, [("model", "model"), ("runtime", "runtime"), ("pattern", "pattern"),
-                              ("median_ms", "median ms"), ("spread_ms", "IQR ms"), ("min_ms", "min ms"),
-                              ("x", "x vs best dense"), ("best_dense_runtime", "best dense"),
-                              ("xmin", "x (min ms)"), ("err", "rel err"),
-                              ("status", "numerics"), ("fm", "layer formats")]))
+        row = rows.setdefault((r["model"], r["pattern"]), {"model": r["model"], "pattern": r["pattern"]})
+        row[r["runtime"]] = r["median_ms"] if r["numerics_ok"] else float("nan")
+        if r["runtime"] == "tvmprune":
+            row.update(best=r["best_engine"], ratio=r["best_engine_over_this"], own=r["own_dense_over_this"])
+    cols = [("model", "model"), ("pattern", "pattern"), ("tvmprune", "tvmprune ms")]
+    cols += [(e, f"{e} ms") for e in engines + ["pytorch"]]
+    cols += [("best", "best engine"), ("ratio", "best engine ÷ tvmprune"), ("own", "x vs own dense")]
+    print(format_table(list(rows.values()), cols))
 
 
-def main(argv: list[str] | None = None) -> int:
-    from tvmprune.runtime_threads import use_usable_cores
+def parse_peer_pythons(items: list[str]) -> dict[str, str]:
+    from tvmprune.measure.peers import engine_name
 
-    use_usable_cores()
+    out = {}
+    for it in items:
+        if "=" not in it:
+            raise SystemExit(f"--peer-python wants ENGINE=PATH, got {it!r}")
+        e, p = it.split("=", 1)
+        out[engine_name(e)] = p
+    return out
+
+
+def find_peers(args: Any) -> tuple[list[Any], dict[str, str]]:
+    from tvmprune.measure.peers import PeerEngine, engine_name, find_engine
+
+    found, missing = [], {}
+    names = [] if args.peers in ("", "none") else [engine_name(e) for e in args.peers.split(",") if e.strip()]
+    for e in names:
+        r = find_engine(e, parse_peer_pythons(args.peer_python))
+        if isinstance(r, PeerEngine):
+            found.append(r)
+        else:
+            missing[e] = r
+    return found, missing
+
+
+def parse_args(argv: list[str] | None) -> Any:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--models", default=",".join(MODELS), help="comma list (default: %(default)s)")
+    ap.add_argument("--models", default=",".join(MODELS), help="comma list of torchvision names (default: %(default)s)")
     ap.add_argument("--patterns", default=",".join(PATTERNS),
                     help="comma list of pruning patterns next to dense (default: %(default)s)")
     ap.add_argument("--input-shape", default="1x3x224x224")
-    ap.add_argument("--repeat", type=int, default=20, help="timed runs per runtime (default: %(default)s)")
+    ap.add_argument("--repeat", type=int, default=20, help="timed runs per candidate (default: %(default)s)")
     ap.add_argument("--rounds", type=int, default=0,
-                    help="interleaved timing rounds (default: one run of each runtime per round, i.e. --repeat)")
+                    help="interleaved timing rounds (default: blocks of 4 runs per candidate and round)")
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="TVM / PyTorch / ORT threads")
+    ap.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="threads of every engine")
     ap.add_argument("--target", default="x86")
+    ap.add_argument("--formats", default="auto", help="tvmprune planner for the pruned patterns (auto, sparse)")
+    ap.add_argument("--no-shipped-schedules", action="store_true", help="default schedules only")
+    ap.add_argument("--peers", default="onnxruntime,openvino,deepsparse",
+                    help="peer engines, comma list or 'none' (default: %(default)s)")
+    ap.add_argument("--peer-python", action="append", default=[], metavar="ENGINE=PATH",
+                    help="the Python that has ENGINE installed (default: ~/.cache/tvmprune/peers/ENGINE)")
     ap.add_argument("--rtol", type=float, default=1e-3,
-                    help="max |tvm - torch| / max |torch| before a row is marked NUMERICS FAIL")
+                    help="max |x - torch| / max |torch| before a row is marked NUMERICS FAIL")
     ap.add_argument("--per-layer", action="store_true",
-                    help="time each kernel of every pruned model alone (narrow with --models/--patterns)")
-    ap.add_argument("--no-ort", action="store_true", help="skip ONNX Runtime even when installed")
+                    help="time each kernel of the tvmprune builds alone (narrow with --models/--patterns)")
     ap.add_argument("--json", help="write the records here")
     args = ap.parse_args(argv)
+    if args.repeat < 1 or args.rounds < 0:
+        ap.error("--repeat must be >= 1 and --rounds >= 0")
+    args.rounds = min(args.rounds or -(-args.repeat // 4), args.repeat)
+    return args
 
+
+def main(argv: list[str] | None = None) -> int:
     import torch
 
     from tvmprune.frontend.model_source import parse_input_shape
     from tvmprune.prune.pattern import parse_pattern
+    from tvmprune.runtime_threads import use_usable_cores
     from tvmprune.target import get_target, with_cores
 
+    use_usable_cores()
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
     args.input_shape = parse_input_shape(args.input_shape)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     patterns = [parse_pattern(p).label for p in args.patterns.split(",") if p.strip()]
-    if args.repeat < 1 or args.rounds < 0:
-        ap.error("--repeat must be >= 1 and --rounds >= 0")
-    args.rounds = min(args.rounds or args.repeat, args.repeat)
     target = with_cores(get_target(args.target), args.threads)
-    ort_reason = "--no-ort" if args.no_ort else ort_available()
-    log(f"target {target.name} ({target.description}), {args.threads} threads (TVM_NUM_THREADS="
-        f"{os.environ.get('TVM_NUM_THREADS')}, torch {torch.get_num_threads()}, OMP_WAIT_POLICY="
-        f"{os.environ.get('OMP_WAIT_POLICY')}); onnxruntime: {ort_reason or 'yes'}")
-
-    t_start = time.time()
-    records: list[dict[str, Any]] = []
-    layer_reports: list[dict[str, Any]] = []
+    peers, missing = find_peers(args)
+    log(f"target {target.name} ({target.description}), {args.threads} threads; peers: "
+        + ", ".join([f"{p.engine} {p.version}" for p in peers] + [f"{e}: MISSING" for e in missing]))
+    t_start, records, layer_reports = time.time(), [], []
     for name in models:
-        recs, lr = bench_model(name, patterns, args, target, ort_reason)
+        recs, lr = bench_model(name, patterns, args, target, peers)
         records += recs
         layer_reports += lr
         print()
-        print_table([r for r in recs if "error" not in r])
+        print_runs([r for r in recs if "error" not in r])
         print(flush=True)
     log(f"done in {time.time() - t_start:.0f} s")
-    print()
-    print("== all models ==")
-    print_table(records)
+    print("\n== best engine on the same weights vs tvmprune (median ms; ratio > 1: tvmprune faster) ==")
+    print_summary(records, [p.engine for p in peers])
     errors = [r for r in records if "error" in r]
     bad = [r for r in records if "error" not in r and not r["numerics_ok"]]
-    if errors:
-        print("\nfailures:")
-        for r in errors:
-            print(f"  {r['model']} {r['pattern']} ({r['runtime']}): {r['error']}")
-    if bad:
-        print("\nnumerics failures (no speedup reported):")
-        for r in bad:
-            print(f"  {r['model']} {r['pattern']} ({r['runtime']}): rel err {r['rel_err']:.2e} > {args.rtol}")
-    if ort_reason:
-        print(f"\nONNX Runtime: {ort_reason}")
+    for r in errors:
+        print(f"FAILED: {r['model']} {r['pattern']} ({r['runtime']}): {r['error']}")
+    for r in bad:
+        print(f"NUMERICS: {r['model']} {r['pattern']} ({r['runtime']}): rel err {r['rel_err']:.2e} > {args.rtol}")
+    for e, why in missing.items():
+        print(f"missing peer: {why}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"records": records, "per_layer": layer_reports,
+            json.dump({"records": records, "per_layer": layer_reports, "missing_peers": missing,
                        "config": {"threads": args.threads, "target": target.to_json(), "repeat": args.repeat,
                                   "rounds": args.rounds, "input_shape": list(args.input_shape),
-                                  "onnxruntime": ort_reason or "yes", "rtol": args.rtol}}, f, indent=2,
-                      default=float)
+                                  "peers": {p.engine: p.version for p in peers}, "rtol": args.rtol}},
+                      f, indent=2, default=float)
         log(f"wrote {args.json}")
     return 1 if errors or bad else 0
 

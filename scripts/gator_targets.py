@@ -7,7 +7,7 @@ from tvmprune.dataset import digits_loaders, train, evaluate
 from tvmprune.prune import prune_model
 from tvmprune.prune.gator import gator_prune, GatorOptions
 from tvmprune.compiler import compile_model
-from tvmprune.bench import time_vm
+from tvmprune.measure.model import time_vm
 import tvm
 from tvm import relax
 FT = int(sys.argv[1]) if len(sys.argv) > 1 else 4

@@ -8,8 +8,8 @@ import sys
 import pytest
 
 
-def run_cli(*args, check=False):
-    p = subprocess.run([sys.executable, "-m", "tvmprune.cli", *args], capture_output=True, text=True)
+def run_cli(*args, check=False, cwd=None):
+    p = subprocess.run([sys.executable, "-m", "tvmprune.cli", *args], capture_output=True, text=True, cwd=cwd)
     if check:
         assert p.returncode == 0, p.stderr
     return p
@@ -73,9 +73,82 @@ def test_user_model_file_compile_and_bench(tmp_path):
     assert "median ms" in p.stdout and "tvm" in p.stdout
 
 
+def test_bench_vs_engines_same_weights(tmp_path):
+    from tvmprune.measure.peers import PeerEngine, find_engine
+
+    if not isinstance(find_engine("onnxruntime"), PeerEngine):
+        pytest.skip("onnxruntime not installed (pip install -e '.[bench]')")
+    run_cli("compile", "--model", "tiny_cnn", "--input-shape", "1x3x16x16", "--prune", "1x4@0.5", "-o", "out",
+            cwd=tmp_path, check=True)
+    p = run_cli("bench", "out", "--repeat", "4", "--json", "--vs", "ort,pytorch", cwd=tmp_path, check=True)
+    rows = json.loads(p.stdout)
+    assert [r["runtime"] for r in rows] == ["tvm", "pytorch", "onnxruntime"]
+    best = min(r["median_ms"] for r in rows[1:])
+    assert rows[0]["best_engine_over_this"] == pytest.approx(best / rows[0]["median_ms"])
+    p = run_cli("bench", "out", "--vs", "tensorrt", cwd=tmp_path)
+    assert p.returncode == 2 and "unknown engine 'tensorrt'" in p.stderr and "Traceback" not in p.stderr
+
+
 def test_targets_command():
     p = run_cli("targets", check=True)
     for name in ("x86", "x86-avx2", "x86-avx512", "arm_cpu", "aarch64"):
         assert name in p.stdout
     js = json.loads(run_cli("targets", "--json", check=True).stdout)
     assert {t["name"] for t in js} == {"x86", "x86-avx2", "x86-avx512", "arm_cpu", "aarch64"}
+
+
+def _saved_pruned_tiny_cnn(directory):
+    """tiny_cnn pruned 1x4@0.5 with its weights then scaled, so pruning again from the spec
+    cannot reproduce it: only loading the saved directory gives these weights."""
+    import torch
+
+    from tvmprune.frontend.model_source import load_model
+    from tvmprune.prune import prune_model, save_pruned
+
+    res = prune_model(load_model("tiny_cnn"), "1x4@0.5", torch.zeros(1, 3, 16, 16))
+    with torch.no_grad():
+        for p in res.model.parameters():
+            p.mul_(2.0)
+    save_pruned(res, str(directory), "tiny_cnn", (1, 3, 16, 16))
+    return res.model.state_dict()
+
+
+def test_bench_vs_torch_loads_the_saved_pruned_model(tmp_path):
+    import torch
+
+    from tvmprune.model_request import torch_reference
+
+    saved = _saved_pruned_tiny_cnn(tmp_path / "pruned")
+    run_cli("compile", "--pruned", "pruned", "-o", "out", cwd=tmp_path, check=True)  # relative paths
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert meta["pruned_dir"] == str(tmp_path / "pruned") and meta["pattern"] == "1x4@0.5"
+    ref = torch_reference(meta)
+    assert ref.pruned_dir == str(tmp_path / "pruned") and ref.input_shape == (1, 3, 16, 16)
+    got = ref.model.state_dict()
+    assert all(torch.equal(got[k], v) for k, v in saved.items())
+    p = run_cli("bench", str(tmp_path / "out"), "--repeat", "3", "--json", "--vs-torch", check=True)
+    assert [r["runtime"] for r in json.loads(p.stdout)] == ["tvm", "pytorch"]
+    assert f"pruned model from {tmp_path / 'pruned'}" in p.stderr
+    (tmp_path / "pruned" / "pruning.json").unlink()
+    p = run_cli("bench", str(tmp_path / "out"), "--repeat", "3", "--vs-torch")
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert "no PyTorch reference" in p.stderr and str(tmp_path / "pruned") in p.stderr
+
+
+def test_torch_reference_prunes_again_only_what_it_can_rebuild():
+    import torch
+
+    from tvmprune.errors import NoTorchReferenceError
+    from tvmprune.frontend.model_source import load_model
+    from tvmprune.model_request import torch_reference
+    from tvmprune.prune import prune_model
+
+    ref = torch_reference({"model": "tiny_cnn", "pattern": "1x4@0.5", "input_shape": [1, 3, 16, 16]})
+    want = prune_model(load_model("tiny_cnn"), "1x4@0.5", torch.zeros(1, 3, 16, 16)).model.state_dict()
+    assert ref.pattern == "1x4@0.5" and all(torch.equal(ref.model.state_dict()[k], v) for k, v in want.items())
+    with pytest.raises(NoTorchReferenceError, match="learns from training data.*--pruned DIR"):
+        torch_reference({"model": "digits_cnn", "pattern": "gator@0.5", "input_shape": [1, 1, 16, 16]})
+    with pytest.raises(NoTorchReferenceError, match="names no model"):
+        torch_reference({"model": "", "pattern": "1x4@0.5", "input_shape": [1, 3, 16, 16]})
+    with pytest.raises(NoTorchReferenceError, match="cannot be pruned again"):
+        torch_reference({"model": "tiny_cnn", "pattern": "pruned", "input_shape": [1, 3, 16, 16]})

@@ -243,3 +243,29 @@ def test_compare_with_tuning(tmp_path):
     assert rc == 0
     row = json.loads((out / "compare.json").read_text())["results"][0]
     assert row["trials"] >= 8 and row["tuned_kernels"] > 0
+
+
+def test_compare_vs_engines_times_same_weights_side_by_side(tmp_path, capsys):
+    from tvmprune.measure.peers import PeerEngine, find_engine
+
+    ort = isinstance(find_engine("onnxruntime"), PeerEngine)
+    rc = main(["compare", "--model", "tiny_cnn", "--input-shape", "1x3x16x16", "--patterns", "dense,1x4@0.75",
+               "--repeat", "4", "--warmup", "1", "--no-plot", "--vs", "pytorch,ort", "-o", str(tmp_path)])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "timing" in out and "side by side" in out and "best engine ÷ tvmprune" in out
+    rows = json.loads((tmp_path / "compare.json").read_text())["results"]
+    for r in rows:
+        engines = r["engines_ms"]
+        assert "pytorch" in engines and ("onnxruntime" in engines) == ort
+        assert r["best_engine"] == min(engines, key=engines.get)
+        assert r["best_engine_over_tvmprune"] == pytest.approx(r["best_engine_ms"] / r["latency_median_ms"])
+    if not ort:
+        assert "onnxruntime not installed" in out
+
+
+def test_compare_vs_unknown_engine_is_a_clear_error(tmp_path, capsys):
+    rc = main(["compare", "--model", "tiny_cnn", "--input-shape", "1x3x16x16", "--patterns", "dense",
+               "--vs", "tensorrt", "-o", str(tmp_path)])
+    assert rc == 2
+    assert "unknown engine 'tensorrt'" in capsys.readouterr().err

@@ -330,114 +330,109 @@ def test_a_board_that_accepts_but_never_answers_is_killed_at_its_budget():
 BOUND_S = RPC_TIMEOUT * 2 + 150
 
 
+class _Rig:
+    """A loopback board and the ``tvmprune tune`` runs started on it; :meth:`close` kills them all."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp, self.board, self.tunes = tmp, Loopback(), []
+
+    def start_tune(self, trials: int = 400, *extra: str) -> Tune:
+        tune = Tune(_tune_argv(self.tmp, self.board, trials, *extra), self.tmp)
+        self.tunes.append(tune)
+        return tune
+
+    def tune_with_records(self, servers: tuple[str, ...] = ("s1",), trials: int = 400, *extra: str) -> Tune:
+        """Start ``servers``, wait until they registered, start a tune and wait for its first 2 records."""
+        for name in servers:
+            self.board.start_server(name)
+        self.board.wait_servers(len(servers))
+        tune = self.start_tune(trials, *extra)
+        tune.wait_records(self.tmp / "log", 2)
+        return tune
+
+    def close(self) -> None:
+        for tune in self.tunes:
+            tune.kill()
+        self.board.stop()
+
+
+@pytest.fixture
+def rig(tmp_path):
+    r = _Rig(tmp_path)
+    try:
+        yield r
+    finally:
+        r.close()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", ["server", "tracker"])
-def test_board_or_tracker_killed_mid_tune_stops_with_one_line_and_resumes(tmp_path, fault):
-    board = Loopback()
-    tune = None
-    try:
-        board.start_server("s1")
-        board.wait_servers(1)
-        tune = Tune(_tune_argv(tmp_path, board), tmp_path)
-        tune.wait_records(tmp_path / "log", 2)
-        board.signal("s1" if fault == "server" else "tracker", signal.SIGKILL)
-        rc, took = tune.wait_exit(BOUND_S + 60)
-        print(f"{fault} killed: tune exited {rc} after {took:.1f} s")
-        assert rc == 2, tune.text()
-        err = tune.err.read_text()
-        assert "lost the RPC board" in err and "run the same command again" in err, tune.text()
-        assert len([ln for ln in err.splitlines() if ln.strip()]) == 1, err
-        assert took < BOUND_S, f"took {took:.0f} s"
-        _assert_clean_console(tune)
-        assert tune.seen and not tune.children_left(), tune.children_left()
-        n = _assert_database_ok(tmp_path / "log")
-        # a rerun resumes: the records are counted, new ones are added
-        if fault == "tracker":
-            board.start_tracker()
-        board.start_server("s2")
-        board.wait_servers(1)
-        rerun = Tune(_tune_argv(tmp_path, board, trials=n + 4), tmp_path)
-        rc2, _ = rerun.wait_exit(600)
-        assert rc2 == 0, rerun.text()
-        assert f"{n} in the log" in rerun.out.read_text()
-        assert _n_records(tmp_path / "log") > n
-    finally:
-        if tune is not None:
-            tune.kill()
-        board.stop()
+def test_board_or_tracker_killed_mid_tune_stops_with_one_line_and_resumes(tmp_path, rig, fault):
+    board = rig.board
+    tune = rig.tune_with_records()
+    board.signal("s1" if fault == "server" else "tracker", signal.SIGKILL)
+    rc, took = tune.wait_exit(BOUND_S + 60)
+    print(f"{fault} killed: tune exited {rc} after {took:.1f} s")
+    assert rc == 2, tune.text()
+    err = tune.err.read_text()
+    assert "lost the RPC board" in err and "run the same command again" in err, tune.text()
+    assert len([ln for ln in err.splitlines() if ln.strip()]) == 1, err
+    assert took < BOUND_S, f"took {took:.0f} s"
+    _assert_clean_console(tune)
+    assert tune.seen and not tune.children_left(), tune.children_left()
+    n = _assert_database_ok(tmp_path / "log")
+    # a rerun resumes: the records are counted, new ones are added
+    if fault == "tracker":
+        board.start_tracker()
+    board.start_server("s2")
+    board.wait_servers(1)
+    rerun = rig.start_tune(n + 4)
+    rc2, _ = rerun.wait_exit(600)
+    assert rc2 == 0, rerun.text()
+    assert f"{n} in the log" in rerun.out.read_text()
+    assert _n_records(tmp_path / "log") > n
 
 
 @pytest.mark.slow
-def test_stopped_server_times_out_instead_of_hanging(tmp_path):
-    board = Loopback()
-    tune = None
-    try:
-        board.start_server("s1")
-        board.wait_servers(1)
-        tune = Tune(_tune_argv(tmp_path, board), tmp_path)
-        tune.wait_records(tmp_path / "log", 2)
-        board.signal("s1", signal.SIGSTOP)
-        rc, took = tune.wait_exit(BOUND_S + 60)
-        print(f"server stopped: tune exited {rc} after {took:.1f} s")
-        assert rc == 2, tune.text()
-        assert "lost the RPC board" in tune.err.read_text(), tune.text()
-        assert took < BOUND_S
-        _assert_clean_console(tune)
-        assert not tune.children_left()
-        _assert_database_ok(tmp_path / "log")
-    finally:
-        if tune is not None:
-            tune.kill()
-        board.stop()
+def test_stopped_server_times_out_instead_of_hanging(tmp_path, rig):
+    tune = rig.tune_with_records()
+    rig.board.signal("s1", signal.SIGSTOP)
+    rc, took = tune.wait_exit(BOUND_S + 60)
+    print(f"server stopped: tune exited {rc} after {took:.1f} s")
+    assert rc == 2, tune.text()
+    assert "lost the RPC board" in tune.err.read_text(), tune.text()
+    assert took < BOUND_S
+    _assert_clean_console(tune)
+    assert not tune.children_left()
+    _assert_database_ok(tmp_path / "log")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_signal_while_waiting_on_a_stopped_board_exits_130_and_leaves_no_process(tmp_path, sig):
-    board = Loopback()
-    tune = None
-    try:
-        board.start_server("s1")
-        board.wait_servers(1)
-        tune = Tune(_tune_argv(tmp_path, board, 400, "--rpc-timeout", "600"), tmp_path)
-        tune.wait_records(tmp_path / "log", 2)
-        board.signal("s1", signal.SIGSTOP)
-        time.sleep(RPC_TIMEOUT)  # the next batch is building or waiting on the stopped board
-        tune.sample_children()
-        n_before = _n_records(tmp_path / "log")
-        os.kill(tune.proc.pid, sig)
-        rc, took = tune.wait_exit(60)
-        print(f"signal {sig} while waiting: tune exited {rc} after {took:.1f} s")
-        assert rc == 130, tune.text()
-        assert "records kept" in tune.out.read_text() or "record(s) kept" in tune.out.read_text(), tune.text()
-        time.sleep(1)
-        assert not tune.children_left(), tune.children_left()
-        _assert_clean_console(tune)
-        assert _assert_database_ok(tmp_path / "log") >= n_before
-    finally:
-        if tune is not None:
-            tune.kill()
-        board.stop()
+def test_signal_while_waiting_on_a_stopped_board_exits_130_and_leaves_no_process(tmp_path, rig, sig):
+    tune = rig.tune_with_records(("s1",), 400, "--rpc-timeout", "600")
+    rig.board.signal("s1", signal.SIGSTOP)
+    time.sleep(RPC_TIMEOUT)  # the next batch is building or waiting on the stopped board
+    tune.sample_children()
+    n_before = _n_records(tmp_path / "log")
+    os.kill(tune.proc.pid, sig)
+    rc, took = tune.wait_exit(60)
+    print(f"signal {sig} while waiting: tune exited {rc} after {took:.1f} s")
+    assert rc == 130, tune.text()
+    assert "records kept" in tune.out.read_text() or "record(s) kept" in tune.out.read_text(), tune.text()
+    time.sleep(1)
+    assert not tune.children_left(), tune.children_left()
+    _assert_clean_console(tune)
+    assert _assert_database_ok(tmp_path / "log") >= n_before
 
 
 @pytest.mark.slow
-def test_two_boards_one_killed_the_run_completes_on_the_other(tmp_path):
-    board = Loopback()
-    tune = None
-    try:
-        board.start_server("s1")
-        board.start_server("s2")
-        board.wait_servers(2)
-        tune = Tune(_tune_argv(tmp_path, board, 16), tmp_path)
-        tune.wait_records(tmp_path / "log", 2)
-        board.signal("s1", signal.SIGKILL)
-        rc, took = tune.wait_exit(900)
-        print(f"one of two boards killed: tune finished {rc} {took:.1f} s later")
-        assert rc == 0, tune.text()
-        assert "2 server(s)" in tune.out.read_text()
-        assert _assert_database_ok(tmp_path / "log") >= 8
-        _assert_clean_console(tune)
-    finally:
-        if tune is not None:
-            tune.kill()
-        board.stop()
+def test_two_boards_one_killed_the_run_completes_on_the_other(tmp_path, rig):
+    tune = rig.tune_with_records(("s1", "s2"), 16)
+    rig.board.signal("s1", signal.SIGKILL)
+    rc, took = tune.wait_exit(900)
+    print(f"one of two boards killed: tune finished {rc} {took:.1f} s later")
+    assert rc == 0, tune.text()
+    assert "2 server(s)" in tune.out.read_text()
+    assert _assert_database_ok(tmp_path / "log") >= 8
+    _assert_clean_console(tune)

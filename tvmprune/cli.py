@@ -61,9 +61,10 @@ def _add_compile(sub: Any) -> Callable[[argparse.Namespace], int]:
     _add_model_args(p)
     p.add_argument("-o", "--output", required=True, help="output directory (model.so + meta.json)")
     p.add_argument("--explain", action="store_true", help="print per layer: shape, density, format, predicted time")
-    p.add_argument("--formats", choices=["auto", "dense", "sparse"], default="auto",
-                   help="auto: the performance model picks dense or sparse per layer (default); dense: keep every "
-                        "layer dense; sparse: a sparse kernel for every layer that has zeros")
+    p.add_argument("--formats", choices=["auto", "measured", "dense", "sparse"], default="auto",
+                   help="auto: the performance model picks dense or sparse per layer (default); measured: dense and "
+                        "the best predicted sparse kernels of each pruned layer timed here, the fastest kept (cached "
+                        "per target); dense: keep every layer dense; sparse: a sparse kernel for every layer that has zeros")
     p.add_argument("--tuning-log", default=None, help="tuning database directory written by `tvmprune tune`")
     p.add_argument("--no-shipped-schedules", action="store_true",
                    help="do not fall back to the pre-tuned schedules shipped in schedules/<target>/")
@@ -120,47 +121,78 @@ def _run_compile(args: argparse.Namespace) -> int:
 
 
 def _add_bench(sub: Any) -> Callable[[argparse.Namespace], int]:
-    p = sub.add_parser("bench", help="time a compiled module (optionally next to PyTorch)")
+    p = sub.add_parser("bench", help="time a compiled module (optionally next to PyTorch / other engines)")
     p.add_argument("module_dir", help="directory written by `tvmprune compile -o`")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeat", type=int, default=20)
-    p.add_argument("--vs-torch", action="store_true", help="also time the same PyTorch model and print the ratio")
-    p.add_argument("--threads", type=int, default=None, help="PyTorch threads (default: TVM's thread count)")
+    p.add_argument("--vs-torch", action="store_true", help="also time the same PyTorch model (same as --vs pytorch)")
+    p.add_argument("--vs", default=None, metavar="ENGINES",
+                   help="also time the same weights in these engines, interleaved: comma list of pytorch, ort "
+                        "(onnxruntime), openvino, deepsparse (install: bash scripts/install_peers.sh)")
+    p.add_argument("--threads", type=int, default=None, help="threads of the other engines (default: TVM's)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return _run_bench
 
 
+def _bench_engines(args: argparse.Namespace, lm: Any) -> tuple[list[Any], list[str]]:
+    """Runners of the module's PyTorch model in the ``--vs`` engines (checked before any timing)."""
+    import tempfile
+
+    from .measure.side_by_side import EngineSet, engine_runners, parse_vs
+    from .model_request import torch_reference
+
+    names = parse_vs(args.vs) + (["pytorch"] if args.vs_torch else [])
+    if not names:
+        return [], []
+    es = EngineSet.find(list(dict.fromkeys(names)))
+    ref = torch_reference(lm.meta | {"input_shape": list(lm.input_shape)})
+    print(f"reference model: {'pruned model from ' + ref.pruned_dir if ref.pruned_dir else ref.spec} "
+          f"({ref.pattern})", file=sys.stderr)
+    threads = args.threads or int(lm.meta.get("target", {}).get("target", {}).get("num-cores", 0)) or 1
+    import torch
+
+    torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory(prefix="tvmprune_bench_") as d:
+        runners, notes = engine_runners(es, ref.model.eval(), str(lm.meta.get("pattern")), lm.input_shape,
+                                        threads, d, args.warmup)
+    return runners, notes + list(es.missing.values())
+
+
 def _run_bench(args: argparse.Namespace) -> int:
-    from .measure.model import time_torch, time_vm
-    from .reports.tables import format_table
     from .compiler import load_compiled
+    from .measure.runners import TvmRunner, time_interleaved
+    from .reports.tables import format_table
 
     if args.repeat < 1 or args.warmup < 0:
         raise TvmpruneError("--repeat must be >= 1 and --warmup >= 0")
     lm = load_compiled(args.module_dir)
     meta = lm.meta
-    rows = []
-    r = time_vm(lm.vm, lm.device, lm.input_shape, warmup=args.warmup, repeat=args.repeat)
-    rows.append({"runtime": "tvm", "model": meta.get("model"), "pattern": meta.get("pattern"), **r})
-    if args.vs_torch:
-        from .model_request import resolve_model
-
-        pruned = meta.get("pruned_dir")
-        req = resolve_model(None if pruned else meta.get("model"), "x".join(map(str, lm.input_shape)), pruned,
-                            None if pruned or meta.get("pattern") in (None, "dense") else meta.get("pattern"))
-        threads = args.threads or int(meta.get("target", {}).get("target", {}).get("num-cores", 0)) or None
-        rt = time_torch(req.model, lm.input_shape, warmup=args.warmup, repeat=args.repeat, threads=threads)
-        rows.append({"runtime": "pytorch", "model": meta.get("model"), "pattern": meta.get("pattern"), **rt})
+    others, notes = _bench_engines(args, lm)  # before timing: a module without a reference fails fast
+    runners = [TvmRunner(lm, str(meta.get("pattern")), lm.input_shape, args.warmup)] + others
+    try:
+        stats = time_interleaved(runners, args.repeat)
+    finally:
+        for r in runners:
+            r.close()
+    rows = [{"runtime": "tvm" if i == 0 else r.runtime, "model": meta.get("model"), "pattern": meta.get("pattern"),
+             **st} for i, (r, st) in enumerate(zip(runners, stats))]
+    if others:
+        best = min(rows[1:], key=lambda r: r["median_ms"])
         for row in rows:
-            row["speedup_vs_torch"] = rt["median_ms"] / row["median_ms"]
+            row["best_engine_over_this"] = best["median_ms"] / row["median_ms"]
+            if any(r["runtime"] == "pytorch" for r in rows):
+                row["speedup_vs_torch"] = next(r for r in rows if r["runtime"] == "pytorch")["median_ms"] / row["median_ms"]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     cols = [("runtime", "runtime"), ("model", "model"), ("pattern", "pattern"), ("median_ms", "median ms"),
             ("spread_ms", "IQR ms"), ("min_ms", "min ms"), ("max_ms", "max ms"), ("repeats", "runs")]
-    if args.vs_torch:
-        cols.append(("speedup_vs_torch", "x vs torch"))
+    if others:
+        cols += [("speedup_vs_torch", "x vs torch")] if "speedup_vs_torch" in rows[0] else []
+        cols.append(("best_engine_over_this", "best other engine ÷ this"))
     print(format_table(rows, cols))
+    for n in notes:
+        print(f"note: {n}")
     return 0
 
 
@@ -168,6 +200,10 @@ def _add_calibrate(sub: Any) -> Callable[[argparse.Namespace], int]:
     p = sub.add_parser("calibrate", help="measure the performance model's parameters on this machine")
     p.add_argument("--target", default="x86", help="a target this machine runs (default x86)")
     p.add_argument("--density", type=float, default=0.2, help="density of the probe layers (default 0.2)")
+    p.add_argument("--tracker", default=None, metavar="HOST:PORT",
+                   help="measure on a board registered at this RPC tracker (any target, ARM included)")
+    p.add_argument("--key", default=None, help="device key of the board at the tracker")
+    p.add_argument("--rpc-timeout", type=float, default=60.0, metavar="SEC", help="bound on every network wait")
     return _run_calibrate
 
 
@@ -179,8 +215,19 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     if not 0.0 < args.density < 1.0:
         raise TvmpruneError(f"--density must be in (0, 1), got {args.density}")
     t = get_target(args.target)
-    print(f"calibrating the performance model for {t.name} (dense, 1x{t.vector_lanes} and CSR probe layers)")
-    prm = calibrate(t, density=args.density, log=print)
+    remote = None
+    if args.tracker or args.key:
+        from .tune.measure import RemoteSpec, check_tracker, parse_hostport
+
+        if not (args.tracker and args.key):
+            raise TvmpruneError("give both --tracker HOST:PORT and --key KEY to calibrate on an RPC board")
+        host, port = parse_hostport(args.tracker)
+        remote = RemoteSpec(host, port, args.key, rpc_timeout=args.rpc_timeout)
+        info = check_tracker(remote, timeout=min(args.rpc_timeout, 15.0))
+        print(f"RPC: tracker {host}:{port}, {info['servers']} board(s) with key {args.key}")
+    where = f"board {args.key}" if remote else "this machine"
+    print(f"calibrating the performance model for {t.name} on {where} (dense, 1x{t.vector_lanes} and CSR probe layers)")
+    prm = calibrate(t, density=args.density, log=print, remote=remote)
     for k, v in DEFAULT_PARAMS.items():
         print(f"  {k:18s} {getattr(prm, k):7.3f}   (built-in {v})")
     return 0

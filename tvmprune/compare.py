@@ -7,8 +7,10 @@ For every pattern (``dense,unstructured@0.8,1x4@0.8,filter@0.5`` ...) of one mod
    and measure top-1 accuracy on the validation split;
 3. compile it for the target (the planner picks a dense / 1xN / CSR kernel per layer),
    tuning the kernels first when ``--trials N > 0`` and tuning support is installed;
-4. time it: on this machine for host targets, over RPC (``--tracker``/``--key``) for a
-   board, or not at all (latency ``null``) for a board without a tracker.
+4. time it: on this machine for host targets — every pattern side by side in interleaved
+   rounds after all are compiled, with ``--vs pytorch,ort,openvino,deepsparse`` next to the same
+   pruned weights in those engines ("best engine ÷ tvmprune" > 1: tvmprune is faster) — over RPC
+   (``--tracker``/``--key``) for a board, or not at all (latency ``null``) for a board without a tracker.
 
 Writes ``compare.json``, ``compare.csv`` and ``compare.png`` into ``-o`` (default
 ``results/``) and prints a table.  With no ``--model`` it runs the built-in job: the small
@@ -47,6 +49,7 @@ CSV_COLUMNS = (
     "pattern", "kind", "n", "rate", "rearrange", "params_nonzero", "params_total", "weights_nonzero",
     "weights_total", "flops_dense", "flops_effective", "latency_median_ms", "latency_spread_ms", "speedup",
     "accuracy", "accuracy_before_finetune", "finetune_epochs", "trials", "formats", "tvm_max_abs_err",
+    "best_engine", "best_engine_ms", "best_engine_over_tvmprune",
 )
 
 
@@ -86,6 +89,9 @@ def add_compare_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
     p.add_argument("--key", default=None, help="device key registered at the RPC tracker")
     p.add_argument("--rpc-timeout", type=float, default=60.0,
                    help="seconds to wait for the tracker / a free device (default 60)")
+    p.add_argument("--vs", default=None, metavar="ENGINES",
+                   help="also time each pattern's pruned model in these engines, side by side: comma list of "
+                        "pytorch, ort (onnxruntime), openvino, deepsparse (install: bash scripts/install_peers.sh)")
     p.add_argument("--repeat", type=int, default=30, help="timed runs per pattern (default 30)")
     p.add_argument("--warmup", type=int, default=5, help="untimed runs first (default 5)")
     p.add_argument("--seed", type=int, default=0, help="seed for model init, data split and training")
@@ -248,17 +254,6 @@ class RemoteTimer:
                                        warmup, repeat, rpc_timeout=self.timeout)
 
 
-def _time_local(cm: Any, warmup: int, repeat: int) -> dict[str, float]:
-    import tvm
-    from tvm import relax
-
-    from .measure.model import time_vm
-
-    dev = tvm.cpu()
-    vm = relax.VirtualMachine(cm.executable, dev)
-    return time_vm(vm, dev, cm.input_shape, warmup=warmup, repeat=repeat)
-
-
 def _check_against_torch(cm: Any, model: Any, input_shape: tuple[int, ...], seed: int) -> float:
     """Max |TVM - PyTorch| on one random input (host targets)."""
     import numpy as np
@@ -348,6 +343,21 @@ class _Job:
         self.measure = target.runs_on_host or self.remote is not None
         self.tune_fn: Callable[..., Any] | None = None
         self.base_source: Any = None
+        self.timed: list[tuple[dict[str, Any], list[Any]]] = []  # (row, [tvmprune runner, --vs runners])
+        self.engines: Any = None  # measure.side_by_side.EngineSet for --vs
+        self.workdir = tempfile.TemporaryDirectory(prefix="tvmprune_compare_")  # ONNX exports for --vs
+        if getattr(args, "vs", None):
+            self._find_engines(args.vs)
+
+    def _find_engines(self, vs: str) -> None:
+        from .measure.side_by_side import EngineSet, parse_vs
+
+        if self.remote is not None or not self.target.runs_on_host:
+            raise TvmpruneError("--vs times the other engines on this machine: use it with a target this "
+                                "machine runs (no --tracker)")
+        self.engines = EngineSet.find(parse_vs(vs))
+        for why in self.engines.missing.values():
+            self.note(f"--vs: {why}")
 
     def say(self, s: str) -> None:
         print(s, flush=True)
@@ -457,15 +467,54 @@ def _compile_pattern(job: _Job, pruned: Any, shape: tuple[int, ...], spec: str, 
     return cm
 
 
-def _time_pattern(job: _Job, cm: Any, tag: str, row: dict[str, Any]) -> None:
-    lat = None
-    if job.measure:
-        job.say(f"{tag}: timing ({job.args.repeat} runs{' over RPC' if job.remote else ''})")
-        lat = (job.remote.time(cm, job.args.warmup, job.args.repeat) if job.remote is not None
-               else _time_local(cm, job.args.warmup, job.args.repeat))
+def _set_latency(row: dict[str, Any], lat: dict[str, float] | None) -> None:
     row["latency_median_ms"] = lat["median_ms"] if lat else None
     row["latency_spread_ms"] = lat["spread_ms"] if lat else None
     row["latency_min_ms"] = lat["min_ms"] if lat else None
+
+
+def _time_pattern(job: _Job, cm: Any, pruned: Any, tag: str, row: dict[str, Any]) -> None:
+    """Over RPC: time now. Here: keep the module (and the ``--vs`` engines' runners of the same
+    pruned weights) for :func:`_time_interleaved`, which times every pattern side by side."""
+    _set_latency(row, None)
+    if not job.measure:
+        return
+    if job.remote is not None:
+        job.say(f"{tag}: timing ({job.args.repeat} runs over RPC)")
+        _set_latency(row, job.remote.time(cm, job.args.warmup, job.args.repeat))
+        return
+    from .measure.runners import TvmRunner
+    from .measure.side_by_side import engine_runners
+
+    runners = [TvmRunner(cm, row["pattern"], cm.input_shape, job.args.warmup)]
+    if job.engines is not None:
+        peers, notes = engine_runners(job.engines, pruned.eval(), row["pattern"], cm.input_shape,
+                                      job.target.cores, job.workdir.name, job.args.warmup)
+        runners += peers
+        for n in notes:
+            job.note(n)
+    job.timed.append((row, runners))
+
+
+def _time_interleaved(job: _Job) -> None:
+    """Every pattern here (and its ``--vs`` engines) timed in interleaved rounds, in one run."""
+    from .measure.runners import time_interleaved
+
+    if not job.timed:
+        return
+    runners = [r for _, rs in job.timed for r in rs]
+    job.say(f"timing {len(runners)} modules side by side ({job.args.repeat} runs each, interleaved)")
+    stats = iter(time_interleaved(runners, job.args.repeat))
+    for row, rs in job.timed:
+        _set_latency(row, next(stats))
+        engines = {r.runtime: next(stats)["median_ms"] for r in rs[1:]}
+        if engines:
+            best = min(engines, key=engines.get)
+            row.update(engines_ms=engines, best_engine=best, best_engine_ms=engines[best],
+                       best_engine_over_tvmprune=engines[best] / row["latency_median_ms"])
+        for r in rs:
+            r.close()
+    job.timed.clear()
 
 
 def _run_pattern(job: _Job, model: Any, pat: Any, ctx: dict[str, Any], tag: str) -> dict[str, Any]:
@@ -476,9 +525,10 @@ def _run_pattern(job: _Job, model: Any, pat: Any, ctx: dict[str, Any], tag: str)
     pruned = _prune_and_evaluate(job, model, pat, ctx["ds"], ctx["example"], tag, row)
     _count_row(row, pruned, ctx["shape"], ctx["dense_counts"])
     cm = _compile_pattern(job, pruned, ctx["shape"], ctx["spec"], pat, tag, row)
-    _time_pattern(job, cm, tag, row)
+    _time_pattern(job, cm, pruned, tag, row)
     row["seconds"] = round(time.time() - t0, 2)
-    done = f"{row['latency_median_ms']:.3f} ms" if row["latency_median_ms"] is not None else "latency not measured"
+    done = (f"{row['latency_median_ms']:.3f} ms" if row["latency_median_ms"] is not None
+            else "timed with the others at the end" if job.timed else "latency not measured")
     acc = f", accuracy {row['accuracy']:.4f}" if row["accuracy"] is not None else ""
     job.say(f"{tag}: done: {done}{acc} ({row['seconds']:.1f} s)")
     return row
@@ -533,7 +583,8 @@ def _write_outputs(job: _Job, report: dict[str, Any], rows: list[dict[str, Any]]
         plot_compare(report, out / PNG_FILE)
         wrote.append(PNG_FILE)
     print()
-    print(format_table(table_rows(rows), TABLE_COLUMNS))
+    vs = any(r.get("best_engine") for r in rows)
+    print(format_table(table_rows(rows), [c for c in TABLE_COLUMNS if vs or c[0] not in ("best_engine", "vs_best")]))
     for nt in job.notes:
         print(f"note: {nt}")
     print(f"\nwrote {', '.join(str(out / w) for w in wrote)} ({time.time() - t_start:.0f} s)")
@@ -559,6 +610,7 @@ def run(args: argparse.Namespace) -> int:
            "dense_counts": count_model(model, shape)}
     rows = [_run_pattern(job, model, pat, ctx, f"[{i}/{len(patterns)}] {pat.label}")
             for i, pat in enumerate(patterns, 1)]
+    _time_interleaved(job)
     _speedups(job, rows)
     _write_outputs(job, _report(job, ctx, rows, t_start), rows, t_start)
     return 0
@@ -566,7 +618,7 @@ def run(args: argparse.Namespace) -> int:
 
 TABLE_COLUMNS = [("pattern", "pattern"), ("formats", "layer formats"), ("params", "params nz/total"),
                  ("mflops", "MFLOPs eff/dense"), ("latency", "latency ms (IQR)"), ("speedup", "speedup"),
-                 ("accuracy", "top-1")]
+                 ("best_engine", "best engine ms"), ("vs_best", "best engine ÷ tvmprune"), ("accuracy", "top-1")]
 
 
 def _si(v: int) -> str:
@@ -584,6 +636,8 @@ def table_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "mflops": f"{r['flops_effective'] / 1e6:.1f}/{r['flops_dense'] / 1e6:.1f}",
             "latency": f"{lat:.3f} ({r['latency_spread_ms']:.3f})" if lat is not None else "n/a",
             "speedup": f"{r['speedup']:.2f}x" if r.get("speedup") else "",
+            "best_engine": f"{r['best_engine_ms']:.3f} ({r['best_engine']})" if r.get("best_engine") else "",
+            "vs_best": f"{r['best_engine_over_tvmprune']:.2f}x" if r.get("best_engine") else "",
             "accuracy": f"{r['accuracy']:.4f}" if r.get("accuracy") is not None else "",
         })
     return out

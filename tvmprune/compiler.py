@@ -21,26 +21,8 @@ from .schedule.schedule import ScheduledModel, ScheduleSource, schedule
 from .target import NamedTarget
 
 __all__ = ["CompiledModel", "LoadedModule", "LoweredModel", "PlannedModel", "ScheduledModel", "ScheduleSource",
-           "build", "compile_lowered", "compile_model", "ensure_writable_dir", "load_compiled", "lower", "plan",
+           "build", "compile_model", "ensure_writable_dir", "load_compiled", "lower", "plan",
            "read_meta", "schedule"]
-
-
-def compile_lowered(
-    lowered: LoweredModel,
-    target: "NamedTarget | str",
-    planner: Planner | None = None,
-    schedule_source: ScheduleSource | None = None,
-    model_spec: str = "",
-    pattern: str = "dense",
-    extra_meta: dict[str, Any] | None = None,
-    log: Callable[[str], None] | None = None,
-) -> CompiledModel:
-    """plan -> schedule -> build of an already lowered model (see :func:`compile_model`)."""
-    planned = plan(lowered, target, planner)
-    scheduled = schedule(planned, schedule_source)
-    if log:
-        log(f"lowered {len(planned.plans)} conv/linear layers to kernels ({scheduled.tuned} tuned schedules)")
-    return build(scheduled, model_spec=model_spec, pattern=pattern, extra_meta=extra_meta, log=log)
 
 
 def compile_model(
@@ -67,5 +49,8 @@ def compile_model(
         model_spec, pattern, extra_meta: recorded in ``meta.json``.
         log: progress messages (e.g. ``print``).
     """
-    return compile_lowered(lower(model, input_shape, log=log), target, planner, schedule_source, model_spec,
-                           pattern, extra_meta, log)
+    planned = plan(lower(model, input_shape, log=log), target, planner)
+    scheduled = schedule(planned, schedule_source)
+    if log:
+        log(f"lowered {len(planned.plans)} conv/linear layers to kernels ({scheduled.tuned} tuned schedules)")
+    return build(scheduled, model_spec=model_spec, pattern=pattern, extra_meta=extra_meta, log=log)

@@ -55,3 +55,7 @@ class BundleError(TvmpruneError, RuntimeError):
 
 class BoardLostError(RPCConnectionError):
     """The RPC board(s) under a key stopped answering during a run (tune, compare, calibrate)."""
+
+
+class NoTorchReferenceError(TvmpruneError, ValueError):
+    """``bench --vs-torch``: the PyTorch model a module directory was compiled from cannot be rebuilt."""

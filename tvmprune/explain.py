@@ -22,7 +22,8 @@ def explain_rows(plans: list[LayerPlan], measured_ms: dict[str, float] | None = 
             "format": j["format"],
             "pred_dense": pred.get("dense"),
             "pred_sparse": min((v for k, v in pred.items() if k != "dense"), default=None),
-            "measured": (measured_ms or {}).get(p.kernel.name) if p.kernel else None,
+            "measured": ((measured_ms or {}).get(p.kernel.name) if p.kernel else None)
+            or p.measured_ms.get(p.fmt),
             "reason": j["reason"],
         })
     return rows

@@ -1,16 +1,18 @@
 """Resolve what model a command works on: a name or file spec, optionally pruned.
 
-Used by ``compile``, ``tune``, ``compare`` and ``bench --vs-torch`` so that they all
-understand ``--model``, ``--pruned DIR`` and ``--prune PATTERN`` the same way.
+Used by ``compile``, ``tune`` and ``compare`` so that they all understand ``--model``,
+``--pruned DIR`` and ``--prune PATTERN`` the same way; :func:`torch_reference` rebuilds the
+PyTorch model of a compiled module directory for ``bench --vs-torch``.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import TvmpruneError
+from .errors import NoTorchReferenceError, TvmpruneError
 from .frontend.model_source import check_input_shape, load_model, parse_input_shape
 
 
@@ -23,7 +25,7 @@ class ModelRequest:
         spec: the model spec it was built from (``resnet18``, ``file.py:fn``).
         input_shape: NCHW input shape.
         pattern: pruning pattern label (``dense`` when not pruned).
-        pruned_dir: the ``--pruned`` directory, if any.
+        pruned_dir: the ``--pruned`` directory (absolute), if any.
     """
 
     model: Any
@@ -63,7 +65,8 @@ def resolve_model(
         if model and spec and model != spec:
             raise TvmpruneError(f"--model {model} does not match the pruned directory's model {spec}")
         shape = parse_input_shape(input_shape) if input_shape else tuple(config.get("input_shape") or parse_input_shape(None))
-        return ModelRequest(net.eval(), spec, shape, pruned_pattern_label(config), pruned_dir=str(pruned))
+        return ModelRequest(net.eval(), spec, shape, pruned_pattern_label(config),
+                            pruned_dir=os.path.abspath(pruned))
     if not model:
         raise TvmpruneError("no model given: use --model NAME (e.g. resnet18) or --pruned DIR")
     shape = parse_input_shape(input_shape) if input_shape else default_input_shape(model, dataset)
@@ -101,3 +104,55 @@ def training_data(dataset: str | None, shape: tuple[int, ...]) -> Any:
     from .dataset import load_dataset
 
     return load_dataset(dataset, shape).train
+
+
+def torch_reference(meta: dict[str, Any]) -> ModelRequest:
+    """The PyTorch model a compiled module directory (its ``meta.json`` dict) was built from.
+
+    * compiled with ``--pruned DIR`` (``meta["pruned_dir"]``): the saved pruned model, loaded
+      from ``DIR`` (:func:`tvmprune.prune.load_pruned`);
+    * compiled dense (``pattern`` ``dense``): the model spec, built again (seeded as compile did);
+    * compiled with ``--prune PATTERN``: pruned again from the spec, for methods that prune from
+      the weights alone (neither training data nor a target), which gives the same model.
+
+    Raises:
+        NoTorchReferenceError: no model spec, a pruned directory that is gone, or a pattern
+            that learnt from data / planned for a target (prune with ``tvmprune prune -o DIR``
+            and compile with ``--pruned DIR`` to make such a model benchable against PyTorch).
+    """
+    shape = "x".join(str(d) for d in meta.get("input_shape") or [])
+    pruned, spec, pattern = meta.get("pruned_dir"), meta.get("model"), meta.get("pattern")
+    if pruned:
+        if not os.path.isfile(os.path.join(pruned, "pruning.json")):
+            raise NoTorchReferenceError(
+                f"no PyTorch reference: this module was compiled from the pruned directory {pruned} "
+                "(`compile --pruned`), which no longer holds a pruned model (pruning.json); restore it, "
+                "or run bench without --vs-torch")
+        return resolve_model(None, shape or None, pruned)
+    if not spec:
+        raise NoTorchReferenceError(
+            "no PyTorch reference: meta.json names no model (compiled from Python without model_spec); "
+            "run bench without --vs-torch")
+    if pattern in (None, "dense"):
+        return resolve_model(spec, shape or None)
+    _check_reprunable(str(pattern))
+    return resolve_model(spec, shape or None, prune=str(pattern))
+
+
+def _check_reprunable(label: str) -> None:
+    """Raise unless pruning again with ``label`` gives the model that was compiled."""
+    from .prune.pattern import parse_pattern
+    from .prune.registry import resolve_method
+
+    how = ("prune with `tvmprune prune ... -o DIR`, compile with `--pruned DIR`, then bench that "
+           "module directory with --vs-torch")
+    try:
+        method = resolve_method(parse_pattern(label))
+    except TvmpruneError as e:
+        raise NoTorchReferenceError(f"no PyTorch reference: the pattern {label!r} in meta.json cannot be "
+                                    f"pruned again ({e}); {how}") from None
+    if method.needs_data or method.needs_target:
+        what = "learns from training data" if method.needs_data else "plans for a compile target"
+        raise NoTorchReferenceError(
+            f"no PyTorch reference: pattern {label} {what}, so pruning it again would not give the compiled "
+            f"model; {how}")

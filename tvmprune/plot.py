@@ -38,26 +38,12 @@ def pattern_styles(rows: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
             for r in rows}
 
 
-def plot_compare(report: dict[str, Any], path: "str | os.PathLike[str]") -> str:
-    """Draw ``report`` (the ``compare.json`` dict) into ``path`` (PNG); returns the path."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    rows = report["results"]
-    measured = any(r.get("latency_median_ms") is not None for r in rows)
-    has_acc = any(r.get("accuracy") is not None for r in rows)
+def _latency_panel(ax: Any, rows: list[dict[str, Any]], styles: dict[str, dict[str, str]], measured: bool) -> None:
+    """Left panel: latency (or effective MFLOPs when not measured) vs pruning rate, one line a family."""
 
     def yval(r: dict[str, Any]) -> float | None:
         return r.get("latency_median_ms") if measured else r["flops_effective"] / 1e6
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=FIGSIZE, dpi=DPI)
-    title = f"{report.get('model')} {'x'.join(map(str, report.get('input_shape', [])))} on " \
-            f"{(report.get('target') or {}).get('name')}"
-    fig.suptitle(title)
-
-    styles = pattern_styles(rows)
     fams: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         if r["kind"] != "dense":
@@ -69,61 +55,90 @@ def plot_compare(report: dict[str, Any], path: "str | os.PathLike[str]") -> str:
         if pts and dense is not None and yval(dense) is not None:  # each family starts at dense (rate 0)
             pts.insert(0, (0.0, yval(dense)))
         if pts:
-            ax1.plot([p[0] for p in pts], [p[1] for p in pts], label=fam, **styles[str(rs[0]["pattern"])])
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], label=fam, **styles[str(rs[0]["pattern"])])
     if dense is not None and yval(dense) is not None:
-        ax1.axhline(yval(dense), color="gray", linestyle="--", label="dense")
-    ax1.set_xlabel("pruning rate")
-    ax1.set_ylabel("latency (ms, median)" if measured else "effective MFLOPs (latency not measured)")
-    ax1.set_title("latency vs pruning rate" if measured else "work vs pruning rate")
-    ax1.set_xlim(-0.02, 1.0)
-    ax1.set_ylim(bottom=0)
-    ax1.grid(True, alpha=0.3)
-    ax1.legend(fontsize=8)
+        ax.axhline(yval(dense), color="gray", linestyle="--", label="dense")
+    ax.set_xlabel("pruning rate")
+    ax.set_ylabel("latency (ms, median)" if measured else "effective MFLOPs (latency not measured)")
+    ax.set_title("latency vs pruning rate" if measured else "work vs pruning rate")
+    ax.set_xlim(-0.02, 1.0)
+    ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
 
-    if has_acc and measured:
-        for r in rows:
-            if r.get("accuracy") is None or r.get("latency_median_ms") is None:
-                continue
-            ax2.scatter(r["latency_median_ms"], r["accuracy"], s=50, **styles[str(r["pattern"])],
-                        label=r["pattern"])
-            ax2.annotate(r["pattern"], (r["latency_median_ms"], r["accuracy"]), fontsize=7,
-                         xytext=(4, 4), textcoords="offset points")
-        ax2.set_xlabel("latency (ms, median)")
-        ax2.set_ylabel("top-1 accuracy")
-        ax2.set_title("accuracy vs latency")
-        ax2.legend(fontsize=7)
-    elif has_acc:
-        for r in rows:
-            if r.get("accuracy") is None:
-                continue
-            ax2.scatter(r["flops_effective"] / 1e6, r["accuracy"], s=50, **styles[str(r["pattern"])],
-                        label=r["pattern"])
-        ax2.set_xlabel("effective MFLOPs")
-        ax2.set_ylabel("top-1 accuracy")
-        ax2.set_title("accuracy vs work (latency not measured)")
-        ax2.legend(fontsize=7)
+
+def _accuracy_vs_latency_panel(ax: Any, rows: list[dict[str, Any]], styles: dict[str, dict[str, str]]) -> None:
+    for r in rows:
+        if r.get("accuracy") is None or r.get("latency_median_ms") is None:
+            continue
+        ax.scatter(r["latency_median_ms"], r["accuracy"], s=50, **styles[str(r["pattern"])], label=r["pattern"])
+        ax.annotate(r["pattern"], (r["latency_median_ms"], r["accuracy"]), fontsize=7,
+                    xytext=(4, 4), textcoords="offset points")
+    ax.set_xlabel("latency (ms, median)")
+    ax.set_ylabel("top-1 accuracy")
+    ax.set_title("accuracy vs latency")
+    ax.legend(fontsize=7)
+
+
+def _accuracy_vs_work_panel(ax: Any, rows: list[dict[str, Any]], styles: dict[str, dict[str, str]]) -> None:
+    for r in rows:
+        if r.get("accuracy") is None:
+            continue
+        ax.scatter(r["flops_effective"] / 1e6, r["accuracy"], s=50, **styles[str(r["pattern"])], label=r["pattern"])
+    ax.set_xlabel("effective MFLOPs")
+    ax.set_ylabel("top-1 accuracy")
+    ax.set_title("accuracy vs work (latency not measured)")
+    ax.legend(fontsize=7)
+
+
+def _speedup_panel(ax: Any, rows: list[dict[str, Any]], styles: dict[str, dict[str, str]]) -> None:
+    """Speedup vs the fraction of dense FLOPs kept, with the ideal ``1 / kept`` line."""
+    xs, ys = [], []
+    for r in rows:
+        kept = r["flops_effective"] / max(r["flops_dense"], 1)
+        sp = r.get("speedup")
+        if sp is None:
+            continue
+        xs.append(kept)
+        ys.append(sp)
+        ax.scatter(kept, sp, s=50, **styles[str(r["pattern"])], label=r["pattern"])
+    if xs:
+        lo = max(min(xs), 0.02)
+        grid = [lo + (1 - lo) * k / 50 for k in range(51)]
+        ax.plot(grid, [1 / g for g in grid], color="gray", linestyle="--", linewidth=1, label="ideal (1/FLOPs)")
+        ax.set_yscale("log")
     else:
-        xs, ys = [], []
-        for r in rows:
-            kept = r["flops_effective"] / max(r["flops_dense"], 1)
-            sp = r.get("speedup")
-            if sp is None:
-                continue
-            xs.append(kept)
-            ys.append(sp)
-            ax2.scatter(kept, sp, s=50, **styles[str(r["pattern"])], label=r["pattern"])
-        if xs:
-            lo = max(min(xs), 0.02)
-            grid = [lo + (1 - lo) * k / 50 for k in range(51)]
-            ax2.plot(grid, [1 / g for g in grid], color="gray", linestyle="--", linewidth=1, label="ideal (1/FLOPs)")
-            ax2.set_yscale("log")
-        else:
-            ax2.text(0.5, 0.5, "no latency measured", ha="center", va="center", transform=ax2.transAxes)
-        ax2.set_xlabel("fraction of dense FLOPs kept")
-        ax2.set_ylabel("speedup over dense")
-        ax2.set_title("speedup vs FLOPs kept (no accuracy: no data set)")
-        if xs:
-            ax2.legend(fontsize=7)
+        ax.text(0.5, 0.5, "no latency measured", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("fraction of dense FLOPs kept")
+    ax.set_ylabel("speedup over dense")
+    ax.set_title("speedup vs FLOPs kept (no accuracy: no data set)")
+    if xs:
+        ax.legend(fontsize=7)
+
+
+def plot_compare(report: dict[str, Any], path: "str | os.PathLike[str]") -> str:
+    """Draw ``report`` (the ``compare.json`` dict) into ``path`` (PNG); returns the path."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    rows = report["results"]
+    measured = any(r.get("latency_median_ms") is not None for r in rows)
+    has_acc = any(r.get("accuracy") is not None for r in rows)
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=FIGSIZE, dpi=DPI)
+    title = f"{report.get('model')} {'x'.join(map(str, report.get('input_shape', [])))} on " \
+            f"{(report.get('target') or {}).get('name')}"
+    fig.suptitle(title)
+    styles = pattern_styles(rows)
+    _latency_panel(ax1, rows, styles, measured)
+    if has_acc and measured:
+        _accuracy_vs_latency_panel(ax2, rows, styles)
+    elif has_acc:
+        _accuracy_vs_work_panel(ax2, rows, styles)
+    else:
+        _speedup_panel(ax2, rows, styles)
     ax2.grid(True, alpha=0.3)
     fig.tight_layout()
     fig.savefig(str(path), dpi=DPI)

@@ -55,7 +55,7 @@ def _read_input(path: "str | os.PathLike[str]", expected: tuple[int, ...]) -> np
 
 
 def _run_python(module_dir: Path, input_path: str, output_path: str | None, repeat: int) -> RunResult:
-    from ..bench import time_vm
+    from ..measure.model import time_vm
     from ..compiler import load_compiled
 
     lm = load_compiled(module_dir)

@@ -15,9 +15,10 @@ to a temporary name and renamed, so an interrupted build resumes where it stoppe
 
 from __future__ import annotations
 
+from ..cache_dir import cache_dir
+
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -102,7 +103,7 @@ def wheel_sources() -> WheelSources:
 
 def cache_root() -> Path:
     """tvmprune's cache directory (``$TVMPRUNE_CACHE_DIR`` or ``~/.cache/tvmprune``)."""
-    return Path(os.environ.get("TVMPRUNE_CACHE_DIR") or Path.home() / ".cache" / "tvmprune")
+    return cache_dir()
 
 
 def runtime_dir(toolchain: BundleToolchain, sources: WheelSources | None = None) -> Path:

@@ -78,27 +78,19 @@ class BundleToolchain:
         return cmd
 
 
+def _debian_cross(arch: str, triple: str, cpu_flags: tuple[str, ...], qemu_arch: str,
+                  qemu_cpu: str) -> BundleToolchain:
+    """A Debian cross toolchain: ``<triple>-g++`` from ``g++-<triple>``, its sysroot in
+    ``/usr/<triple>``, run under ``qemu-<qemu_arch>-static``."""
+    return BundleToolchain(arch=arch, triple=triple, cxx=f"{triple}-g++", cpu_flags=cpu_flags,
+                           debian_package=f"g++-{triple}", qemu=f"qemu-{qemu_arch}-static", qemu_cpu=qemu_cpu,
+                           sysroot=f"/usr/{triple}")
+
+
 _TOOLCHAINS = {
-    "armv7": BundleToolchain(
-        arch="armv7",
-        triple="arm-linux-gnueabihf",
-        cxx="arm-linux-gnueabihf-g++",
-        cpu_flags=("-mcpu=cortex-a7", "-mfpu=neon-vfpv4", "-mfloat-abi=hard"),
-        debian_package="g++-arm-linux-gnueabihf",
-        qemu="qemu-arm-static",
-        qemu_cpu="cortex-a7",
-        sysroot="/usr/arm-linux-gnueabihf",
-    ),
-    "aarch64": BundleToolchain(
-        arch="aarch64",
-        triple="aarch64-linux-gnu",
-        cxx="aarch64-linux-gnu-g++",
-        cpu_flags=("-march=armv8-a",),
-        debian_package="g++-aarch64-linux-gnu",
-        qemu="qemu-aarch64-static",
-        qemu_cpu="cortex-a72",
-        sysroot="/usr/aarch64-linux-gnu",
-    ),
+    "armv7": _debian_cross("armv7", "arm-linux-gnueabihf", ("-mcpu=cortex-a7", "-mfpu=neon-vfpv4", "-mfloat-abi=hard"),
+                           "arm", "cortex-a7"),
+    "aarch64": _debian_cross("aarch64", "aarch64-linux-gnu", ("-march=armv8-a",), "aarch64", "cortex-a72"),
     "x86_64": BundleToolchain(
         arch="x86_64",
         triple="x86_64-linux-gnu",

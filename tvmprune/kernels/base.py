@@ -183,3 +183,12 @@ def conv_epilogue(
         return apply_activation(v, activation)
 
     return te.compute(shape, f, name=name)
+
+
+def fused_conv_output(conv: Any, spec: ConvSpec, bias: Any, residual: Any) -> Any:
+    """The output stage of a conv whose accumulator ``conv`` is already NHWC: ``act(conv + bias +
+    residual)`` as one stage named ``epilogue``, or ``conv`` itself when there is nothing to fuse."""
+    if bias is None and residual is None and spec.activation is None:
+        return conv
+    return conv_epilogue(conv.shape, lambda n, y, x, c: conv[n, y, x, c], bias, residual, spec.activation,
+                         "epilogue")

@@ -26,11 +26,12 @@ with zero rows (like BSR); the padding channels are computed but never stored.
 Reduction indices are ordered ``(cin, kh, kw)`` (a row's nonzeros of one input channel hit
 neighbouring rows of the copy) and pre-decoded into flat offsets. The row loop is static
 (max row length, guarded) in TE and shrunk to the true length by
-:func:`.sparse_conv2d.shrink_sparse_loops`.
+:func:`.sparse_loops.shrink_sparse_loops`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,22 +48,15 @@ from .channel_major import (
     schedule_channel_major_input,
 )
 from .formats import kernel_arrays, matrix_to_bsr
-from .sparse_conv2d import (
-    SPARSE_ROW_ANN,
-    bias_array,
-    check_conv,
-    n_vector_registers,
-    pick_tile,
-    resolve_target,
-    shrink_sparse_loops,
-    sparse_conv_placeholders,
-    sparse_kernel_signature,
-)
+from .conv_inputs import bias_array, check_conv
+from .placeholders import sparse_conv_placeholders, sparse_kernel_signature
+from .sparse_loops import SPARSE_ROW_ANN, shrink_sparse_loops
+from .target_params import n_vector_registers, resolve_target
+from .tiling import pick_tile
 
 if TYPE_CHECKING:
     from ..plan.layer import LayerInfo
     from ..target import NamedTarget
-
 
 
 def _register_tile(n: int, lanes: int, owp: int, oh: int, budget: int) -> tuple[int, int]:
@@ -71,6 +65,99 @@ def _register_tile(n: int, lanes: int, owp: int, oh: int, budget: int) -> tuple[
     vecs = pick_tile(owp // lanes, max(1, min(4, budget // max(1, n))))
     rr = pick_tile(oh, max(1, budget // (n * vecs)))
     return rr, vecs * lanes
+
+
+def _block_direct_compute(spec: ConvSpec, bufs: tuple, n: int, n_block_rows: int, geometry: tuple[int, int, int],
+                          maxlen: int) -> Any:
+    """TE stages ``xt (channel-major copy) -> acc [B, Cout/n, OH, n, OWp] -> out [B, OH, OW, Cout]``;
+    returns ``out``. ``geometry`` is ``(Hp, OWp, Wx)`` of :func:`.channel_major.channel_major_geometry`."""
+    from tvm import te, tirx
+
+    data, W, OFF, PTR, BIAS, RES = bufs
+    hp, owp, wx = geometry
+    sh, sw = spec.stride
+    xt = channel_major_input(data, spec, hp, wx)
+    e = te.reduce_axis((0, maxlen), name="e")
+
+    def acc_f(b, r, oh, i, ow):
+        start = PTR[r]
+        # the last axis is indexed past Wx on purpose: the flat offset selects (cin, kh, kw)
+        val = W[start + e, i] * xt[b, 0, oh * sh, ow * sw + OFF[start + e]]
+        return te.sum(tirx.if_then_else(e < PTR[r + 1] - start, val, tirx.const(0.0, "float32")), axis=e)
+
+    acc = te.compute((spec.batch, n_block_rows, spec.out_h, n, owp), acc_f, name="acc")
+    return conv_epilogue(spec.out_shape, lambda b, oh, ow, c: acc[b, c // n, oh, c % n, ow], BIAS, RES,
+                         spec.activation, "out")
+
+
+@dataclass(frozen=True)
+class _BlockDirectSchedule:
+    """Schedules of the 1xN-spatial conv: a tile of ``rows`` output rows x ``n`` channels x
+    ``width`` output pixels (whole vectors) per block row, parallel over (batch, row tiles, block
+    row chunks)."""
+
+    spec: ConvSpec
+    n: int
+    n_block_rows: int
+    lanes: int
+    cores: int
+    budget: int  # vector registers for accumulators
+    rows: int
+    width: int
+
+    @classmethod
+    def for_target(cls, spec: ConvSpec, n: int, n_block_rows: int, owp: int,
+                   t: "NamedTarget") -> "_BlockDirectSchedule":
+        budget = n_vector_registers(t) * 3 // 4
+        rows, width = _register_tile(n, t.vector_lanes, owp, spec.out_h, budget)
+        return cls(spec, n, n_block_rows, t.vector_lanes, t.cores, budget, rows, width)
+
+    def apply(self, sch: Any, vecs: Any, rr: Any, unroll: bool) -> tuple:
+        """``vecs``: vectors per tile row (int, or None: sample a perfect tile of the
+        OWp/lanes loop); ``rr``: output rows per tile (int or sampled tile)."""
+        spec, n, lanes = self.spec, self.n, self.lanes
+        blk = sch.get_sblock("acc")
+        bl, rl, ohl, il, owl, el = sch.get_loops(blk)
+        oho, ohi = sch.split(ohl, [None, rr] if isinstance(rr, int) else rr)
+        # split the lanes off first: the loop structure does not depend on samples (replay-safe)
+        owv, owl_ = sch.split(owl, [None, lanes])
+        if vecs is None:
+            vecs = sch.sample_perfect_tile(owv, n=2, max_innermost_factor=4)
+        owo, owm = sch.split(owv, [None, vecs] if isinstance(vecs, int) else vecs)
+        n_par = spec.batch * (spec.out_h // rr if isinstance(rr, int) else 1)
+        r_chunks = pick_tile(self.n_block_rows, max(1, -(-4 * self.cores // n_par))) if isinstance(rr, int) else 1
+        rco, rci = sch.split(rl, [r_chunks, None])
+        # per nonzero: for each output row / vector of the tile, one input load, N FMAs
+        sch.reorder(bl, oho, rco, owo, rci, el, ohi, owm, il, owl_)
+        sch.parallel(sch.fuse(bl, oho, rco))
+        sch.set_scope(blk, 0, "local")
+        sch.reverse_compute_at(sch.get_sblock("out"), rci)
+        sch.vectorize(owl_)
+        if unroll:
+            sch.unroll(il)
+            sch.unroll(owm)
+            sch.unroll(ohi)
+        sch.annotate(el, SPARSE_ROW_ANN, 1)
+        sch.decompose_reduction(blk, el)
+        if n >= 4 and spec.cout % n == 0:  # epilogue: N contiguous channels of a pixel per store
+            ol = sch.get_loops(sch.get_sblock("out"))
+            sch.vectorize(ol[-1])
+            sch.unroll(ol[-2])
+        # 1x1: the copy is big and memory-bound -> vector reads of channels, scattered stores
+        schedule_channel_major_input(sch, spec.cin, lanes, vector_channels=spec.kh == 1 and spec.kw == 1)
+        return ohi, owm, il
+
+    def default(self, sch: Any) -> None:
+        self.apply(sch, self.width // self.lanes, self.rows, True)
+        shrink_sparse_loops(sch)
+
+    def space(self, sch: Any) -> None:
+        loops = sch.get_loops(sch.get_sblock("acc"))
+        rr = sch.sample_perfect_tile(loops[2], n=2, max_innermost_factor=max(1, self.budget // self.n))
+        ohi, owm, il = self.apply(sch, None, rr, False)
+        unroll = sch.sample_categorical([0, 1], [0.2, 0.8])
+        sch.annotate(ohi, "pragma_unroll_explicit", unroll)
+        sch.annotate(ohi, "pragma_auto_unroll_max_step", 256)
 
 
 def block_direct_sparse_conv2d(
@@ -82,95 +169,26 @@ def block_direct_sparse_conv2d(
     [nnz_blocks+L]`` (flat offsets ``(cin*Hp + kh)*Wx + kw`` into the channel-major input),
     ``w_indptr [ceil(Cout/n)+1]``, ``[bias [Cout]]``, ``[residual]``, ``out [B,OH,OW,Cout]``.
     """
-    from tvm import te, tirx
+    from tvm import te
 
     if n < 1:
         raise ValueError(f"block size n must be >= 1, got {n}")
     t = resolve_target(target)
     weight = np.asarray(weight, dtype=np.float32)
     check_conv(spec, weight, bias, "block_direct_sparse_conv2d")
-    cout = spec.cout
-    bsr = matrix_to_bsr(weight.reshape(cout, -1), n)  # columns in PyTorch's (cin, kh, kw) order
-    b_, h_, w_, cin = spec.in_shape
-    oh_, ow_ = spec.out_h, spec.out_w
-    sh, sw = spec.stride
-    lanes = t.vector_lanes
-    hp, owp, wx = channel_major_geometry(spec, lanes)
+    bsr = matrix_to_bsr(weight.reshape(spec.cout, -1), n)  # columns in PyTorch's (cin, kh, kw) order
+    hp, owp, wx = channel_major_geometry(spec, t.vector_lanes)
     offsets = channel_major_offsets(bsr.indices, spec, hp, wx)
     w_data, w_off, w_ptr = kernel_arrays(bsr.data, offsets, bsr.indptr)
     maxlen = max(1, bsr.max_row_length)
-    nb = bsr.n_block_rows
-    bias_np = bias_array(spec.bias, bias, cout)
+    bias_np = bias_array(spec.bias, bias, spec.cout)
 
     bufs = sparse_conv_placeholders(spec, w_data, w_off, w_ptr, "w_offsets", bias_np)
-    data, W, OFF, PTR, BIAS, RES = bufs
-    xt = channel_major_input(data, spec, hp, wx)
-    e = te.reduce_axis((0, maxlen), name="e")
-
-    def acc_f(b, r, oh, i, ow):
-        start = PTR[r]
-        # the last axis is indexed past Wx on purpose: the flat offset selects (cin, kh, kw)
-        val = W[start + e, i] * xt[b, 0, oh * sh, ow * sw + OFF[start + e]]
-        return te.sum(tirx.if_then_else(e < PTR[r + 1] - start, val, tirx.const(0.0, "float32")), axis=e)
-
-    acc = te.compute((b_, nb, oh_, n, owp), acc_f, name="acc")
-
-    out = conv_epilogue(spec.out_shape, lambda b, oh, ow, c: acc[b, c // n, oh, c % n, ow], BIAS, RES, spec.activation, "out")
+    out = _block_direct_compute(spec, bufs, n, bsr.n_block_rows, (hp, owp, wx), maxlen)
     args, consts = sparse_kernel_signature(bufs, out, [w_data, w_off, w_ptr], bias_np)
     name = symbol_name("block_direct_sparse_conv2d", spec, n, w_off.tobytes(), w_ptr.tobytes())
     func = te.create_prim_func(args).with_attr("global_symbol", name)
-
-    budget = n_vector_registers(t) * 3 // 4
-    r_default, tw_default = _register_tile(n, lanes, owp, oh_, budget)
-
-    def _schedule(sch, vecs, rr, unroll: bool):
-        """``vecs``: vectors per tile row (int, or None: sample a perfect tile of the
-        OWp/lanes loop); ``rr``: output rows per tile (int or sampled tile)."""
-        blk = sch.get_sblock("acc")
-        bl, rl, ohl, il, owl, el = sch.get_loops(blk)
-        oho, ohi = sch.split(ohl, [None, rr] if isinstance(rr, int) else rr)
-        # split the lanes off first: the loop structure does not depend on samples (replay-safe)
-        owv, owl_ = sch.split(owl, [None, lanes])
-        if vecs is None:
-            vecs = sch.sample_perfect_tile(owv, n=2, max_innermost_factor=4)
-        owo, owm = sch.split(owv, [None, vecs] if isinstance(vecs, int) else vecs)
-        n_par = b_ * (oh_ // rr if isinstance(rr, int) else 1)
-        r_chunks = pick_tile(nb, max(1, -(-4 * t.cores // n_par))) if isinstance(rr, int) else 1
-        rco, rci = sch.split(rl, [r_chunks, None])
-        # per nonzero: for each output row / vector of the tile, one input load, N FMAs
-        sch.reorder(bl, oho, rco, owo, rci, el, ohi, owm, il, owl_)
-        par = sch.fuse(bl, oho, rco)
-        sch.parallel(par)
-        sch.set_scope(blk, 0, "local")
-        sch.reverse_compute_at(sch.get_sblock("out"), rci)
-        sch.vectorize(owl_)
-        if unroll:
-            sch.unroll(il)
-            sch.unroll(owm)
-            sch.unroll(ohi)
-        sch.annotate(el, SPARSE_ROW_ANN, 1)
-        sch.decompose_reduction(blk, el)
-        if n >= 4 and cout % n == 0:  # epilogue: N contiguous channels of a pixel per store
-            ol = sch.get_loops(sch.get_sblock("out"))
-            sch.vectorize(ol[-1])
-            sch.unroll(ol[-2])
-        # 1x1: the copy is big and memory-bound -> vector reads of channels, scattered stores
-        schedule_channel_major_input(sch, cin, lanes, vector_channels=spec.kh == 1 and spec.kw == 1)
-        return ohi, owm, il
-
-    def schedule_default(sch) -> None:
-        _schedule(sch, tw_default // lanes, r_default, True)
-        shrink_sparse_loops(sch)
-
-    def schedule_space(sch) -> None:
-        blk = sch.get_sblock("acc")
-        loops = sch.get_loops(blk)
-        rr = sch.sample_perfect_tile(loops[2], n=2, max_innermost_factor=max(1, budget // n))
-        ohi, owm, il = _schedule(sch, None, rr, False)
-        unroll = sch.sample_categorical([0, 1], [0.2, 0.8])
-        sch.annotate(ohi, "pragma_unroll_explicit", unroll)
-        sch.annotate(ohi, "pragma_auto_unroll_max_step", 256)
-
+    sched = _BlockDirectSchedule.for_target(spec, n, bsr.n_block_rows, owp, t)
     return KernelInstance(
         name=name,
         format=Format.BSR_SPATIAL,
@@ -178,9 +196,9 @@ def block_direct_sparse_conv2d(
         func=func,
         consts=consts,
         out_shape=spec.out_shape,
-        schedule_default=schedule_default,
-        schedule_space=schedule_space,
-        flops=2 * bsr.nnz_blocks * n * b_ * oh_ * ow_,
+        schedule_default=sched.default,
+        schedule_space=sched.space,
+        flops=2 * bsr.nnz_blocks * n * spec.batch * spec.out_h * spec.out_w,
         info={
             "n": n,
             "density": float(np.count_nonzero(weight)) / max(1, weight.size),
@@ -188,7 +206,7 @@ def block_direct_sparse_conv2d(
             "nnz_blocks": bsr.nnz_blocks,
             "max_row_length": maxlen,
             "layout": (f"channel-major padded input copy, vector along output width, "
-                       f"tile {r_default}x{n}x{tw_default}"),
+                       f"tile {sched.rows}x{n}x{sched.width}"),
             "index_order": "(cin, kh, kw) as flat input offsets",
         },
     )

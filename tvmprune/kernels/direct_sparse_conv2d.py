@@ -22,11 +22,12 @@ amortised over the row's nonzeros). The nonzero offsets are pre-decoded into fla
 offsets so the inner loop does no div/mod. Stride 2 uses strided vector loads.
 
 Index arrays are arguments (``consts``) like in :mod:`.sparse_conv2d`; the row loop is
-shrunk to the true row length by :func:`.sparse_conv2d.shrink_sparse_loops`.
+shrunk to the true row length by :func:`.sparse_loops.shrink_sparse_loops`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -43,49 +44,24 @@ from .channel_major import (
     schedule_channel_major_input,
 )
 from .formats import conv_weight_to_csr, kernel_arrays
-from .sparse_conv2d import (
-    SPARSE_ROW_ANN,
-    bias_array,
-    check_conv,
-    n_vector_registers,
-    pick_tile,
-    resolve_target,
-    shrink_sparse_loops,
-    sparse_conv_placeholders,
-    sparse_kernel_signature,
-)
+from .conv_inputs import bias_array, check_conv
+from .placeholders import sparse_conv_placeholders, sparse_kernel_signature
+from .sparse_loops import SPARSE_ROW_ANN, shrink_sparse_loops
+from .target_params import n_vector_registers, resolve_target
+from .tiling import pick_tile
 
 if TYPE_CHECKING:
     from ..plan.layer import LayerInfo
     from ..target import NamedTarget
 
 
-
-def direct_sparse_conv2d(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | None, target: Any) -> KernelInstance:
-    """CSR direct sparse conv (NHWC in/out), kind ``"csr"``.
-
-    PrimFunc arguments: ``data [B,H,W,Cin]``, ``w_data [nnz+L]``, ``w_offsets [nnz+L]``
-    (flat offsets ``(cin*Hp + kh)*Wp + kw`` into the padded channel-major input),
-    ``w_indptr [Cout+1]``, ``[bias [Cout]]``, ``[residual]``, ``out [B,OH,OW,Cout]``.
-    """
+def _csr_conv_compute(spec: ConvSpec, bufs: tuple, hp: int, owp: int, wx: int, maxlen: int) -> Any:
+    """TE stages ``xt (channel-major copy) -> acc [B, Cout, OH, OWp] -> out [B, OH, OW, Cout]``;
+    returns ``out``."""
     from tvm import te, tirx
 
-    t = resolve_target(target)
-    weight = np.asarray(weight, dtype=np.float32)
-    check_conv(spec, weight, bias, "direct_sparse_conv2d")
-    csr = conv_weight_to_csr(weight)
-    b_, h_, w_, cin = spec.in_shape
-    oh_, ow_, cout = spec.out_h, spec.out_w, spec.cout
-    sh, sw = spec.stride
-    hp, owp, wx = channel_major_geometry(spec, t.vector_lanes)
-    offsets = channel_major_offsets(csr.indices, spec, hp, wx)
-    w_data, w_off, w_ptr = kernel_arrays(csr.data, offsets, csr.indptr)
-    maxlen = max(1, csr.max_row_length)
-    bias_np = bias_array(spec.bias, bias, cout)
-
-    bufs = sparse_conv_placeholders(spec, w_data, w_off, w_ptr, "w_offsets", bias_np)
     data, W, OFF, PTR, BIAS, RES = bufs
-
+    sh, sw = spec.stride
     xt = channel_major_input(data, spec, hp, wx)
     e = te.reduce_axis((0, maxlen), name="e")
 
@@ -95,25 +71,39 @@ def direct_sparse_conv2d(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | 
         val = W[start + e] * xt[b, 0, oh * sh, ow * sw + OFF[start + e]]
         return te.sum(tirx.if_then_else(e < PTR[co + 1] - start, val, tirx.const(0.0, "float32")), axis=e)
 
-    acc = te.compute((b_, cout, oh_, owp), acc_f, name="acc")
+    acc = te.compute((spec.batch, spec.cout, spec.out_h, owp), acc_f, name="acc")
+    return conv_epilogue(spec.out_shape, lambda b, oh, ow, c: acc[b, c, oh, ow], BIAS, RES, spec.activation, "out")
 
-    out = conv_epilogue(spec.out_shape, lambda b, oh, ow, c: acc[b, c, oh, ow], BIAS, RES, spec.activation, "out")
-    args, consts = sparse_kernel_signature(bufs, out, [w_data, w_off, w_ptr], bias_np)
-    name = symbol_name("direct_sparse_conv2d", spec, w_off.tobytes(), w_ptr.tobytes())
-    func = te.create_prim_func(args).with_attr("global_symbol", name)
 
-    lanes = t.vector_lanes
-    budget = n_vector_registers(t) * 3 // 4
-    tw_default = lanes * pick_tile(owp // lanes, 4)
-    r_default = pick_tile(oh_, max(1, budget // -(-tw_default // lanes)))
+@dataclass(frozen=True)
+class _CsrConvSchedule:
+    """Schedules of the CSR direct conv: a tile of ``rows`` output rows x ``width`` output
+    pixels (whole vectors) per output channel, parallel over (batch, row tiles, channel chunks)."""
 
-    def _common(sch, tw, rr, unroll: bool):
+    spec: ConvSpec
+    lanes: int
+    cores: int
+    budget: int  # vector registers for accumulators
+    rows: int
+    width: int
+
+    @classmethod
+    def for_target(cls, spec: ConvSpec, owp: int, t: "NamedTarget") -> "_CsrConvSchedule":
+        lanes = t.vector_lanes
+        budget = n_vector_registers(t) * 3 // 4
+        width = lanes * pick_tile(owp // lanes, 4)
+        rows = pick_tile(spec.out_h, max(1, budget // -(-width // lanes)))
+        return cls(spec, lanes, t.cores, budget, rows, width)
+
+    def apply(self, sch: Any, tw: Any, rr: Any, unroll: bool) -> Any:
+        """The loop nest; ``tw`` / ``rr`` are ints or two sampled factors. Returns the row loop of the tile."""
+        spec = self.spec
         blk = sch.get_sblock("acc")
         bl, col, ohl, owl, el = sch.get_loops(blk)
         oho, ohi = sch.split(ohl, [None, rr] if isinstance(rr, int) else rr)
         owo, owi = sch.split(owl, [None, tw] if isinstance(tw, int) else tw)
-        n_par = b_ * (oh_ // rr if isinstance(rr, int) else 1)
-        co_chunks = pick_tile(cout, max(1, -(-4 * t.cores // n_par))) if isinstance(rr, int) else 1
+        n_par = spec.batch * (spec.out_h // rr if isinstance(rr, int) else 1)
+        co_chunks = pick_tile(spec.cout, max(1, -(-4 * self.cores // n_par))) if isinstance(rr, int) else 1
         coo, col = sch.split(col, [co_chunks, None])
         sch.reorder(bl, oho, coo, owo, col, el, ohi, owi)
         sch.parallel(sch.fuse(bl, oho, coo))
@@ -124,23 +114,48 @@ def direct_sparse_conv2d(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | 
             sch.unroll(ohi)
         sch.annotate(el, SPARSE_ROW_ANN, 1)
         sch.decompose_reduction(blk, el)
-        schedule_channel_major_input(sch, cin, lanes)
+        schedule_channel_major_input(sch, spec.cin, self.lanes)
         return ohi
 
-    def schedule_default(sch) -> None:
-        _common(sch, tw_default, r_default, True)
+    def default(self, sch: Any) -> None:
+        self.apply(sch, self.width, self.rows, True)
         shrink_sparse_loops(sch)
 
-    def schedule_space(sch) -> None:
-        blk = sch.get_sblock("acc")
-        loops = sch.get_loops(blk)
-        rr = sch.sample_perfect_tile(loops[2], n=2, max_innermost_factor=max(1, budget))
-        tw = sch.sample_perfect_tile(loops[3], n=2, max_innermost_factor=4 * lanes)  # over OW rounded up
-        ohi = _common(sch, tw, rr, False)
+    def space(self, sch: Any) -> None:
+        loops = sch.get_loops(sch.get_sblock("acc"))
+        rr = sch.sample_perfect_tile(loops[2], n=2, max_innermost_factor=max(1, self.budget))
+        tw = sch.sample_perfect_tile(loops[3], n=2, max_innermost_factor=4 * self.lanes)  # over OW rounded up
+        ohi = self.apply(sch, tw, rr, False)
         unroll = sch.sample_categorical([0, 1], [0.2, 0.8])
         sch.annotate(ohi, "pragma_unroll_explicit", unroll)
         sch.annotate(ohi, "pragma_auto_unroll_max_step", 64)
 
+
+def direct_sparse_conv2d(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | None, target: Any) -> KernelInstance:
+    """CSR direct sparse conv (NHWC in/out), kind ``"csr"``.
+
+    PrimFunc arguments: ``data [B,H,W,Cin]``, ``w_data [nnz+L]``, ``w_offsets [nnz+L]``
+    (flat offsets ``(cin*Hp + kh)*Wp + kw`` into the padded channel-major input),
+    ``w_indptr [Cout+1]``, ``[bias [Cout]]``, ``[residual]``, ``out [B,OH,OW,Cout]``.
+    """
+    from tvm import te
+
+    t = resolve_target(target)
+    weight = np.asarray(weight, dtype=np.float32)
+    check_conv(spec, weight, bias, "direct_sparse_conv2d")
+    csr = conv_weight_to_csr(weight)
+    hp, owp, wx = channel_major_geometry(spec, t.vector_lanes)
+    offsets = channel_major_offsets(csr.indices, spec, hp, wx)
+    w_data, w_off, w_ptr = kernel_arrays(csr.data, offsets, csr.indptr)
+    maxlen = max(1, csr.max_row_length)
+    bias_np = bias_array(spec.bias, bias, spec.cout)
+
+    bufs = sparse_conv_placeholders(spec, w_data, w_off, w_ptr, "w_offsets", bias_np)
+    out = _csr_conv_compute(spec, bufs, hp, owp, wx, maxlen)
+    args, consts = sparse_kernel_signature(bufs, out, [w_data, w_off, w_ptr], bias_np)
+    name = symbol_name("direct_sparse_conv2d", spec, w_off.tobytes(), w_ptr.tobytes())
+    func = te.create_prim_func(args).with_attr("global_symbol", name)
+    sched = _CsrConvSchedule.for_target(spec, owp, t)
     return KernelInstance(
         name=name,
         format=Format.CSR,
@@ -148,14 +163,14 @@ def direct_sparse_conv2d(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | 
         func=func,
         consts=consts,
         out_shape=spec.out_shape,
-        schedule_default=schedule_default,
-        schedule_space=schedule_space,
-        flops=2 * csr.nnz * b_ * oh_ * ow_,
+        schedule_default=sched.default,
+        schedule_space=sched.space,
+        flops=2 * csr.nnz * spec.batch * spec.out_h * spec.out_w,
         info={
             "density": csr.density,
             "nnz": csr.nnz,
             "max_row_length": maxlen,
-            "layout": f"channel-major padded input copy, vector along output width, tile {r_default}x{tw_default}",
+            "layout": f"channel-major padded input copy, vector along output width, tile {sched.rows}x{sched.width}",
             "index_order": "(cin, kh, kw) as flat input offsets",
         },
     )

@@ -4,7 +4,7 @@
 vector axis (one broadcast input scalar per nonzero block). ``fmt="csr"``: plain CSR
 (``n`` is ignored), scalar code with the row loop parallel. Index arrays are arguments
 (``consts``); the row loop is shrunk to the true row length by
-:func:`.sparse_conv2d.shrink_sparse_loops`.
+:func:`.sparse_loops.shrink_sparse_loops`.
 
 PrimFunc arguments: ``data [batch, in]``, ``w_data``, ``w_indices``, ``w_indptr``,
 ``[bias [out]]``, ``out [batch, out]``.
@@ -12,6 +12,7 @@ PrimFunc arguments: ``data [batch, in]``, ``w_data``, ``w_indices``, ``w_indptr`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,12 +24,83 @@ from .family import KernelFamily
 from .format import Format, LayerOp
 from .identity import symbol_name
 from .formats import kernel_arrays, matrix_to_bsr
-from .sparse_conv2d import SPARSE_ROW_ANN, resolve_target, shrink_sparse_loops
+from .sparse_loops import SPARSE_ROW_ANN, shrink_sparse_loops
+from .target_params import resolve_target
 
 if TYPE_CHECKING:
     from ..plan.layer import LayerInfo
     from ..target import NamedTarget
 
+
+def _check_linear(fmt: "Format | str", activation: str | None) -> Format:
+    """``fmt`` as a :class:`Format` after checking it and ``activation``.
+
+    Raises:
+        UnsupportedLayerError: ``fmt`` is neither BSR nor CSR.
+        ValueError: unknown activation.
+    """
+    if fmt not in ("bsr", Format.BSR, Format.CSR):
+        raise UnsupportedLayerError(f"sparse_linear format must be 'bsr' or 'csr', got {fmt!r}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    return Format(fmt)
+
+
+def _linear_compute(bufs: tuple, batch: int, in_f: int, out_features: int, bn: int, n_block_rows: int,
+                    maxlen: int, activation: str | None) -> tuple[Any, Any]:
+    """TE ``data [batch, in]`` and ``out [batch, out] = act(acc + bias)`` over
+    ``acc [batch, out/bn, bn]``; ``bufs`` = ``(w_data, w_indices, w_indptr, bias or None)``."""
+    from tvm import te, tirx
+
+    W, IDX, PTR, BIAS = bufs
+    data = te.placeholder((batch, in_f), "float32", name="data")
+    e = te.reduce_axis((0, maxlen), name="e")
+
+    def acc_f(b, r, i):
+        start = PTR[r]
+        wv = W[start + e] if len(W.shape) == 1 else W[start + e, i]  # CSR values are flat
+        val = wv * data[b, IDX[start + e]]
+        return te.sum(tirx.if_then_else(e < PTR[r + 1] - start, val, tirx.const(0.0, "float32")), axis=e)
+
+    acc = te.compute((batch, n_block_rows, bn), acc_f, name="acc")
+
+    def out_f(b, o):
+        v = acc[b, o // bn, o % bn]
+        if BIAS is not None:
+            v = v + BIAS[o]
+        return apply_activation(v, activation)
+
+    return data, te.compute((batch, out_features), out_f, name="out")
+
+
+@dataclass(frozen=True)
+class _LinearSchedule:
+    """Schedules of the sparse linear layer: parallel over block rows, the ``bn`` outputs of a
+    block the vector axis."""
+
+    bn: int
+
+    def apply(self, sch: Any) -> Any:
+        blk = sch.get_sblock("acc")
+        bl, rl, il, el = sch.get_loops(blk)
+        sch.reorder(rl, bl, el, il)
+        sch.parallel(rl)
+        sch.set_scope(blk, 0, "local")
+        sch.reverse_compute_at(sch.get_sblock("out"), bl)
+        if self.bn > 1:
+            sch.vectorize(il)
+        sch.annotate(el, SPARSE_ROW_ANN, 1)
+        sch.decompose_reduction(blk, el)
+        return bl
+
+    def default(self, sch: Any) -> None:
+        self.apply(sch)
+        shrink_sparse_loops(sch)
+
+    def space(self, sch: Any) -> None:
+        bl = self.apply(sch)
+        unroll = sch.sample_categorical([0, 16, 64], [0.4, 0.3, 0.3])
+        sch.annotate(bl, "pragma_auto_unroll_max_step", unroll)
 
 
 def sparse_linear(
@@ -42,14 +114,9 @@ def sparse_linear(
 ) -> KernelInstance:
     """Sparse linear layer in ``Format.BSR`` (``"bsr"`` / ``"1xN"``, blocks of ``n`` rows) or
     ``Format.CSR``; kind ``"bsr_linear"`` or ``"csr_linear"``."""
-    from tvm import te, tirx
+    from tvm import te
 
-    if fmt not in ("bsr", Format.BSR, Format.CSR):
-        raise UnsupportedLayerError(f"sparse_linear format must be 'bsr' or 'csr', got {fmt!r}")
-    fmt = Format(fmt)
-    fmt_name = "csr" if fmt == Format.CSR else "bsr"
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    fmt = _check_linear(fmt, activation)
     t = resolve_target(target)
     weight = np.asarray(weight, dtype=np.float32)
     if weight.ndim != 2:
@@ -61,59 +128,22 @@ def sparse_linear(
     if fmt == "csr":
         w_data = np.ascontiguousarray(w_data.reshape(-1))
     maxlen = max(1, bsr.max_row_length)
-    nb = bsr.n_block_rows
     bias_np = None if bias is None else np.ascontiguousarray(np.asarray(bias, dtype=np.float32).reshape(out_f_))
 
-    data = te.placeholder((batch, in_f), "float32", name="data")
-    W = te.placeholder(w_data.shape, "float32", name="w_data")
-    IDX = te.placeholder(w_idx.shape, "int32", name="w_indices")
-    PTR = te.placeholder(w_ptr.shape, "int32", name="w_indptr")
-    BIAS = te.placeholder((out_f_,), "float32", name="bias") if bias_np is not None else None
-    e = te.reduce_axis((0, maxlen), name="e")
-
-    def acc_f(b, r, i):
-        start = PTR[r]
-        wv = W[start + e] if fmt == "csr" else W[start + e, i]
-        val = wv * data[b, IDX[start + e]]
-        return te.sum(tirx.if_then_else(e < PTR[r + 1] - start, val, tirx.const(0.0, "float32")), axis=e)
-
-    acc = te.compute((batch, nb, bn), acc_f, name="acc")
-
-    def out_f(b, o):
-        v = acc[b, o // bn, o % bn]
-        if BIAS is not None:
-            v = v + BIAS[o]
-        return apply_activation(v, activation)
-
-    out = te.compute((batch, out_f_), out_f, name="out")
-    args = [data, W, IDX, PTR] + ([BIAS] if BIAS is not None else []) + [out]
+    bufs = (
+        te.placeholder(w_data.shape, "float32", name="w_data"),
+        te.placeholder(w_idx.shape, "int32", name="w_indices"),
+        te.placeholder(w_ptr.shape, "int32", name="w_indptr"),
+        te.placeholder((out_f_,), "float32", name="bias") if bias_np is not None else None,
+    )
+    data, out = _linear_compute(bufs, batch, in_f, out_f_, bn, bsr.n_block_rows, maxlen, activation)
+    args = [data] + [b for b in bufs if b is not None] + [out]
     consts = [w_data, w_idx, w_ptr] + ([bias_np] if bias_np is not None else [])
+    fmt_name = "csr" if fmt == Format.CSR else "bsr"
     name = symbol_name(f"sparse_linear_{fmt_name}", weight.shape, bn, batch, activation, bias is not None,
                        w_idx.tobytes(), w_ptr.tobytes())
     func = te.create_prim_func(args).with_attr("global_symbol", name)
-
-    def _common(sch):
-        blk = sch.get_sblock("acc")
-        bl, rl, il, el = sch.get_loops(blk)
-        sch.reorder(rl, bl, el, il)
-        sch.parallel(rl)
-        sch.set_scope(blk, 0, "local")
-        sch.reverse_compute_at(sch.get_sblock("out"), bl)
-        if bn > 1:
-            sch.vectorize(il)
-        sch.annotate(el, SPARSE_ROW_ANN, 1)
-        sch.decompose_reduction(blk, el)
-        return bl
-
-    def schedule_default(sch) -> None:
-        _common(sch)
-        shrink_sparse_loops(sch)
-
-    def schedule_space(sch) -> None:
-        bl = _common(sch)
-        unroll = sch.sample_categorical([0, 16, 64], [0.4, 0.3, 0.3])
-        sch.annotate(bl, "pragma_auto_unroll_max_step", unroll)
-
+    sched = _LinearSchedule(bn)
     return KernelInstance(
         name=name,
         format=fmt,
@@ -121,8 +151,8 @@ def sparse_linear(
         func=func,
         consts=consts,
         out_shape=(batch, out_f_),
-        schedule_default=schedule_default,
-        schedule_space=schedule_space,
+        schedule_default=sched.default,
+        schedule_space=sched.space,
         flops=2 * bsr.nnz_blocks * bn * batch,
         info={"n": bn, "density": float(np.count_nonzero(weight)) / max(1, weight.size), "max_row_length": maxlen,
               "target": t.name},

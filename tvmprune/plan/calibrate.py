@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -49,16 +49,23 @@ def probe_families() -> tuple[KernelFamily, ...]:
     return tuple(f for f in families(LayerOp.CONV2D) if f.probe is not None)
 
 
-def time_family(fam: KernelFamily, spec: ConvSpec, weight: np.ndarray, n: int, target: NamedTarget) -> float:
-    """Median ms of ``fam``'s kernel (default schedule) for a conv layer on this machine."""
+def time_family(fam: KernelFamily, spec: ConvSpec, weight: np.ndarray, n: int, target: NamedTarget,
+                remote: Any = None) -> float:
+    """Median ms of ``fam``'s kernel (default schedule) for a conv layer, on this machine or on the
+    RPC board of ``remote`` (a :class:`tvmprune.tune.measure.RemoteSpec`, bounded waits)."""
+    info = LayerInfo(0, "probe", LayerOp.CONV2D, weight, spec=spec)
+    inst = fam.build(info, n, target)
+    if remote is not None:
+        from ..tune.measure import time_kernel as time_on_board
+
+        return 1e3 * time_on_board(inst.scheduled(), list(inst.consts), target, remote)
     from ..measure.kernel import time_kernel
 
-    info = LayerInfo(0, "probe", LayerOp.CONV2D, weight, spec=spec)
-    return time_kernel(fam.build(info, n, target), spec.in_shape, target)
+    return time_kernel(inst, spec.in_shape, target)
 
 
 def _measure(target: NamedTarget, density: float, rng: np.random.Generator,
-             say: Callable[[str], None]) -> dict[str, dict[str, float]]:
+             say: Callable[[str], None], remote: Any = None) -> dict[str, dict[str, float]]:
     meas: dict[str, dict[str, float]] = {}
     for key, spec in PROBE_LAYERS.items():
         m: dict[str, float] = {}
@@ -66,7 +73,7 @@ def _measure(target: NamedTarget, density: float, rng: np.random.Generator,
         for fam in probe_families():
             n = fam.probe.block_n(target)
             d = 1.0 if fam.format == Format.DENSE else density
-            m[f"{fam.format}_ms"] = time_family(fam, spec, probe_weight(spec, d, n, rng), n, target)
+            m[f"{fam.format}_ms"] = time_family(fam, spec, probe_weight(spec, d, n, rng), n, target, remote)
             parts.append(f"{fam.format.label(n)} {m[f'{fam.format}_ms']:.3f} ms")
         m["flops"] = spec.dense_flops
         meas[key] = m
@@ -93,23 +100,25 @@ def _fit(meas: dict[str, dict[str, float]], target: NamedTarget, density: float)
 
 
 def calibrate(target: NamedTarget, density: float = 0.2, save: bool = True,
-              log: Callable[[str], None] | None = None) -> PerfParams:
-    """Measure the roofline parameters on this machine with a short probe (~1 min) and store them.
+              log: Callable[[str], None] | None = None, remote: Any = None) -> PerfParams:
+    """Measure the roofline parameters with a short probe (~1 min here) and store them.
 
-    Only for targets that run on this machine.
+    On this machine for targets it runs, or on the board of ``remote`` (an RPC tracker key,
+    :class:`tvmprune.tune.measure.RemoteSpec`) for any target, ARM boards included.
     """
-    if not target.runs_on_host:
+    if remote is None and not target.runs_on_host:
         raise TvmpruneError(
-            f"calibration measures on this machine, which cannot run {target.name} code; run `tvmprune calibrate` "
-            "on the board (or keep the built-in parameters)")
+            f"calibration measures on this machine, which cannot run {target.name} code; give "
+            "--tracker HOST:PORT --key KEY of a board registered at an RPC tracker (or keep the built-in parameters)")
     say = log or (lambda s: None)
-    meas = _measure(target, density, np.random.default_rng(0), say)
+    meas = _measure(target, density, np.random.default_rng(0), say, remote)
     params = _fit(meas, target, density)
     if save:
         path = calibration_path(target)
         path.parent.mkdir(parents=True, exist_ok=True)
         body = {"target": target.to_json(), "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "density": density,
                 "block_n": {str(f.format): f.probe.block_n(target) for f in probe_families()},
+                "measured_on": f"rpc:{remote.tracker_host}:{remote.tracker_port}/{remote.key}" if remote else "host",
                 "measurements": meas, "params": {k: getattr(params, k) for k in DEFAULT_PARAMS}}
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(body, indent=2), encoding="utf-8")

@@ -108,6 +108,7 @@ class LayerPlan:
 
     ``fmt``: a :class:`Format` (``Format.RELAX``: left as a Relax op); ``n``: block size of
     the 1xN formats; ``predicted_ms``: per-format predictions of the perf model;
+    ``measured_ms``: per-format kernel times where the ``measured`` planner timed them;
     ``kernel``: the kernel built for it (set by the plan stage).
     """
 
@@ -117,6 +118,7 @@ class LayerPlan:
     reason: str = ""
     predicted_ms: dict[Format, float] = field(default_factory=dict)
     kernel: KernelInstance | None = None
+    measured_ms: dict[Format, float] = field(default_factory=dict)  # the measured planner's kernel times
 
     def __post_init__(self) -> None:
         self.fmt = Format(self.fmt)
@@ -136,6 +138,7 @@ class LayerPlan:
             "format": self.format_label,
             "reason": self.reason,
             "predicted_ms": {str(k): round(v, 4) for k, v in self.predicted_ms.items()},
+            "measured_ms": {str(k): round(v, 4) for k, v in self.measured_ms.items()},
             "kernel": self.kernel.name if self.kernel else None,
         }
 

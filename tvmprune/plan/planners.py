@@ -2,7 +2,9 @@
 
 * ``auto`` (:func:`choose_format`): the format with the smallest roofline prediction;
 * ``dense`` (:func:`dense_only`): every layer dense (the dense baseline);
-* ``sparse`` (:func:`sparse_where_pruned`): a sparse kernel wherever the weight has zeros.
+* ``sparse`` (:func:`sparse_where_pruned`): a sparse kernel wherever the weight has zeros;
+* ``measured`` (:func:`.measured.measured_format`): dense and the best predicted sparse kernels of
+  each pruned layer timed on this machine, the fastest kept (never slower than dense per layer).
 
 Grouped convs are decided by shape: depthwise ones stay dense, other grouped ones have no
 kernel and stay Relax ops.
@@ -82,4 +84,11 @@ def sparse_where_pruned(info: LayerInfo, target: NamedTarget) -> LayerPlan:
     return LayerPlan(info, Format.CSR, reason="forced sparse (unstructured)", predicted_ms=pred)
 
 
-PLANNERS: dict[str, Planner] = {"auto": choose_format, "dense": dense_only, "sparse": sparse_where_pruned}
+def _measured(info: LayerInfo, target: NamedTarget) -> LayerPlan:
+    from .measured import measured_format  # imports this module
+
+    return measured_format(info, target)
+
+
+PLANNERS: dict[str, Planner] = {"auto": choose_format, "dense": dense_only, "sparse": sparse_where_pruned,
+                                "measured": _measured}

@@ -9,9 +9,9 @@ these terms (``KernelFamily.predict``); the planner takes the smallest predictio
 
 from __future__ import annotations
 
-import hashlib
+from ..cache_dir import cache_dir, target_key
+
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -67,9 +67,7 @@ class PerfParams:
 
 def calibration_path(target: NamedTarget) -> Path:
     """Where calibrated parameters of ``target`` are stored (``$TVMPRUNE_CACHE_DIR`` or ~/.cache/tvmprune)."""
-    root = Path(os.environ.get("TVMPRUNE_CACHE_DIR") or Path.home() / ".cache" / "tvmprune")
-    key = hashlib.sha1(json.dumps(target.target_dict, sort_keys=True).encode()).hexdigest()[:8]
-    return root / "calibration" / f"{target.name}-{key}.json"
+    return cache_dir("calibration", f"{target_key(target)}.json")
 
 
 def params_for(target: NamedTarget) -> PerfParams:
@@ -83,6 +81,9 @@ def params_for(target: NamedTarget) -> PerfParams:
                               source=f"calibrated ({p})")
         except (OSError, KeyError, ValueError, TypeError):
             pass  # a damaged file: fall back to the built-in numbers
+    if target.arch != "x86_64":
+        return PerfParams(source=f"built-in, UNCALIBRATED for {target.name} (fitted on x86 AVX-512): run "
+                                 f"`tvmprune calibrate --target {target.name} --tracker HOST:PORT --key KEY` on a board")
     return PerfParams()
 
 

@@ -159,7 +159,7 @@ class BoardPool:
 
 def time_model_on_board(host: str, port: int, key: str, so_path: str, input_shape: tuple[int, ...], warmup: int,
                         repeat: int, rpc_timeout: float = 60.0, run_timeout: float | None = None) -> dict[str, float]:
-    """``bench.time_vm`` of an exported model (``model.so``) on a board under ``key``, every wait bounded
+    """``measure.model.time_vm`` of an exported model (``model.so``) on a board under ``key``, every wait bounded
     (``compare --tracker``). Returns the summary dict of :func:`..bench.summarize_ms`.
 
     Raises:

@@ -151,10 +151,10 @@ def measure_artifacts(addr: BoardAddress, report: Report, artifacts: list[str], 
 
 def time_relax_module(addr: BoardAddress, report: Report, so_path: str, input_shape: tuple[int, ...],
                       warmup: int, repeat: int, run_budget_s: float) -> dict[str, float]:
-    """``bench.time_vm`` of an exported Relax module (``model.so``) on one board."""
+    """``measure.model.time_vm`` of an exported Relax module (``model.so``) on one board."""
     from tvm import relax
 
-    from ..bench import time_vm
+    from ..measure.model import time_vm
 
     report(SESSION, addr.rpc_timeout)
     sess = request_session(addr)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..kernels.base import KernelInstance
-from ..kernels.sparse_conv2d import shrink_sparse_loops
+from ..kernels.sparse_loops import shrink_sparse_loops
 
 
 def postprocess(sch: Any) -> Any:

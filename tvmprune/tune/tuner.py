@@ -530,7 +530,7 @@ def _tune_all(tasks: list[TuneTask], trials: int, env: _Run, report: TuneReport)
 
 def format_report(report: TuneReport) -> str:
     """Per-task table: default vs tuned time, speedup, trials; then totals."""
-    from ..bench import format_table
+    from ..reports.tables import format_table
 
     rows = []
     tot_d = tot_t = 0.0

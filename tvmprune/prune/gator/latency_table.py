@@ -15,16 +15,14 @@ timed (timing on a board over RPC is not implemented here: use ``+flops`` for th
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import re
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ...cache_dir import cache_dir, target_key
 from ...errors import PruneConfigError
 from ...target import NamedTarget, get_target
 from .cost import LayerGeometry
@@ -76,10 +74,7 @@ def _nonnegative_fit(a: np.ndarray, t: np.ndarray) -> list[float]:
 
 def latency_cache_dir(target: NamedTarget) -> Path:
     """``$TVMPRUNE_CACHE_DIR/latency/<target name>-<hash of the target JSON>``."""
-    root = Path(os.environ.get("TVMPRUNE_CACHE_DIR") or Path.home() / ".cache" / "tvmprune")
-    digest = hashlib.sha1(json.dumps(target.target_dict, sort_keys=True).encode()).hexdigest()[:10]
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", target.name)
-    return root / "latency" / f"{safe}-{digest}"
+    return cache_dir("latency", target_key(target))
 
 
 def _shape_key(lg: LayerGeometry, batch: int) -> str:

@@ -14,21 +14,15 @@ from __future__ import annotations
 from typing import Any
 
 from .loops import MIN_PARALLEL_WORK, const_extent, vector_factor
-from .rule import ScheduleContext, spatial_blocks
+from .rule import ScheduleContext, single_reduction
 
 
 def lane_reduction_rule(sch: Any, ctx: ScheduleContext) -> bool:
     """Vectorised (rfactor) schedule of a single ``S..R..`` reduction reading its reduced axis contiguously."""
-    injective, reductions = spatial_blocks(sch)
-    if len(reductions) != 1 or len(injective) > 1:
+    found = single_reduction(sch)
+    if found is None:
         return False
-    red = reductions[0]
-    kinds = red.dom_kind()
-    n_s = len(kinds) - len(kinds.lstrip("S"))
-    if n_s == 0 or set(kinds[n_s:]) != {"R"}:
-        return False
-    loops = sch.get_loops(red.block_rv)
-    s_loops, r_loops = list(loops[:n_s]), list(loops[n_s:])
+    red, n_s, s_loops, r_loops = found.red, found.n_spatial, found.s_loops, found.r_loops
     r = sch.fuse(*r_loops) if len(r_loops) > 1 else r_loops[0]
     red_len = const_extent(sch, r)
     vec = vector_factor(red_len, ctx.lanes)
@@ -42,8 +36,8 @@ def lane_reduction_rule(sch: Any, ctx: ScheduleContext) -> bool:
     final_s = sch.get_loops(red.block_rv)[:n_s]
     fused = sch.fuse(*final_s) if len(final_s) > 1 else final_s[0]
     sch.compute_at(rf, fused)
-    if injective:
-        sch.reverse_compute_at(injective[0].block_rv, fused)
+    if found.consumer is not None:
+        sch.reverse_compute_at(found.consumer.block_rv, fused)
     if work >= MIN_PARALLEL_WORK and const_extent(sch, fused) >= 2:
         sch.parallel(fused)
     inner = sch.get_loops(rf)[-2:]

@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from .loops import MIN_PARALLEL_WORK, const_extent, vector_factor
-from .rule import ScheduleContext, spatial_blocks
+from .rule import ScheduleContext, single_reduction
 
 # Register budget for the accumulator tile (fp32 vectors); the rest holds loads and broadcasts.
 ACC_VECTORS = 12
@@ -59,19 +59,13 @@ def _tile_rows(sch: Any, s_loops: list[Any], red_len: int, vec: int, ctx: Schedu
 def channel_reduction_rule(sch: Any, ctx: ScheduleContext) -> bool:
     """Schedule one reduction block (+ at most one fused consumer) vectorised along its innermost
     spatial axis; decline when the shape does not fit that pattern."""
-    injective, reductions = spatial_blocks(sch)
-    if len(reductions) != 1 or len(injective) > 1:
+    found = single_reduction(sch)
+    if found is None:
         return False
-    red = reductions[0]
-    kinds = red.dom_kind()
-    n_s = len(kinds) - len(kinds.lstrip("S"))
-    if n_s == 0 or set(kinds[n_s:]) != {"R"}:
-        return False
+    red, n_s, s_loops, r_loops = found.red, found.n_spatial, found.s_loops, found.r_loops
     block = sch.get(red.block_rv)
     if not vector_axis_is_contiguous(block, block.iter_vars[n_s - 1].var):
         return False
-    loops = sch.get_loops(red.block_rv)
-    s_loops, r_loops = list(loops[:n_s]), list(loops[n_s:])
     c_ext = const_extent(sch, s_loops[-1])
     vec = vector_factor(c_ext, ctx.lanes)
     if vec == 0:
@@ -85,9 +79,9 @@ def channel_reduction_rule(sch: Any, ctx: ScheduleContext) -> bool:
 
     wb = sch.cache_write(red.block_rv, 0, "local")
     out_block = wb
-    if injective:
+    if found.consumer is not None:
         sch.compute_inline(wb)  # the consumer (e.g. mean's divide) reads the accumulators
-        out_block = injective[0].block_rv
+        out_block = found.consumer.block_rv
     rows = _tile_rows(sch, s_loops, red_len, vec, ctx)
     c_o, c_i = sch.split(s_loops[-1], factors=[None, vec])
     outer = s_loops[:-1]

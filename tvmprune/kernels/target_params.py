@@ -1,0 +1,23 @@
+"""What a kernel needs to know about its target: the resolved :class:`~tvmprune.target.NamedTarget`
+and its register file (vector lanes, cores and the ISA's register count)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..target import NamedTarget
+
+
+def resolve_target(target: Any) -> "NamedTarget":
+    """A target name, TVM target JSON / dict or :class:`NamedTarget` -> :class:`NamedTarget`."""
+    from ..target import get_target
+
+    return get_target(target)
+
+
+def n_vector_registers(t: "NamedTarget") -> int:
+    """Architectural SIMD registers of a target (32 on AVX-512 / aarch64, 16 otherwise)."""
+    if t.arch == "aarch64" or t.vector_lanes >= 16:
+        return 32
+    return 16

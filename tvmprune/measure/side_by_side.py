@@ -1,0 +1,83 @@
+"""``--vs ENGINES`` of ``bench`` and ``compare``: the same (pruned) PyTorch model in the engines users
+already have, as runners for :func:`.runners.time_interleaved`.
+
+Engines: ``pytorch`` and the peers of :mod:`.peers` (``ort`` / ``onnxruntime``, ``openvino``,
+``deepsparse``). A peer that is not installed is reported, not fatal.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from .peers import PeerEngine, PeerEngineError, PeerRunner, engine_name, export_onnx, find_engine
+from .runners import TorchRunner, max_rel_err, random_input
+
+RTOL = 1e-3  # an engine whose output differs more than this from PyTorch's gets no timing row
+
+
+def parse_vs(spec: str | None) -> list[str]:
+    """``"ort,openvino,pytorch"`` -> canonical engine names; a clear error for unknown ones."""
+    out: list[str] = []
+    for name in (spec or "").split(","):
+        name = name.strip().lower()
+        if not name:
+            continue
+        canon = "pytorch" if name in ("pytorch", "torch") else engine_name(name)
+        if canon not in out:
+            out.append(canon)
+    return out
+
+
+@dataclass
+class EngineSet:
+    """The engines found for ``--vs`` (peers with their Python) and why the others are missing."""
+
+    torch: bool = False
+    peers: list[PeerEngine] = field(default_factory=list)
+    missing: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def find(cls, names: list[str]) -> "EngineSet":
+        es = cls(torch="pytorch" in names)
+        for n in names:
+            if n == "pytorch":
+                continue
+            r = find_engine(n)
+            if isinstance(r, PeerEngine):
+                es.peers.append(r)
+            else:
+                es.missing[n] = r
+        return es
+
+
+def engine_runners(es: EngineSet, model: Any, pattern: str, shape: tuple[int, ...], threads: int,
+                   workdir: str | os.PathLike, warmup: int = 3) -> tuple[list[Any], list[str]]:
+    """Runners of ``model`` (eval mode) in every engine of ``es``, each checked against PyTorch on
+    one random input; returns (runners, notes about engines that failed or differ)."""
+    import torch
+
+    runners: list[Any] = []
+    notes: list[str] = []
+    if es.torch:
+        runners.append(TorchRunner(model, pattern, shape, warmup))
+    if not es.peers:
+        return runners, notes
+    path = export_onnx(model, shape, os.path.join(str(workdir), f"{pattern.replace('@', '_').replace('+', '_')}.onnx"))
+    x = random_input(shape, seed=1)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    for peer in es.peers:
+        try:
+            r = PeerRunner(peer, path, shape, threads, warmup, pattern)
+            err = max_rel_err(r.run(x, workdir), ref)
+        except PeerEngineError as e:
+            notes.append(f"{pattern}: {peer.engine} failed: {e}")
+            continue
+        if err > RTOL:
+            notes.append(f"{pattern}: {peer.engine} output differs from PyTorch (rel err {err:.1e}): not timed")
+            r.close()
+            continue
+        runners.append(r)
+    return runners, notes
