@@ -47,8 +47,12 @@ from .family import KernelFamily
 from .format import Format, LayerOp
 from .formats import kernel_arrays, matrix_to_bsr
 from .identity import symbol_name
-from .sparse_conv2d import (SPARSE_ROW_ANN, _pad_input, bias_array, n_vector_registers, pick_tile, resolve_target,
-                            shrink_sparse_loops, sparse_kernel_signature)
+from .conv_inputs import bias_array
+from .padding import pad_input
+from .placeholders import sparse_kernel_signature
+from .sparse_loops import SPARSE_ROW_ANN, shrink_sparse_loops
+from .target_params import n_vector_registers, resolve_target
+from .tiling import pick_tile
 
 if TYPE_CHECKING:
     from ..plan.layer import LayerInfo
@@ -127,7 +131,7 @@ def _placeholders(spec: ConvSpec, basis: np.ndarray, arrays: list[np.ndarray], b
 
 def _row_sum(ptr: Any, row: Any, e: Any, value: Callable[[Any], Any]) -> Any:
     """``sum_{e < len(row)} value(indptr[row] + e)`` in the guarded static-extent form that
-    :func:`.sparse_conv2d.shrink_sparse_loops` rewrites to the true row length."""
+    :func:`.sparse_loops.shrink_sparse_loops` rewrites to the true row length."""
     from tvm import te, tirx
 
     start = ptr[row]
@@ -338,7 +342,7 @@ def _vn_compute(spec: ConvSpec, data, bas, w, idx, ptr, e, n: int, lanes: int) -
 
     cin, k2 = spec.cin, spec.kh * spec.kw
     sh, sw = spec.stride
-    xp = _pad_input(data, spec)
+    xp = pad_input(data, spec)
     bn = te.compute(
         (spec.batch, spec.out_h, spec.out_w, k2 * cin),
         lambda b, y, x, k: _basis_sum(spec, bas, k // cin, lambda kh, kw: xp[b, y * sh + kh, x * sw + kw, k % cin]),
