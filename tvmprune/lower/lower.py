@@ -43,9 +43,22 @@ def lower(model: Any, input_shape: tuple[int, ...], log: Callable[[str], None] |
     t0 = time.time()
     imported = import_any(model, input_shape)
     layers = match_layers(imported.mod["main"], imported.layer_names, accepts_layer)
+    # interspace-pruned layers were imported as their reconstructed dense filters; their factors
+    # (coefficients, basis) travel on the LayerInfo for the interspace kernel family
+    from ..frontend.interspace import attach_interspace_factors, interspace_factors
+
+    factors = interspace_factors(model) if _is_module(model) else {}
+    if factors:
+        say(f"interspace factors on {attach_interspace_factors(layers, factors)} of {len(factors)} interspace layers")
     say(f"imported model into Relax ({time.time() - t0:.1f} s, BN folded: {imported.bn_folded})")
     return LoweredModel(mod=imported.mod, layers=layers, input_shape=tuple(imported.input_shape),
                         bn_folded=imported.bn_folded)
+
+
+def _is_module(model: Any) -> bool:
+    import torch
+
+    return isinstance(model, torch.nn.Module)
 
 
 def import_any(model: Any, input_shape: tuple[int, ...]) -> ImportedModel:
