@@ -47,13 +47,6 @@ from .sparse_loops import SPARSE_ROW_ANN, shrink_sparse_loops
 from .target_params import n_vector_registers, resolve_target
 from .tiling import pick_tile
 
-# moved: re-exported for branches in flight; remove after merge
-# (the moved helpers this module uses itself stay importable from it through the imports above)
-from .padding import pad_input as _pad_input  # noqa: E402,F401
-from .placeholders import sparse_kernel_signature  # noqa: E402,F401
-from .sparse_loops import _annotated_loops, _binding_map, _lookup  # noqa: E402,F401
-# end of moved re-exports
-
 if TYPE_CHECKING:
     from ..plan.layer import LayerInfo
     from ..target import NamedTarget
