@@ -27,7 +27,12 @@ def _run(tmp_path, *extra, env_extra=None):
 
 
 def test_bench_models_records_and_numerics(tmp_path):
-    stdout, data = _run(tmp_path, "--patterns", "1x8@0.8,unstructured@0.8", "--peers", "none", "--per-layer")
+    # the only peer asked for is one this interpreter cannot have: the run says it is missing
+    stdout, data = _run(tmp_path, "--patterns", "1x8@0.8,unstructured@0.8", "--peers", "deepsparse",
+                        "--peer-python", "deepsparse=/nonexistent/python", "--per-layer",
+                        env_extra={"TVMPRUNE_PEERS_DIR": str(tmp_path / "none")})
+    if "deepsparse" not in data["config"]["peers"]:
+        assert "missing peer: deepsparse not installed" in stdout and "deepsparse" in data["missing_peers"]
     recs = data["records"]
     tvm = {r["pattern"]: r for r in recs if r["runtime"] == "tvmprune"}
     torch_ = {r["pattern"]: r for r in recs if r["runtime"] == "pytorch"}
@@ -37,9 +42,11 @@ def test_bench_models_records_and_numerics(tmp_path):
                     "own_dense_over_this"):
             assert key in r, key
         assert r["numerics_ok"] and r["rel_err"] < 1e-3 and r["median_ms"] > 0
-    for pat, r in tvm.items():  # the only other engine here is PyTorch on the same pruned weights
-        assert r["best_engine"] == "pytorch" and r["best_engine_ms"] == torch_[pat]["median_ms"]
-        assert abs(r["best_engine_over_this"] - torch_[pat]["median_ms"] / r["median_ms"]) < 1e-9
+    for pat, r in tvm.items():  # best engine: the fastest non-tvmprune candidate on the same pruned weights
+        others = [o for o in recs if o["pattern"] == pat and o["runtime"] != "tvmprune"]
+        best = min(others, key=lambda o: o["median_ms"])
+        assert r["best_engine"] == best["runtime"] and r["best_engine_ms"] == best["median_ms"]
+        assert abs(r["best_engine_over_this"] - best["median_ms"] / r["median_ms"]) < 1e-9
         assert abs(r["own_dense_over_this"] - tvm["dense"]["median_ms"] / r["median_ms"]) < 1e-9
     assert any("1x8" in f for f in tvm["1x8@0.8"]["formats"])
     assert "best engine ÷ tvmprune" in stdout
@@ -49,13 +56,3 @@ def test_bench_models_records_and_numerics(tmp_path):
         assert p["layers"] and any(r["ms"] for r in p["layers"])
         assert p["in_model"][-1]["part"].startswith("whole model")
     assert "where the time goes" in stdout
-
-
-def test_bench_models_says_which_peers_are_missing(tmp_path):
-    stdout, data = _run(tmp_path, "--patterns", "1x8@0.8", "--peers", "deepsparse",
-                        "--peer-python", "deepsparse=/nonexistent/python",
-                        env_extra={"TVMPRUNE_PEERS_DIR": str(tmp_path / "none")})
-    if "deepsparse" in data["config"]["peers"]:
-        return  # installed for this interpreter: nothing is missing
-    assert "missing peer: deepsparse not installed" in stdout
-    assert "deepsparse" in data["missing_peers"]

@@ -13,9 +13,9 @@ from tvmprune.prune.interspace import interspace_layers, interspace_prune
 SHAPE = (1, 3, 32, 32)
 
 
-def _trained_like_ip_model():
+def _trained_like_ip_model(block_n: int = 1):
     torch.manual_seed(0)
-    r = interspace_prune(TinyCNN().eval(), 0.9, torch.zeros(SHAPE))
+    r = interspace_prune(TinyCNN().eval(), 0.9, torch.zeros(SHAPE), block_n=block_n)
     with torch.no_grad():  # a moved basis and non-trivial BN statistics, as after fine-tuning
         for m in r.model.modules():
             if hasattr(m, "basis"):
@@ -40,22 +40,46 @@ def test_compiled_reconstructed_dense_filters_equal_pytorch():
     np.testing.assert_allclose(forced.run(x), ref, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.xfail(strict=True, reason="interspace kernel family not yet re-hooked into the staged planner")
-def test_compiled_interspace_form_equals_pytorch():
-    model = _trained_like_ip_model()
+@pytest.mark.parametrize("block_n", [1, 4])
+def test_compiled_interspace_form_equals_pytorch(block_n):
+    """conv1 (stride 1), conv2 (+ residual + ReLU), down.0 (stride 2) in the interspace form, CSR or 1x4."""
+    model = _trained_like_ip_model(block_n)
     x, ref = _reference(model)
     ip_names = set(interspace_layers(model))
     forced = compile_model(model, SHAPE, "x86", planner=sparse_where_pruned)
     np.testing.assert_allclose(forced.run(x), ref, rtol=1e-4, atol=1e-5)
     by_name = {p.info.name: p for p in forced.plans}
     assert {n for n, p in by_name.items() if p.format_label == "interspace"} == ip_names
+    assert {"conv1", "conv2", "down.0"} <= ip_names
     for n in ip_names:
         assert "interspace" in by_name[n].predicted_ms
-        assert by_name[n].kernel.kind == "interspace"
+        assert by_name[n].kernel.kind == "interspace" and by_name[n].kernel.info["n"] == block_n
+        assert by_name[n].info.interspace.n == block_n
+
+
+def test_explain_names_the_interspace_choice_with_predicted_times():
+    from tvmprune.explain import explain_table
+    from tvmprune.lower.lower import lower
+    from tvmprune.plan.plan import plan
+    from tvmprune.plan.planners import choose_format
+
+    model = _trained_like_ip_model()
+    lowered = lower(model, SHAPE)
+    ip = {m.info.name for m in lowered.layers if m.info.interspace is not None}
+    assert ip == set(interspace_layers(model))
+    planned = plan(lowered, "x86", choose_format)
+    for p in planned.plans:
+        if p.info.name in ip:
+            fmt = "interspace" if p.fmt == "interspace" else "dense"
+            assert p.predicted_ms["interspace"] > 0 and "dense" in p.predicted_ms
+            assert p.format_label == fmt and "interspace" in p.reason
+            best = min(p.predicted_ms["interspace"], p.predicted_ms["dense"])
+            assert p.predicted_ms[p.fmt] == best
+    table = explain_table(planned.plans, planned.target)
+    assert "interspace" in table
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="interspace kernel family not yet re-hooked into the staged planner")
 def test_default_compile_reconstructs_dense_filters_and_equals_pytorch():
     model = _trained_like_ip_model()
     x, ref = _reference(model)

@@ -6,9 +6,7 @@ import torch
 
 from tvmprune.errors import UnsupportedLayerError
 from tvmprune.kernels.base import ConvSpec
-# The kernel predates main's kernel API (KernelInstance(format=, op=), symbol naming in kernels/identity.py);
-# it is ported together with its KernelFamily entry. Until then this module is skipped.
-pytest.skip("interspace_conv2d not yet ported to main's KernelInstance / identity API", allow_module_level=True)
+from tvmprune.kernels.format import Format
 from tvmprune.kernels.interspace_conv2d import interspace_conv2d
 from tvmprune.target import get_target
 
@@ -48,6 +46,9 @@ CASES = [  # (cin, cout, h, w, k, stride, padding, n, bias, activation, residual
     (16, 32, 10, 10, 3, 1, (1, 1, 1, 1), 4, True, "relu", False),
     (16, 16, 11, 11, 3, 2, (1, 1, 1, 1), 8, False, None, True),
     (8, 16, 8, 8, 5, 1, (2, 1, 2, 1), 4, True, None, False),
+    (8, 32, 9, 9, 3, 2, (1, 1, 1, 1), 4, True, "relu", True),
+    (8, 32, 10, 10, 3, 1, (1, 1, 1, 1), 16, False, "relu", False),  # n >= lanes: NHWC, vector over N
+    (8, 48, 9, 9, 3, 2, (1, 1, 1, 1), 32, True, None, True),
 ]
 
 
@@ -65,7 +66,7 @@ def test_basis_conv_plus_sparse_1x1_equals_reconstructed_conv(cin, cout, h, w, k
     x = rng.standard_normal(spec.in_shape).astype(np.float32)
     r = rng.standard_normal(spec.out_shape).astype(np.float32) if res else None
     inst = interspace_conv2d(spec, coef, basis, b, TARGET, n=n)
-    assert inst.kind == ("interspace" if n == 1 else "interspace-1xN")
+    assert inst.format == Format.INTERSPACE and inst.kind == "interspace" and inst.info["n"] == n
     got = _run(inst, x, r)
     ref = _reference(x, coef, basis, b, spec, r)
     assert got.shape == ref.shape

@@ -457,7 +457,7 @@ def test_save_load_round_trip(tmp_path, spec, pattern):
     res = prune_model(m, pattern, X64)
     d = str(tmp_path / "p")
     save_pruned(res, d, spec, (1, 3, 64, 64))
-    assert sorted(os.listdir(d)) == ["pruning.json", "weights.pt"]
+    assert sorted(os.listdir(d)) == ["pruning.json", "weights.safetensors"]
     model, meta = load_pruned(d)
     assert (run(res.model) - run(model)).abs().max().item() == 0
     assert meta["model_spec"] == spec and meta["input_shape"] == [1, 3, 64, 64]
@@ -486,7 +486,7 @@ def test_load_errors(tmp_path):
     with pytest.raises(PruneConfigError, match="do not fit"):
         load_pruned(str(d))
     (d / "pruning.json").write_text(json.dumps(meta))
-    (d / "weights.pt").write_bytes(b"garbage")
+    (d / "weights.safetensors").write_bytes(b"garbage")
     with pytest.raises(PruneConfigError, match="cannot load"):
         load_pruned(str(d))
     (d / "pruning.json").write_text(json.dumps({"format": "x"}))

@@ -45,8 +45,10 @@ def _run_targets(args: argparse.Namespace) -> int:
 
 def _add_model_args(p: argparse.ArgumentParser, required_target: bool = True) -> None:
     p.add_argument("--model", help="torchvision model name (resnet18, resnet50, mobilenet_v2, vgg16, alexnet, ...), "
-                                   "tiny_cnn, or path/to/file.py:factory_function")
-    p.add_argument("--input-shape", default=None, help="NCHW input shape, default 1x3x224x224")
+                                   "tiny_cnn, path/to/file.py:factory_function (runs that file), model.onnx "
+                                   "(needs pip install -e '.[onnx]') or program.pt2 (torch.export.save)")
+    p.add_argument("--input-shape", default=None,
+                   help="NCHW input shape, default 1x3x224x224 (for .onnx / .pt2: the file's own)")
     p.add_argument("--pruned", default=None, help="directory written by `tvmprune prune -o`")
     p.add_argument("--prune", default=None, metavar="PATTERN",
                    help="prune on the fly: dense, unstructured@0.8, 1x8@0.8, filter@0.5, gator@0.5")

@@ -57,5 +57,13 @@ class BoardLostError(RPCConnectionError):
     """The RPC board(s) under a key stopped answering during a run (tune, compare, calibrate)."""
 
 
+class MissingDependencyError(TvmpruneError, ImportError):
+    """An optional package (an extra such as ``onnx``) that a request needs is not installed."""
+
+
+class WeightsFileError(TvmpruneError, ValueError):
+    """A weights file (``weights.safetensors``) that is malformed or cannot be read or written."""
+
+
 class NoTorchReferenceError(TvmpruneError, ValueError):
     """``bench --vs-torch``: the PyTorch model a module directory was compiled from cannot be rebuilt."""

@@ -3,6 +3,8 @@
 Used by ``compile``, ``tune`` and ``compare`` so that they all understand ``--model``,
 ``--pruned DIR`` and ``--prune PATTERN`` the same way; :func:`torch_reference` rebuilds the
 PyTorch model of a compiled module directory for ``bench --vs-torch``.
+``--model`` is a torchvision name, ``path/to/file.py:function`` (runs that file), or a model
+file: ``model.onnx`` / ``program.pt2`` (compiled as they are, see :mod:`.frontend.model_file`).
 """
 
 from __future__ import annotations
@@ -12,8 +14,13 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import NoTorchReferenceError, TvmpruneError
+from .errors import NoTorchReferenceError, PruneConfigError, TvmpruneError
+from .frontend.model_file import load_model_file, model_file_input_shape, model_file_kind, not_prunable_message
 from .frontend.model_source import check_input_shape, load_model, parse_input_shape
+
+
+# the pattern label of an .onnx / .pt2 model: pruned or not, its zeros are in its weights
+MODEL_FILE_PATTERN = "as-is"
 
 
 @dataclass
@@ -21,8 +28,9 @@ class ModelRequest:
     """A model ready to compile.
 
     Attributes:
-        model: the (pruned) ``torch.nn.Module`` in eval mode.
-        spec: the model spec it was built from (``resnet18``, ``file.py:fn``).
+        model: the (pruned) ``torch.nn.Module`` in eval mode, or for a model file the loaded
+            ``onnx.ModelProto`` / ``torch.export.ExportedProgram`` (what :func:`~.compiler.lower` takes).
+        spec: the model spec it was built from (``resnet18``, ``file.py:fn``, ``m.onnx``).
         input_shape: NCHW input shape.
         pattern: pruning pattern label (``dense`` when not pruned).
         pruned_dir: the ``--pruned`` directory (absolute), if any.
@@ -69,6 +77,8 @@ def resolve_model(
                             pruned_dir=os.path.abspath(pruned))
     if not model:
         raise TvmpruneError("no model given: use --model NAME (e.g. resnet18) or --pruned DIR")
+    if model_file_kind(model):
+        return _model_file_request(model, input_shape, prune)
     shape = parse_input_shape(input_shape) if input_shape else default_input_shape(model, dataset)
     net = load_model(model)
     check_input_shape(net, shape)
@@ -85,6 +95,41 @@ def resolve_model(
                              progress=sys.stderr.isatty())
         return ModelRequest(result.model.eval(), model, shape, pat.label)
     return ModelRequest(net, model, shape, "dense")
+
+
+def _model_file_request(spec: str, input_shape: "str | tuple[int, ...] | None", prune: str | None) -> ModelRequest:
+    """An ``.onnx`` / ``.pt2`` model: loaded as it is, for its own input shape unless one is given."""
+    if prune:
+        from .prune.pattern import parse_pattern
+
+        if parse_pattern(prune).kind != "dense":
+            raise PruneConfigError(f"--prune {prune}: {not_prunable_message(spec)}")
+    loaded = load_model_file(spec)
+    shape = model_file_input_shape(loaded, parse_input_shape(input_shape) if input_shape else None)
+    # absolute, like pruned_dir: bench --vs-torch finds the file from any directory
+    return ModelRequest(loaded, os.path.abspath(spec), shape, MODEL_FILE_PATTERN)
+
+
+def program_module(ep: Any) -> Any:
+    """``ep.module()`` of a loaded ``.pt2`` as an ``nn.Module`` that accepts ``.eval()``.
+
+    The unlifted module refuses ``train()`` / ``eval()``; it is already an inference graph
+    (exported in eval mode), so the wrapper makes both no-ops.
+    """
+    import torch
+
+    class ProgramModule(torch.nn.Module):
+        def __init__(self, module: Any) -> None:
+            super().__init__()
+            self.program = module
+
+        def train(self, mode: bool = True) -> "ProgramModule":
+            return self
+
+        def forward(self, x: Any) -> Any:
+            return self.program(x)
+
+    return ProgramModule(ep.module())
 
 
 def default_input_shape(model: str | None, dataset: str | None) -> tuple[int, ...]:
@@ -133,6 +178,15 @@ def torch_reference(meta: dict[str, Any]) -> ModelRequest:
         raise NoTorchReferenceError(
             "no PyTorch reference: meta.json names no model (compiled from Python without model_spec); "
             "run bench without --vs-torch")
+    kind = model_file_kind(spec)
+    if kind == "onnx":
+        raise NoTorchReferenceError(
+            f"no PyTorch reference: this module was compiled from the ONNX file {spec}, which has no PyTorch "
+            "form; compare against the PyTorch model it was exported from, or run bench without --vs-torch")
+    if kind == "pt2":
+        req = resolve_model(spec, shape or None)
+        req.model = program_module(req.model)
+        return req
     if pattern in (None, "dense"):
         return resolve_model(spec, shape or None)
     _check_reprunable(str(pattern))

@@ -1,4 +1,11 @@
-"""Loading a user's ``path/to/file.py:function`` spec (models, data sets)."""
+"""Loading a user's ``path/to/file.py:function`` spec (models, data sets).
+
+Calling a spec imports (runs) ``file.py``: the only outside Python code tvmprune executes.
+It runs only files named explicitly, on the command line or in a pruned directory's
+``pruning.json`` (which records the file's absolute path, so the same file runs whatever
+the working directory); weights are never unpickled into code (safetensors,
+``torch.load(weights_only=True)``).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +13,21 @@ import importlib.util
 import os
 import sys
 from typing import Any, Callable
+
+
+def is_factory_spec(spec: str) -> bool:
+    """Whether ``spec`` is ``path/to/file.py:function`` (rather than a model or data set name)."""
+    spec = str(spec).strip()
+    head = spec.rpartition(":")[0]
+    return bool(head) and (head.endswith(".py") or ".py" in head or os.sep in head or spec.endswith(")"))
+
+
+def absolute_factory_spec(spec: str) -> str:
+    """``file.py:function`` with the file's path made absolute (other specs unchanged)."""
+    if not is_factory_spec(spec):
+        return spec
+    path, _, fn_name = str(spec).strip().rpartition(":")
+    return f"{os.path.abspath(path)}:{fn_name}"
 
 
 def call_factory(spec: str, error: Callable[[str], Exception], what: str) -> Any:

@@ -1,71 +1,45 @@
-"""Compiling interspace-pruned models: dense filters at import, and the interspace kernel per layer.
+"""Compiling interspace-pruned models: dense filters at import, the interspace factors on the layers.
 
-:func:`prepare_interspace` is the compiler's one hook. For a model with
-:class:`tvmprune.prune.interspace.InterspaceConv2d` layers it returns
+The lower stage (:func:`tvmprune.lower.lower`) calls the two hooks here for a model with
+:class:`tvmprune.prune.interspace.InterspaceConv2d` layers:
 
-* the model with every interspace layer reconstructed as an ``nn.Conv2d`` (``w = c * B``), so
-  import, BN folding and the existing planner see ordinary, spatially dense weights (the
-  default: the dense kernel runs them);
-* a planner that, per interspace layer, also predicts the interspace form (basis conv +
-  sparse 1x1 over ``Cin*K²`` channels, :func:`tvmprune.interspace_perf.predict_interspace_ms`)
-  and picks it when it is predicted faster (``auto``), always when coefficients are pruned
-  (``sparse``), never (``dense``);
-* a kernel builder that builds :func:`tvmprune.kernels.interspace_conv2d.interspace_conv2d`
-  for those plans and defers to the default one otherwise.
+* :func:`reconstruct_for_import` -- every interspace layer becomes an ``nn.Conv2d`` with
+  ``w = c * B``, so import, BN folding and every kernel family see ordinary, spatially dense
+  weights;
+* :func:`attach_interspace_factors` -- each such layer's :class:`~tvmprune.plan.layer.LayerInfo`
+  gets its :class:`~tvmprune.kernels.interspace_conv2d.InterspaceFactors` (masked coefficients
+  scaled like the imported weight, the basis, the 1xN block height), which the interspace
+  kernel family (:mod:`tvmprune.kernels.interspace_conv2d`) predicts and builds from. The
+  planner then weighs (a) the reconstructed dense filters against (b) the interspace form by
+  predicted time, like any other pair of formats.
 
-BN folding scales each output channel of the imported weight; the coefficients are
-scaled to match (per-channel least squares against the reconstructed filters, then checked:
-a layer whose imported weight is not ``scale * (c * B)`` keeps the base plan).
+BN folding scales each output channel of the imported weight; the coefficients are scaled to
+match (per-channel least squares against the reconstructed filters, then checked: a layer
+whose imported weight is not ``scale * (c * B)`` gets no factors and keeps the dense filters).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..target import NamedTarget
-from ..kernels.registry import build_kernel
-from ..plan.layer import LayerInfo, LayerPlan, Planner
+from ..kernels.interspace_conv2d import InterspaceFactors
+from ..plan.layer import LayerInfo, detect_block_n
 
-__all__ = ["InterspaceFactors", "InterspaceLayerPlan", "prepare_interspace", "interspace_factors",
-           "folded_coefficients"]
+if TYPE_CHECKING:
+    from ..lower.chains import LayerMatch
 
-
-@dataclass
-class InterspaceFactors:
-    """One interspace layer: masked ``coefficients [Cout, Cin, K²]``, ``basis [K², KH, KW]``, block ``n``."""
-
-    coefficients: np.ndarray
-    basis: np.ndarray
-    n: int = 1
-
-    @property
-    def density(self) -> float:
-        return float(np.count_nonzero(self.coefficients)) / max(self.coefficients.size, 1)
-
-
-@dataclass
-class InterspaceLayerPlan(LayerPlan):
-    """A plan of format ``interspace`` (CSR 1x1) or ``interspace-1xN``, with the folded factors."""
-
-    coefficients: np.ndarray | None = None
-    basis: np.ndarray | None = None
-
-    @property
-    def format_label(self) -> str:
-        return f"interspace+1x{self.n}" if self.fmt == "interspace-1xN" else "interspace"
+__all__ = ["InterspaceFactors", "interspace_factors", "folded_coefficients", "attach_interspace_factors",
+           "reconstruct_for_import"]
 
 
 def _block_n(coefficients: np.ndarray) -> int:
-    from ..plan.layer import detect_block_n
-
     return detect_block_n(coefficients.reshape(coefficients.shape[0], -1)) or 1
 
 
 def interspace_factors(model: Any) -> dict[str, InterspaceFactors]:
-    """``{layer name: factors}`` of the model's interspace layers (groups 1 only)."""
+    """``{layer name: factors}`` of the model's interspace layers (groups 1, no dilation), as trained."""
     from ..prune.interspace import interspace_layers
 
     out = {}
@@ -80,7 +54,7 @@ def interspace_factors(model: Any) -> dict[str, InterspaceFactors]:
 def folded_coefficients(info: LayerInfo, f: InterspaceFactors) -> np.ndarray | None:
     """Coefficients scaled per output channel so that ``c' * B`` equals the imported weight, or None."""
     w = info.weight.reshape(info.weight.shape[0], -1).astype(np.float64)
-    rec = np.einsum("oij,jhw->oihw", f.coefficients, f.basis).reshape(w.shape[0], -1).astype(np.float64)
+    rec = np.einsum("oij,jhw->oihw", f.coefficients, f.basis).reshape(f.coefficients.shape[0], -1).astype(np.float64)
     if rec.shape != w.shape:
         return None
     norm = (rec * rec).sum(axis=1)
@@ -91,44 +65,22 @@ def folded_coefficients(info: LayerInfo, f: InterspaceFactors) -> np.ndarray | N
     return (f.coefficients * scale[:, None, None]).astype(np.float32)
 
 
-def _wrap_planner(base: Planner, factors: dict[str, InterspaceFactors], mode: str) -> Planner:
-    from ..interspace_perf import predict_interspace_ms
+def attach_interspace_factors(layers: list["LayerMatch"], factors: dict[str, InterspaceFactors]) -> int:
+    """Set ``info.interspace`` (BN-folded factors) on the layers named in ``factors``; returns how many.
 
-    def plan(info: LayerInfo, target: NamedTarget) -> LayerPlan:
-        p = base(info, target)
-        f = factors.get(info.name)
-        if f is None or info.op != "conv2d" or info.spec is None or info.spec.groups != 1 or mode == "dense":
-            return p
-        coef = folded_coefficients(info, f)
-        if coef is None:
-            p.reason += "; interspace factors do not match the imported weight: kept the dense filters"
-            return p
-        fmt, key = ("interspace-1xN", f"interspace+1x{f.n}") if f.n > 1 else ("interspace", "interspace")
-        pred = dict(p.predicted_ms)
-        pred[key] = predict_interspace_ms(info.spec, f.density, f.n, target)
-        others = {k: v for k, v in pred.items() if k != key}
-        if mode == "auto" and others and min(others.values()) <= pred[key]:
-            best = min(others, key=others.get)
-            p.predicted_ms = pred
-            p.reason += f"; interspace form predicted {pred[key]:.3f} ms vs {best} {others[best]:.3f} ms"
-            return p
-        if mode == "sparse" and f.density >= 1.0:
-            return p
-        why = (f"interspace: basis conv + sparse 1x1 over {info.spec.cin}x{info.spec.kh * info.spec.kw} channels, "
-               f"coefficient density {f.density:.2f}, predicted {pred[key]:.3f} ms")
-        return InterspaceLayerPlan(info, fmt, n=f.n if f.n > 1 else 0, reason=why, predicted_ms=pred,
-                                   coefficients=coef, basis=f.basis)
-
-    return plan
-
-
-def _make_kernel(plan: LayerPlan, target: NamedTarget):
-    if isinstance(plan, InterspaceLayerPlan):
-        from ..kernels.interspace_conv2d import interspace_conv2d
-
-        info = plan.info
-        return interspace_conv2d(info.spec, plan.coefficients, plan.basis, info.bias, target, n=max(plan.n, 1))
-    return build_kernel(plan, target)
+    A layer whose imported weight does not match its factors (not ``scale * (c * B)``) is left
+    without: it compiles from the dense filters like any other conv.
+    """
+    count = 0
+    for m in layers:
+        f = factors.get(m.info.name)
+        if f is None or m.unsupported or m.info.spec is None or m.info.spec.groups != 1:
+            continue
+        coef = folded_coefficients(m.info, f)
+        if coef is not None:
+            m.info.interspace = InterspaceFactors(coef, f.basis, f.n)
+            count += 1
+    return count
 
 
 def reconstruct_for_import(model: Any) -> Any:
@@ -136,17 +88,3 @@ def reconstruct_for_import(model: Any) -> Any:
     from ..prune.interspace import has_interspace_layers, reconstruct_dense
 
     return reconstruct_dense(model).eval() if has_interspace_layers(model) else model
-
-
-def prepare_interspace(model: Any, planner: Planner, mode: str = "auto") -> tuple[Any, Planner, Callable | None]:
-    """``(model to import, planner, kernel builder or None)``; unchanged when ``model`` has no interspace layers.
-
-    ``mode``: ``auto`` (predicted times decide), ``sparse`` (interspace form wherever coefficients are
-    pruned), ``dense`` (reconstructed dense filters only).
-    """
-    from ..prune.interspace import has_interspace_layers, reconstruct_dense
-
-    if not has_interspace_layers(model):
-        return model, planner, None
-    factors = interspace_factors(model)
-    return reconstruct_dense(model).eval(), _wrap_planner(planner, factors, mode), _make_kernel

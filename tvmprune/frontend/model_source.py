@@ -6,12 +6,12 @@ No weights are downloaded: torchvision models are built with random initialisati
 
 from __future__ import annotations
 
-import os
 
 import torch
 
 from ..errors import InvalidInputShapeError, UnknownModelError
-from ..user_code import call_factory
+from ..user_code import call_factory, is_factory_spec
+from .model_file import model_file_kind, not_prunable_message
 
 TORCHVISION_MODELS: tuple[str, ...] = (
     "resnet18",
@@ -34,7 +34,7 @@ def load_model(spec: str, seed: int = 0) -> torch.nn.Module:
         spec: ``resnet18`` etc. (see ``TORCHVISION_MODELS``, or any torchvision classification
             model name), ``tiny_cnn`` (the built-in small CNN), ``digits_cnn`` / ``digits_resnet``
             (built-in models for the 1x1x16x16 digits data), or ``file.py:function`` where
-            ``function()`` returns an ``nn.Module``.
+            ``function()`` returns an ``nn.Module`` (this runs ``file.py``).
         seed: torch seed for the random initialisation of torchvision models.
 
     Raises:
@@ -42,7 +42,9 @@ def load_model(spec: str, seed: int = 0) -> torch.nn.Module:
             return an ``nn.Module``.
     """
     spec = str(spec).strip()
-    if ":" in spec and (spec.endswith(")") or ".py" in spec.split(":")[0] or os.sep in spec):
+    if model_file_kind(spec):  # .onnx / .pt2 have no nn.Module: model_request compiles them directly
+        raise UnknownModelError(not_prunable_message(spec))
+    if is_factory_spec(spec):
         model = _load_factory(spec)
     elif spec == "tiny_cnn":
         from ..data import TinyCNN

@@ -49,10 +49,10 @@ from .channel_major import (
 )
 from .formats import kernel_arrays, matrix_to_bsr
 from .conv_inputs import bias_array, check_conv
-from .placeholders import sparse_conv_placeholders, sparse_kernel_signature
+from .placeholders import sparse_conv_kernel, sparse_conv_placeholders
 from .sparse_loops import SPARSE_ROW_ANN, shrink_sparse_loops
 from .target_params import n_vector_registers, resolve_target
-from .tiling import pick_tile
+from .tiling import parallel_chunks, pick_tile
 
 if TYPE_CHECKING:
     from ..plan.layer import LayerInfo
@@ -124,8 +124,7 @@ class _BlockDirectSchedule:
         if vecs is None:
             vecs = sch.sample_perfect_tile(owv, n=2, max_innermost_factor=4)
         owo, owm = sch.split(owv, [None, vecs] if isinstance(vecs, int) else vecs)
-        n_par = spec.batch * (spec.out_h // rr if isinstance(rr, int) else 1)
-        r_chunks = pick_tile(self.n_block_rows, max(1, -(-4 * self.cores // n_par))) if isinstance(rr, int) else 1
+        r_chunks = parallel_chunks(self.n_block_rows, spec.batch, spec.out_h, rr, self.cores)
         rco, rci = sch.split(rl, [r_chunks, None])
         # per nonzero: for each output row / vector of the tile, one input load, N FMAs
         sch.reorder(bl, oho, rco, owo, rci, el, ohi, owm, il, owl_)
@@ -169,8 +168,6 @@ def block_direct_sparse_conv2d(
     [nnz_blocks+L]`` (flat offsets ``(cin*Hp + kh)*Wx + kw`` into the channel-major input),
     ``w_indptr [ceil(Cout/n)+1]``, ``[bias [Cout]]``, ``[residual]``, ``out [B,OH,OW,Cout]``.
     """
-    from tvm import te
-
     if n < 1:
         raise ValueError(f"block size n must be >= 1, got {n}")
     t = resolve_target(target)
@@ -185,31 +182,15 @@ def block_direct_sparse_conv2d(
 
     bufs = sparse_conv_placeholders(spec, w_data, w_off, w_ptr, "w_offsets", bias_np)
     out = _block_direct_compute(spec, bufs, n, bsr.n_block_rows, (hp, owp, wx), maxlen)
-    args, consts = sparse_kernel_signature(bufs, out, [w_data, w_off, w_ptr], bias_np)
-    name = symbol_name("block_direct_sparse_conv2d", spec, n, w_off.tobytes(), w_ptr.tobytes())
-    func = te.create_prim_func(args).with_attr("global_symbol", name)
     sched = _BlockDirectSchedule.for_target(spec, n, bsr.n_block_rows, owp, t)
-    return KernelInstance(
-        name=name,
-        format=Format.BSR_SPATIAL,
-        op=LayerOp.CONV2D,
-        func=func,
-        consts=consts,
-        out_shape=spec.out_shape,
-        schedule_default=sched.default,
-        schedule_space=sched.space,
+    name = symbol_name("block_direct_sparse_conv2d", spec, n, w_off.tobytes(), w_ptr.tobytes())
+    return sparse_conv_kernel(
+        spec, Format.BSR_SPATIAL, name, bufs, out, [w_data, w_off, w_ptr], bias_np, sched,
         flops=2 * bsr.nnz_blocks * n * spec.batch * spec.out_h * spec.out_w,
-        info={
-            "n": n,
-            "density": float(np.count_nonzero(weight)) / max(1, weight.size),
-            "block_density": bsr.density,
-            "nnz_blocks": bsr.nnz_blocks,
-            "max_row_length": maxlen,
-            "layout": (f"channel-major padded input copy, vector along output width, "
-                       f"tile {sched.rows}x{n}x{sched.width}"),
-            "index_order": "(cin, kh, kw) as flat input offsets",
-        },
-    )
+        info={**bsr.kernel_info(weight),
+              "layout": (f"channel-major padded input copy, vector along output width, "
+                         f"tile {sched.rows}x{n}x{sched.width}"),
+              "index_order": "(cin, kh, kw) as flat input offsets"})
 
 
 def _build(info: "LayerInfo", n: int, target: "NamedTarget") -> KernelInstance:

@@ -1,15 +1,28 @@
-"""Dense NHWC convolution (regular and depthwise) with a vectorised default schedule.
+"""Dense NHWC convolution (groups == 1): a register-blocked direct convolution.
 
-TVM 0.27 ships no scheduled CPU convolution: an unscheduled ``relax.nn.conv2d`` runs as
-scalar loops (resnet18 takes seconds). Every dense conv in a tvmprune model is therefore
-lowered to this kernel, which is also the "TVM dense" baseline that sparse kernels are
-measured against.
+TVM 0.27 ships no scheduled CPU convolution, so every dense conv of a tvmprune model runs
+this kernel (it is also the "TVM dense" baseline the sparse kernels are measured against).
+Depthwise convs have their own kernel (:mod:`.depthwise_conv2d`); :func:`dense_conv2d` hands
+them over.
 
-Layouts: data NHWC ``[B, H, W, Cin]``; weight HWIO ``[KH, KW, Cin, Cout]`` (regular) or
-``[KH, KW, C]`` (depthwise); output NHWC. HWIO puts Cout innermost so the schedule loads
-one weight vector of ``vec`` output channels per (kh, kw, cin) and broadcasts one input
-value into it: an outer-product micro-kernel of ``ow_tile x vec`` accumulators held in
-registers (``cache_write`` to ``local``, unrolled).
+Layouts: data NHWC ``[B, H, W, Cin]``; weight packed at compile time (it is a constant) into
+``[Cout_p / CB, KH, KW, Cin, CB]`` with ``CB`` = the tile's output channels (vectors x lanes),
+zero-padded to ``Cout_p``; output NHWC. Loop nest::
+
+    parallel for (b, cb, oh):                  # channel block outermost: its weights stay in L2
+      for ow_o in OW_p / T:                    # T output pixels per tile
+        acc[T, CB] = 0                         # T x vectors registers
+        for kh, kw, ci:                        # weight block streams contiguously
+          for t in T, v in vectors (unrolled): # broadcast one input, FMA into a vector
+            acc[t, v] += X[b, oh*s+kh, (ow_o*T+t)*s+kw, ci] * Wp[cb, kh, kw, ci, v*lanes:+lanes]
+        out[b, oh, ow_o*T:+T, cb*CB:+CB] = act(acc + bias + residual)
+
+A 1x1 convolution is the same nest with one tap: a packed GEMM ``[pixels, Cin] @ [Cin, Cout]``
+whose A panel is T consecutive pixels of a row and whose B panel is the packed weight block.
+The output row is padded to a multiple of T (the padded input gets the extra zero columns),
+so any width and stride gets full tiles; the epilogue writes only the real pixels and channels.
+Tile sizes come from :func:`.register_tile.pick_register_tile` (the target's lanes and
+registers); the tuner samples the pixel split and the unroll depth (``schedule_space``).
 """
 
 from __future__ import annotations
@@ -17,100 +30,103 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from tvm import te, tirx
+from tvm import te
 
 from ..errors import UnsupportedLayerError
 from ..plan.roofline import PerfParams, dense_ms, layer_cost
 from ..target import NamedTarget, get_target
-from .base import ConvSpec, KernelInstance, conv_epilogue
+from .base import ConvSpec, KernelInstance
+from .conv_inputs import check_conv_arrays
+from .conv_stages import epilogue, pad_nhwc
+from .depthwise_conv2d import FAMILY as DEPTHWISE_FAMILY
+from .depthwise_conv2d import depthwise_conv2d
+from .depthwise_conv2d import schedule_output_tile as _schedule_direct  # noqa: F401  (grouped_conv2d's name)
 from .family import KernelFamily, Probe
 from .format import Format, LayerOp
 from .identity import symbol_name
+from .register_tile import RegisterTile, max_pixels, pick_register_tile
 
 if TYPE_CHECKING:
     from ..plan.layer import LayerInfo
 
-
-def _pad(data: te.Tensor, spec: ConvSpec) -> te.Tensor:
-    pt, pl, pb, pr = spec.padding
-    if not any(spec.padding):
-        return data
-    b, h, w, c = data.shape
-
-    def f(n, y, x, ch):
-        inside = tirx.all(y >= pt, y < h + pt, x >= pl, x < w + pl)
-        return tirx.if_then_else(inside, data[n, y - pt, x - pl, ch], tirx.const(0.0, "float32"))
-
-    return te.compute((b, h + pt + pb, w + pl + pr, c), f, name="pad")
+_pad = pad_nhwc  # the grouped kernel's name for it
+__all__ = ["DENSE_FAMILY", "DEPTHWISE_FAMILY", "dense_conv2d", "epilogue", "pack_conv_weight"]
 
 
-def epilogue(
-    conv: te.Tensor, spec: ConvSpec, bias: te.Tensor | None, residual: te.Tensor | None
-) -> te.Tensor:
-    """``act(conv + bias + residual)`` as one stage named ``epilogue`` (or ``conv`` itself)."""
-    if bias is None and residual is None and spec.activation is None:
-        return conv
-    return conv_epilogue(conv.shape, lambda n, y, x, c: conv[n, y, x, c], bias, residual, spec.activation,
-                         "epilogue")
+def pack_conv_weight(weight: np.ndarray, tile: RegisterTile) -> np.ndarray:
+    """PyTorch ``[Cout, Cin, KH, KW]`` -> blocked ``[Cout_p / CB, KH, KW, Cin, CB]`` (zero-padded)."""
+    cout, cin, kh, kw = weight.shape
+    cb = tile.channel_block
+    w = np.zeros((tile.padded_channels(cout), cin, kh, kw), np.float32)
+    w[:cout] = weight
+    return np.ascontiguousarray(w.reshape(-1, cb, cin, kh, kw).transpose(0, 3, 4, 2, 1))
 
 
-def _pick_vec(cout: int, lanes: int) -> int:
-    for v in (2 * lanes, lanes, max(lanes // 2, 1), 4, 2):
-        if cout % v == 0 and v <= cout:
-            return v
-    return lanes
+def _blocked_conv(spec: ConvSpec, tile: RegisterTile, data: te.Tensor, w: te.Tensor) -> te.Tensor:
+    """The conv stage over the padded output ``[B, OH, OW_p, Cout_p]``."""
+    sh, sw = spec.stride
+    owp = tile.padded_pixels(spec.out_w)
+    padded = pad_nhwc(data, spec, height=(spec.out_h - 1) * sh + spec.kh, width=(owp - 1) * sw + spec.kw)
+    cb = tile.channel_block
+    kh = te.reduce_axis((0, spec.kh), name="kh")
+    kw = te.reduce_axis((0, spec.kw), name="kw")
+    ci = te.reduce_axis((0, spec.cin), name="ci")
+    return te.compute(
+        (spec.batch, spec.out_h, owp, tile.padded_channels(spec.cout)),
+        lambda n, y, x, c: te.sum(
+            padded[n, y * sh + kh, x * sw + kw, ci] * w[c // cb, kh, kw, ci, c % cb], axis=[kh, kw, ci]),
+        name="conv",
+    )
 
 
-def _pick_ow_tile(ow: int, limit: int) -> int:
-    for t in range(min(limit, ow), 0, -1):
-        if ow % t == 0 and t >= 3:
-            return t
-    return min(limit, ow)
-
-
-def _schedule_direct(sch: Any, spec: ConvSpec, vec: int, ow_tile: Any, depthwise: bool, unroll: Any = 0) -> None:
-    """Shared schedule of the dense and depthwise kernels.
-
-    Output tile = ``ow_tile`` pixels x ``vec`` channels, accumulated in a ``local`` buffer
-    (registers once unrolled), reduction (kh, kw, ci) outside the tile, parallel over
-    (batch, output row). ``ow_tile`` is an int (default) or two sampled factors (tuning).
-    """
+def schedule_blocked(sch: Any, spec: ConvSpec, tile: RegisterTile, pixels: Any = None, unroll: Any = 0,
+                     blocks_outer: bool = True) -> None:
+    """The loop nest of the module docstring. ``pixels``: the two factors of the output-row
+    split (None: ``tile.pixels``; sampled ones when tuning); ``unroll``: auto-unroll depth;
+    ``blocks_outer``: parallel over (b, channel block, row), else (b, row, channel block)."""
     conv = sch.get_sblock("conv")
     writeback = sch.cache_write(conv, 0, "local")
     try:
-        epi = sch.get_sblock("epilogue")
-        sch.compute_inline(writeback)  # the epilogue reads the accumulators directly
-        out_block = epi
-    except Exception:  # no epilogue stage
+        out_block = sch.get_sblock("epilogue")
+        sch.compute_inline(writeback)  # the epilogue reads the accumulators
+    except Exception:  # no epilogue stage: the conv writes the output
         out_block = writeback
-    # tile the conv block itself (split keeps unit loops, so positions are stable)
-    if depthwise:
-        b, oh, ow, co, kh, kw = sch.get_loops(conv)
-        red = [kh, kw]
-    else:
-        b, oh, ow, co, kh, kw, ci = sch.get_loops(conv)
-        red = [kh, kw, ci]
-    if isinstance(ow_tile, (list, tuple)):
-        ow_o, ow_i = sch.split(ow, factors=ow_tile)
-    else:
-        ow_o, ow_i = sch.split(ow, factors=[None, ow_tile])
-    co_o, co_i = sch.split(co, factors=[None, vec])
-    sch.reorder(b, oh, ow_o, co_o, *red, ow_i, co_i)
-    sch.reverse_compute_at(out_block, co_o)
-    outer = sch.fuse(b, oh)
+    n, y, x, c, kh, kw, ci = sch.get_loops(conv)
+    x_o, x_i = sch.split(x, factors=list(pixels) if pixels is not None else [None, tile.pixels])
+    c_o, c_v, c_l = sch.split(c, factors=[None, tile.vectors, tile.lanes])
+    par = (n, c_o, y) if blocks_outer else (n, y, c_o)
+    sch.reorder(*par, x_o, kh, kw, ci, x_i, c_v, c_l)
+    sch.reverse_compute_at(out_block, x_o)
+    outer = sch.fuse(*par)
     sch.parallel(outer)
-    sch.unroll(ow_i)
-    sch.vectorize(co_i)
-    init = sch.decompose_reduction(conv, red[0])
+    sch.unroll(x_i)
+    sch.unroll(c_v)
+    sch.vectorize(c_l)
+    init = sch.decompose_reduction(conv, kh)
     sch.vectorize(sch.get_loops(init)[-1])
-    sch.vectorize(sch.get_loops(out_block)[-1])
-    if any(spec.padding):
+    if spec.cout % tile.lanes == 0:
+        _, lane = sch.split(sch.get_loops(out_block)[-1], factors=[None, tile.lanes])
+        sch.vectorize(lane)
+    try:
         pad = sch.get_sblock("pad")
-        pl = sch.get_loops(pad)
-        sch.parallel(sch.fuse(pl[0], pl[1]))
+    except Exception:  # nothing padded
+        pad = None
+    if pad is not None:
+        loops = sch.get_loops(pad)
+        sch.parallel(sch.fuse(loops[0], loops[1]))
+        if spec.cin % tile.lanes == 0:
+            sch.vectorize(sch.split(loops[-1], factors=[None, tile.lanes])[1])
     if not isinstance(unroll, int) or unroll:
         sch.annotate(outer, "pragma_auto_unroll_max_step", unroll)
         sch.annotate(outer, "pragma_unroll_explicit", 1)
+
+
+def _check(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | None) -> None:
+    if spec.groups != 1:
+        raise UnsupportedLayerError(
+            f"grouped convolution with groups={spec.groups}, cin={spec.cin}, cout={spec.cout}: the dense kernel "
+            "takes groups=1 (depthwise and grouped convs have their own kernels)")
+    check_conv_arrays(spec, weight, bias)
 
 
 def dense_conv2d(
@@ -118,100 +134,55 @@ def dense_conv2d(
     weight: np.ndarray,
     bias: np.ndarray | None,
     target: "NamedTarget | str",
+    tile: RegisterTile | None = None,
 ) -> KernelInstance:
-    """Dense (groups == 1) or depthwise (groups == Cin == Cout) NHWC convolution.
+    """Dense (groups == 1) NHWC convolution; depthwise specs go to :func:`.depthwise_conv2d`.
 
     Args:
         spec: layer shape and epilogue.
-        weight: PyTorch layout ``[Cout, Cin/groups, KH, KW]``.
+        weight: PyTorch layout ``[Cout, Cin, KH, KW]``.
         bias: ``[Cout]`` or None (required when ``spec.bias``).
-        target: where the kernel will run (sets the vector width).
+        target: where the kernel will run (sets lanes and registers of the tile).
+        tile: the register tile (default: :func:`.register_tile.pick_register_tile`).
 
     Returns:
-        KernelInstance of kind ``dense`` or ``depthwise``; consts = [weight (HWIO or HWC),
-        bias?].
+        KernelInstance of format ``dense``; consts = [packed weight
+        ``[Cout_p / CB, KH, KW, Cin, CB]``, bias?].
     """
     t = get_target(target)
-    depthwise = spec.groups > 1
-    if depthwise and not (spec.groups == spec.cin == spec.cout):
-        raise UnsupportedLayerError(
-            f"grouped convolution with groups={spec.groups}, cin={spec.cin}, cout={spec.cout}: only groups=1 "
-            "and depthwise (groups == cin == cout) have kernels"
-        )
-    if tuple(weight.shape) != spec.weight_shape:
-        raise ValueError(f"weight shape {weight.shape} does not match spec {spec.weight_shape}")
-    if spec.bias and bias is None:
-        raise ValueError("spec.bias is set but no bias array was given")
-    sh, sw = spec.stride
+    if spec.groups > 1 and spec.groups == spec.cin == spec.cout:
+        return depthwise_conv2d(spec, weight, bias, t)
+    _check(spec, weight, bias)
+    tile = tile or pick_register_tile(spec.out_w, spec.cout, t)
+    w_np = pack_conv_weight(np.asarray(weight, np.float32), tile)
     data = te.placeholder(spec.in_shape, name="data", dtype="float32")
-    padded = _pad(data, spec)
-    if depthwise:
-        w_np = np.ascontiguousarray(weight[:, 0].transpose(1, 2, 0)).astype("float32")  # [KH, KW, C]
-        w = te.placeholder(w_np.shape, name="weight", dtype="float32")
-        kh = te.reduce_axis((0, spec.kh), name="kh")
-        kw = te.reduce_axis((0, spec.kw), name="kw")
-        conv = te.compute(
-            spec.out_shape,
-            lambda n, y, x, c: te.sum(padded[n, y * sh + kh, x * sw + kw, c] * w[kh, kw, c], axis=[kh, kw]),
-            name="conv",
-        )
-    else:
-        w_np = np.ascontiguousarray(weight.transpose(2, 3, 1, 0)).astype("float32")  # HWIO
-        w = te.placeholder(w_np.shape, name="weight", dtype="float32")
-        kh = te.reduce_axis((0, spec.kh), name="kh")
-        kw = te.reduce_axis((0, spec.kw), name="kw")
-        ci = te.reduce_axis((0, spec.cin), name="ci")
-        conv = te.compute(
-            spec.out_shape,
-            lambda n, y, x, c: te.sum(
-                padded[n, y * sh + kh, x * sw + kw, ci] * w[kh, kw, ci, c], axis=[kh, kw, ci]
-            ),
-            name="conv",
-        )
-    args = [data, w]
-    consts = [w_np]
-    b = None
+    w = te.placeholder(w_np.shape, name="weight", dtype="float32")
+    conv = _blocked_conv(spec, tile, data, w)
+    args, consts = [data, w], [w_np]
+    b = res = None
     if spec.bias:
         b = te.placeholder((spec.cout,), name="bias", dtype="float32")
         args.append(b)
         consts.append(np.asarray(bias, dtype="float32").reshape(spec.cout))
-    res = None
     if spec.residual:
         res = te.placeholder(spec.out_shape, name="residual", dtype="float32")
     out = epilogue(conv, spec, b, res)
-    if res is not None:
-        args.append(res)
-    args.append(out)
-    kind = "depthwise" if depthwise else "dense"
-    name = symbol_name(f"tvmprune_{kind}_conv2d", spec, t.vector_lanes)
+    args += ([res] if res is not None else []) + [out]
+    name = symbol_name("tvmprune_dense_conv2d", spec, t.vector_lanes, tile.vectors, tile.pixels)
     func = te.create_prim_func(args).with_attr("global_symbol", name)
-    vec = _pick_vec(spec.cout, t.vector_lanes)
-    # accumulators: ow_tile x vec floats must fit the register file (32 zmm / 16 ymm / 16 q)
-    regs = 28 if t.vector_lanes == 16 else 12
-    per_row = max(vec // t.vector_lanes, 1)
-    ow_tile = _pick_ow_tile(spec.out_w, max(regs // per_row, 1))
-
-    def schedule_default(sch: Any) -> None:
-        _schedule_direct(sch, spec, vec, ow_tile, depthwise)
 
     def schedule_space(sch: Any) -> None:
-        ow_loop = sch.get_loops(sch.get_sblock("epilogue" if out is not conv else "conv"))[2]
-        tiles = sch.sample_perfect_tile(ow_loop, n=2, max_innermost_factor=16)
+        x = sch.get_loops(sch.get_sblock("conv"))[2]
+        pixels = sch.sample_perfect_tile(x, n=2, max_innermost_factor=max_pixels(t, tile.vectors))
         unroll = sch.sample_categorical([0, 16, 64, 512], probs=[0.25, 0.25, 0.25, 0.25])
-        _schedule_direct(sch, spec, vec, tiles, depthwise, unroll=unroll)
+        schedule_blocked(sch, spec, tile, pixels, unroll)
 
     return KernelInstance(
-        name=name,
-        format=Format.DEPTHWISE if depthwise else Format.DENSE,
-        op=LayerOp.CONV2D,
-        func=func,
-        consts=consts,
-        out_shape=spec.out_shape,
-        schedule_default=schedule_default,
-        schedule_space=schedule_space,
+        name=name, format=Format.DENSE, op=LayerOp.CONV2D, func=func, consts=consts, out_shape=spec.out_shape,
+        schedule_default=lambda sch: schedule_blocked(sch, spec, tile), schedule_space=schedule_space,
         flops=spec.dense_flops,
-        info={"density": 1.0, "layout": "NHWC", "weight_layout": "HWC" if depthwise else "HWIO", "vec": vec,
-              "ow_tile": ow_tile},
+        info={"density": 1.0, "layout": "NHWC", "weight_layout": f"[Cout/{tile.channel_block},KH,KW,Cin,"
+              f"{tile.channel_block}]", "vec": tile.channel_block, "ow_tile": tile.pixels},
     )
 
 
@@ -231,6 +202,3 @@ def _fit_efficiency(spec: ConvSpec, density: float, measured_ms: float, n: int, 
 DENSE_FAMILY = KernelFamily(
     Format.DENSE, LayerOp.CONV2D, build=_build, accepts=lambda info: info.groups == 1, predict=_predict_dense,
     probe=Probe(block_n=lambda t: 0, param=lambda spec: "dense_efficiency", fit=_fit_efficiency))
-# depthwise convs are planned by their shape, not by prediction (the roofline's dense time covers them)
-DEPTHWISE_FAMILY = KernelFamily(Format.DEPTHWISE, LayerOp.CONV2D, build=_build,
-                                accepts=lambda info: info.is_depthwise)

@@ -1,8 +1,19 @@
-"""Dense linear layer ``y = act(x @ W^T + b)`` with a vectorised default schedule.
+"""Dense linear layer ``y = act(x @ W^T + b)``: a packed, vectorised GEMV (bandwidth-bound at batch 1).
 
-Layouts: data ``[B, in]``, weight stored transposed as ``[in, out]`` so that the schedule
-streams contiguous vectors of ``vec`` outputs per input feature (a GEMV that reads the
-weight exactly once), output ``[B, out]``.
+Layouts: data ``[B, in]``; the weight (a constant) is packed at compile time into
+``[out_p / OB, in, OB]`` (``OB`` = ``vectors x lanes`` output features, zero-padded to
+``out_p``), so each thread streams one contiguous panel per output block; output ``[B, out]``.
+Loop nest::
+
+    parallel for ob in out_p / OB:
+      for n in B:
+        acc[vectors] = 0                    # independent FMA chains hide the FMA latency
+        for k in in:                        # broadcast x[n, k], one vector load per chain
+          acc[v] += x[n, k] * Wp[ob, k, v*lanes:+lanes]
+        out[n, ob*OB:+OB] = act(acc + bias)
+
+At batch 1 every weight is read exactly once: the time is the weight bytes over the memory
+(or last-level cache) bandwidth, given enough chains (:data:`_CHAINS`) in flight per core.
 """
 
 from __future__ import annotations
@@ -12,21 +23,25 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from tvm import te
 
+from ..plan.roofline import dense_ms, layer_cost
 from ..target import NamedTarget, get_target
-from ..plan.roofline import PerfParams, dense_ms, layer_cost
 from .base import KernelInstance, apply_activation
 from .family import KernelFamily
 from .format import Format, LayerOp
 from .identity import symbol_name
+from .register_tile import round_up
 
 if TYPE_CHECKING:
     from ..plan.layer import LayerInfo
 
+# accumulator vectors per output block: 2 FMA pipes x 4 cycles latency
+_CHAINS = 8
 
 
-def linear_epilogue(y: te.Tensor, bias: te.Tensor | None, activation: str | None) -> te.Tensor:
-    """``act(y + bias)`` as a stage named ``epilogue`` (or ``y`` itself when there is nothing to do)."""
-    if bias is None and activation is None:
+def linear_epilogue(y: te.Tensor, bias: te.Tensor | None, activation: str | None, out_f: int) -> te.Tensor:
+    """``act(y + bias)`` over ``[B, out_f]`` as a stage named ``epilogue`` (or ``y`` itself
+    when there is nothing to do and ``y`` is not padded)."""
+    if bias is None and activation is None and int(y.shape[1]) == out_f:
         return y
 
     def f(n, o):
@@ -35,27 +50,53 @@ def linear_epilogue(y: te.Tensor, bias: te.Tensor | None, activation: str | None
             v = v + bias[o]
         return apply_activation(v, activation)
 
-    return te.compute(y.shape, f, name="epilogue")
+    return te.compute((int(y.shape[0]), out_f), f, name="epilogue")
 
 
-def _schedule(sch: Any, vec: int, has_epilogue: bool, k_split: Any = None) -> None:
+def pick_vectors(out_f: int, lanes: int, cores: int) -> int:
+    """Vectors per output block: up to :data:`_CHAINS`, fewer when that would leave a core
+    without a block or pad more than an eighth of the outputs."""
+    for v in (_CHAINS, 4, 2):
+        blocks = -(-out_f // (v * lanes))
+        if blocks >= cores and round_up(out_f, v * lanes) <= out_f * 1.125:
+            return v
+    return 1
+
+
+def pack_linear_weight(weight: np.ndarray, block: int) -> np.ndarray:
+    """PyTorch ``[out, in]`` -> ``[out_p / block, in, block]`` (zero-padded)."""
+    out_f, in_f = weight.shape
+    w = np.zeros((round_up(out_f, block), in_f), np.float32)
+    w[:out_f] = weight
+    return np.ascontiguousarray(w.reshape(-1, block, in_f).transpose(0, 2, 1))
+
+
+def schedule_gemv(sch: Any, vectors: int, lanes: int, out_f: int, k_split: Any = None) -> None:
+    """The loop nest of the module docstring; ``k_split``: factors of the reduction split whose
+    inner part is unrolled (None: no split; sampled when tuning)."""
     mm = sch.get_sblock("matmul")
     wb = sch.cache_write(mm, 0, "local")
-    if has_epilogue:
-        sch.compute_inline(wb)
+    try:
         out_block = sch.get_sblock("epilogue")
-    else:
+        sch.compute_inline(wb)
+    except Exception:  # no epilogue stage
         out_block = wb
-    n, o = sch.get_loops(out_block)
-    o_o, o_i = sch.split(o, factors=[None, vec])
-    sch.compute_at(mm, o_o)
-    sch.parallel(sch.fuse(n, o_o))
-    sch.vectorize(o_i)
-    c_o, k = sch.get_loops(mm)[-2:]
-    sch.reorder(k, c_o)
-    sch.vectorize(c_o)
-    init = sch.decompose_reduction(mm, k)
+    n, o, k = sch.get_loops(mm)
+    o_o, o_v, o_l = sch.split(o, factors=[None, vectors, lanes])
+    if k_split is not None:
+        k_o, k_i = sch.split(k, factors=list(k_split))
+        sch.reorder(o_o, n, k_o, k_i, o_v, o_l)
+        sch.unroll(k_i)
+    else:
+        sch.reorder(o_o, n, k, o_v, o_l)
+    sch.parallel(o_o)
+    sch.unroll(o_v)
+    sch.vectorize(o_l)
+    sch.reverse_compute_at(out_block, n)
+    init = sch.decompose_reduction(mm, sch.get_loops(mm)[2])
     sch.vectorize(sch.get_loops(init)[-1])
+    if out_f % lanes == 0:
+        sch.vectorize(sch.split(sch.get_loops(out_block)[-1], factors=[None, lanes])[1])
 
 
 def dense_linear(
@@ -65,33 +106,40 @@ def dense_linear(
     activation: str | None,
     target: "NamedTarget | str",
 ) -> KernelInstance:
-    """Dense linear kernel. ``weight`` is PyTorch's ``[out, in]``; consts = [W^T ``[in, out]``, bias?]."""
+    """Dense linear kernel. ``weight`` is PyTorch's ``[out, in]``; consts = [packed weight
+    ``[out_p / OB, in, OB]``, bias?]."""
     t = get_target(target)
     out_f, in_f = weight.shape
+    lanes = t.vector_lanes
+    vectors = pick_vectors(out_f, lanes, t.cores)
+    w_np = pack_linear_weight(np.asarray(weight, np.float32), vectors * lanes)
+    block = vectors * lanes
     x = te.placeholder((batch, in_f), name="data", dtype="float32")
-    wt_np = np.ascontiguousarray(weight.T).astype("float32")
-    wt = te.placeholder(wt_np.shape, name="weight", dtype="float32")
+    wp = te.placeholder(w_np.shape, name="weight", dtype="float32")
     k = te.reduce_axis((0, in_f), name="k")
-    y = te.compute((batch, out_f), lambda n, o: te.sum(x[n, k] * wt[k, o], axis=k), name="matmul")
-    args, consts = [x, wt], [wt_np]
+    y = te.compute((batch, round_up(out_f, block)),
+                   lambda n, o: te.sum(x[n, k] * wp[o // block, k, o % block], axis=k), name="matmul")
+    args, consts = [x, wp], [w_np]
     b = None
     if bias is not None:
         b = te.placeholder((out_f,), name="bias", dtype="float32")
         args.append(b)
         consts.append(np.asarray(bias, "float32").reshape(out_f))
-    out = linear_epilogue(y, b, activation)
+    out = linear_epilogue(y, b, activation, out_f)
     args.append(out)
-    name = symbol_name("tvmprune_dense_linear", weight.shape, batch, bias is not None, activation, t.vector_lanes)
+    name = symbol_name("tvmprune_dense_linear", weight.shape, batch, bias is not None, activation, lanes, vectors)
     func = te.create_prim_func(args).with_attr("global_symbol", name)
-    vec = next((v for v in (4 * t.vector_lanes, 2 * t.vector_lanes, t.vector_lanes) if out_f % v == 0), t.vector_lanes)
+    k_default = [None, 4] if in_f % 4 == 0 else None
 
-    def schedule_default(sch: Any) -> None:
-        _schedule(sch, vec, out is not y)
+    def schedule_space(sch: Any) -> None:
+        k_loop = sch.get_loops(sch.get_sblock("matmul"))[2]
+        schedule_gemv(sch, vectors, lanes, out_f, sch.sample_perfect_tile(k_loop, n=2, max_innermost_factor=16))
 
     return KernelInstance(
         name=name, format=Format.DENSE, op=LayerOp.LINEAR, func=func, consts=consts, out_shape=(batch, out_f),
-        schedule_default=schedule_default, schedule_space=None, flops=2 * batch * weight.size,
-        info={"density": 1.0, "vec": vec},
+        schedule_default=lambda sch: schedule_gemv(sch, vectors, lanes, out_f, k_default),
+        schedule_space=schedule_space, flops=2 * batch * weight.size,
+        info={"density": 1.0, "vec": block, "weight_layout": f"[out/{block},in,{block}]"},
     )
 
 

@@ -45,10 +45,10 @@ from .channel_major import (
 )
 from .formats import conv_weight_to_csr, kernel_arrays
 from .conv_inputs import bias_array, check_conv
-from .placeholders import sparse_conv_placeholders, sparse_kernel_signature
+from .placeholders import sparse_conv_kernel, sparse_conv_placeholders
 from .sparse_loops import SPARSE_ROW_ANN, shrink_sparse_loops
 from .target_params import n_vector_registers, resolve_target
-from .tiling import pick_tile
+from .tiling import parallel_chunks, pick_tile
 
 if TYPE_CHECKING:
     from ..plan.layer import LayerInfo
@@ -102,8 +102,7 @@ class _CsrConvSchedule:
         bl, col, ohl, owl, el = sch.get_loops(blk)
         oho, ohi = sch.split(ohl, [None, rr] if isinstance(rr, int) else rr)
         owo, owi = sch.split(owl, [None, tw] if isinstance(tw, int) else tw)
-        n_par = spec.batch * (spec.out_h // rr if isinstance(rr, int) else 1)
-        co_chunks = pick_tile(spec.cout, max(1, -(-4 * self.cores // n_par))) if isinstance(rr, int) else 1
+        co_chunks = parallel_chunks(spec.cout, spec.batch, spec.out_h, rr, self.cores)
         coo, col = sch.split(col, [co_chunks, None])
         sch.reorder(bl, oho, coo, owo, col, el, ohi, owi)
         sch.parallel(sch.fuse(bl, oho, coo))
@@ -138,8 +137,6 @@ def direct_sparse_conv2d(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | 
     (flat offsets ``(cin*Hp + kh)*Wp + kw`` into the padded channel-major input),
     ``w_indptr [Cout+1]``, ``[bias [Cout]]``, ``[residual]``, ``out [B,OH,OW,Cout]``.
     """
-    from tvm import te
-
     t = resolve_target(target)
     weight = np.asarray(weight, dtype=np.float32)
     check_conv(spec, weight, bias, "direct_sparse_conv2d")
@@ -152,28 +149,14 @@ def direct_sparse_conv2d(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | 
 
     bufs = sparse_conv_placeholders(spec, w_data, w_off, w_ptr, "w_offsets", bias_np)
     out = _csr_conv_compute(spec, bufs, hp, owp, wx, maxlen)
-    args, consts = sparse_kernel_signature(bufs, out, [w_data, w_off, w_ptr], bias_np)
-    name = symbol_name("direct_sparse_conv2d", spec, w_off.tobytes(), w_ptr.tobytes())
-    func = te.create_prim_func(args).with_attr("global_symbol", name)
     sched = _CsrConvSchedule.for_target(spec, owp, t)
-    return KernelInstance(
-        name=name,
-        format=Format.CSR,
-        op=LayerOp.CONV2D,
-        func=func,
-        consts=consts,
-        out_shape=spec.out_shape,
-        schedule_default=sched.default,
-        schedule_space=sched.space,
+    name = symbol_name("direct_sparse_conv2d", spec, w_off.tobytes(), w_ptr.tobytes())
+    return sparse_conv_kernel(
+        spec, Format.CSR, name, bufs, out, [w_data, w_off, w_ptr], bias_np, sched,
         flops=2 * csr.nnz * spec.batch * spec.out_h * spec.out_w,
-        info={
-            "density": csr.density,
-            "nnz": csr.nnz,
-            "max_row_length": maxlen,
-            "layout": f"channel-major padded input copy, vector along output width, tile {sched.rows}x{sched.width}",
-            "index_order": "(cin, kh, kw) as flat input offsets",
-        },
-    )
+        info={"density": csr.density, "nnz": csr.nnz, "max_row_length": maxlen,
+              "layout": f"channel-major padded input copy, vector along output width, tile {sched.rows}x{sched.width}",
+              "index_order": "(cin, kh, kw) as flat input offsets"})
 
 
 def _is_1x1(spec: ConvSpec) -> bool:

@@ -18,6 +18,7 @@ class Format(StrEnum):
     BSR: 1xN block sparse rows (N output channels share a reduction index), vector over N.
     BSR_SPATIAL: 1xN blocks, vector along the output width (for N smaller than the vector).
     CSR: unstructured compressed sparse rows.
+    INTERSPACE: an interspace-pruned KxK conv as basis conv + sparse (CSR or 1xN) 1x1 conv.
     RELAX: no kernel; the layer stays a Relax op.
     """
 
@@ -27,6 +28,7 @@ class Format(StrEnum):
     BSR_SPATIAL = "1xN-spatial"
     CSR = "csr"
     GROUPED = "grouped"
+    INTERSPACE = "interspace"
     RELAX = "relax"
 
     @classmethod

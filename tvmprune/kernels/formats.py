@@ -66,6 +66,16 @@ class BSR:
         """Stored (block) density: stored values / dense size of the padded matrix."""
         return self.nnz_blocks * self.n / max(1, self.n_block_rows * self.n * self.cols)
 
+    def kernel_info(self, weight: np.ndarray) -> dict:
+        """What a block-sparse kernel reports about its weight (``KernelInstance.info``)."""
+        return {
+            "n": self.n,
+            "density": float(np.count_nonzero(weight)) / max(1, weight.size),
+            "block_density": self.density,
+            "nnz_blocks": self.nnz_blocks,
+            "max_row_length": max(1, self.max_row_length),
+        }
+
     def to_dense(self) -> np.ndarray:
         """``[rows, cols]`` dense matrix (padding rows dropped)."""
         out = np.zeros((self.n_block_rows * self.n, self.cols), dtype=np.float32)

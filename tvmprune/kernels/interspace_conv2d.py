@@ -4,50 +4,90 @@ An interspace-pruned KxK conv (:mod:`tvmprune.prune.interspace`) has filters
 ``w[o, i] = sum_j c[o, i, j] * B[j]`` with sparse coefficients ``c [Cout, Cin, K²]`` and one
 dense basis ``B [K², KH, KW]`` per layer. By linearity::
 
-    conv(x, w) = conv1x1(basisconv(x, B), c)     basisconv(x)[k = i*K² + j] = conv(x[i], B[j])
+    conv(x, w) = conv1x1(basisconv(x, B), c)     basisconv(x)[i, j] = conv(x[i], B[j])
 
 The basis conv is a depthwise-style conv with channel multiplier K² (the same K² filters for
 every input channel, carrying the layer's stride and padding); the 1x1 conv over the
 ``Cin*K²`` basis channels is sparse with exactly the coefficients' nonzeros, so the sparse
-part does the same multiply-adds as a spatially sparse (SP) conv of the same density.
-Both run in one PrimFunc, CSR form, vector along the output width (like
-:mod:`.direct_sparse_conv2d`)::
+part does the same multiply-adds as a spatially sparse (SP) conv of the same density. Both
+run in one PrimFunc: the basis conv is computed inside each parallel task for that task's
+output rows only (it stays in cache), then the sparse part reads it. The sparse part has the
+compute of the existing sparse kernels, in one of two layouts:
 
-    xt = pad(data) as [B, Cin, Hp, Wx]                      # channel-major copy (shared helper)
-    parallel for (b, oh_o):                                  # R output rows per task
-      bt[Cin*K², R, OWp] = basisconv(xt rows)                # computed per task (fused), in cache
-      for ow_o: for co:
-        acc[R, Tw] = 0
-        for e in indptr[co] .. indptr[co+1]:                 # coefficient nonzeros, true length
-          acc[r, w] += value[e] * bt[indices[e], r, ow_o*Tw + w]
-        out[b, oh.., ow.., co] = act(acc + bias + residual)
+* ``n < lanes`` -- CSR (``n == 1``) and 1xN blocks narrower than a vector, as
+  :mod:`.direct_sparse_conv2d` / :mod:`.block_direct_conv2d`: channel-major basis output
+  ``bt [B, Cin*K², OH, OWp]`` (channel ``k = cin*K² + j``), vector along the output width, one
+  basis-row vector load per nonzero block feeding its N output channels::
 
-With ``n`` > 1 (coefficients pruned in 1xN blocks along output channels) the sparse part is
-the 1xN form of :mod:`.sparse_conv2d` (vector over N output channels, one broadcast input
-scalar per nonzero block) over an NHWC basis-conv output, computed per output row.
+      parallel for (b, oh_o):                        # R output rows per task
+        bt[.., R, OWp] = basisconv(xt rows)           # xt: channel-major padded input copy
+        for ow_o: for r (block of N output channels):
+          acc[R, N, Tw] = sum_e value[e, i] * bt[indices[e], r, ow_o*Tw + w]   # true row length
+          out[b, oh.., ow.., r*N + i] = act(acc + bias + residual)
+
+* ``n >= lanes`` -- 1xN blocks a vector wide or wider, as :mod:`.sparse_conv2d`: NHWC basis
+  output ``bn [B, OH, OW, K²*Cin]`` (channel ``k = j*Cin + cin``, one output row per task),
+  vector over the N output channels of a block, one broadcast basis value per nonzero block.
+
+Both layouts share the kernel skeleton (arguments, epilogue, identity) and the schedule of
+the sparse accumulation and of the basis conv's register accumulation.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from .base import ConvSpec, KernelInstance, conv_epilogue, unique_name
-from .direct_sparse_conv2d import channel_major_geometry, channel_major_input, schedule_channel_major_input
-from .formats import kernel_arrays, matrix_to_bsr, matrix_to_csr
-from .sparse_conv2d import (SPARSE_ROW_ANN, _pad_input, bias_array, n_vector_registers, pick_tile, resolve_target,
-                            shrink_sparse_loops, sparse_kernel_signature)
+from ..errors import UnsupportedLayerError
+from .base import ConvSpec, KernelInstance, conv_epilogue
+from .channel_major import channel_major_geometry, channel_major_input, schedule_channel_major_input
+from .family import KernelFamily
+from .format import Format, LayerOp
+from .formats import kernel_arrays, matrix_to_bsr
+from .identity import symbol_name
+from .conv_inputs import bias_array
+from .padding import pad_input
+from .placeholders import sparse_kernel_signature
+from .sparse_loops import SPARSE_ROW_ANN, shrink_sparse_loops
+from .target_params import n_vector_registers, resolve_target
+from .tiling import pick_tile
 
-__all__ = ["interspace_conv2d", "check_interspace_arrays"]
+if TYPE_CHECKING:
+    from ..plan.layer import LayerInfo
+    from ..plan.roofline import PerfParams
+    from ..target import NamedTarget
+
+__all__ = ["InterspaceFactors", "interspace_conv2d", "check_interspace_arrays", "predict_interspace_ms", "FAMILY"]
+
+
+@dataclass
+class InterspaceFactors:
+    """The interspace form of one layer, as the compiler carries it (``LayerInfo.interspace``).
+
+    coefficients: ``[Cout, Cin, K²]`` masked (pruned ones are 0), scaled like the imported
+        weight (BN folded); basis: ``[K², KH, KW]``; n: 1 (unstructured) or the 1xN block height.
+    """
+
+    coefficients: np.ndarray
+    basis: np.ndarray
+    n: int = 1
+
+    @property
+    def density(self) -> float:
+        return float(np.count_nonzero(self.coefficients)) / max(self.coefficients.size, 1)
 
 
 def check_interspace_arrays(spec: ConvSpec, coefficients: np.ndarray, basis: np.ndarray) -> None:
-    """Shapes: ``coefficients [Cout, Cin, KH*KW]``, ``basis [KH*KW, KH, KW]``, ``spec.groups == 1``."""
-    from ..errors import UnsupportedLayerError
+    """Shapes: ``coefficients [Cout, Cin, KH*KW]``, ``basis [KH*KW, KH, KW]``, ``spec.groups == 1``.
 
+    Raises:
+        UnsupportedLayerError: grouped conv. ValueError: wrong array shapes.
+    """
     if spec.groups != 1:
-        raise UnsupportedLayerError(f"interspace conv supports groups=1 only (got groups={spec.groups})")
+        raise UnsupportedLayerError(f"interspace conv supports groups=1 only (got groups={spec.groups}); "
+                                    "compile the reconstructed dense filters instead")
     k2 = spec.kh * spec.kw
     if tuple(coefficients.shape) != (spec.cout, spec.cin, k2):
         raise ValueError(f"coefficients shape {tuple(coefficients.shape)} != {(spec.cout, spec.cin, k2)}")
@@ -55,7 +95,26 @@ def check_interspace_arrays(spec: ConvSpec, coefficients: np.ndarray, basis: np.
         raise ValueError(f"basis shape {tuple(basis.shape)} != {(k2, spec.kh, spec.kw)}")
 
 
-def _placeholders(spec: ConvSpec, basis: np.ndarray, arrays: list[np.ndarray], bias_np: np.ndarray | None):
+@dataclass(frozen=True)
+class _Layout:
+    """One of the two layouts of the sparse part (see the module docstring).
+
+    sparse: coefficients -> the CSR / BSR matrix over the basis channels, in this layout's order.
+    compute: ``(spec, data, basis, values, indices, indptr, row axis, n, lanes)`` ->
+        ``(acc tensor, value_at(b, oh, ow, c) for the epilogue)``.
+    schedule: ``(spec, n, target)`` -> the default schedule.
+    describe: ``(spec, n, target)`` -> the layout line of ``KernelInstance.info``.
+    """
+
+    index_order: str
+    sparse: Callable[[np.ndarray, int], Any]
+    compute: Callable[..., tuple[Any, Callable]]
+    schedule: Callable[[ConvSpec, int, Any], Callable[[Any], None]]
+    describe: Callable[[ConvSpec, int, Any], str]
+
+
+def _placeholders(spec: ConvSpec, basis: np.ndarray, arrays: list[np.ndarray], bias_np: np.ndarray | None) -> tuple:
+    """``data, basis, w_data, w_indices, w_indptr, bias (or None), residual (or None)``."""
     from tvm import te
 
     w_data, w_idx, w_ptr = arrays
@@ -70,210 +129,332 @@ def _placeholders(spec: ConvSpec, basis: np.ndarray, arrays: list[np.ndarray], b
     )
 
 
+def _row_sum(ptr: Any, row: Any, e: Any, value: Callable[[Any], Any]) -> Any:
+    """``sum_{e < len(row)} value(indptr[row] + e)`` in the guarded static-extent form that
+    :func:`.sparse_loops.shrink_sparse_loops` rewrites to the true row length."""
+    from tvm import te, tirx
+
+    start = ptr[row]
+    return te.sum(tirx.if_then_else(e < ptr[row + 1] - start, value(start + e), tirx.const(0.0, "float32")), axis=e)
+
+
 def interspace_conv2d(spec: ConvSpec, coefficients: np.ndarray, basis: np.ndarray, bias: np.ndarray | None,
                       target: Any, n: int = 1) -> KernelInstance:
-    """Basis conv + sparse 1x1 conv in one kernel (kind ``interspace`` / ``interspace-1xN``).
+    """Basis conv + sparse 1x1 conv in one kernel, format ``interspace`` (``info["n"]``: 1 CSR, else 1xN).
 
     Args:
         spec: the KxK conv's shape, stride, padding and epilogue (groups 1).
         coefficients: ``[Cout, Cin, KH*KW]`` masked coefficients (zeros are skipped).
         basis: ``[KH*KW, KH, KW]`` the layer's filter basis.
-        bias: ``[Cout]`` or None.
+        bias: ``[Cout]`` or None (required when ``spec.bias``).
+        target: sets the vector width and core count.
         n: 1 (CSR over coefficients) or the block height of 1xN-blocked coefficients.
 
     PrimFunc arguments: ``data [B,H,W,Cin]``, ``basis``, ``w_data``, ``w_indices``, ``w_indptr``,
     ``[bias]``, ``[residual]``, ``out [B,OH,OW,Cout]``.
     """
+    from tvm import te
+
     t = resolve_target(target)
     coefficients = np.asarray(coefficients, dtype=np.float32)
     basis = np.ascontiguousarray(basis, dtype=np.float32)
     check_interspace_arrays(spec, coefficients, basis)
     if spec.bias and bias is None:
         raise ValueError("spec.bias is set but no bias array was given")
-    if n > 1:
-        return _interspace_1xn(spec, coefficients, basis, bias, n, t)
-    return _interspace_csr(spec, coefficients, basis, bias, t)
-
-
-def _basis_tiles(spec: ConvSpec, t) -> tuple[int, int]:
-    """(rows per task R, output-width tile Tw): R * Tw/lanes accumulators, and enough tasks for the cores."""
-    lanes = t.vector_lanes
-    owp = -(-spec.out_w // lanes) * lanes
-    tw = lanes * pick_tile(owp // lanes, 4)
-    budget = n_vector_registers(t) * 3 // 4
-    rows_for_tasks = max(1, spec.out_h // (2 * t.cores)) if spec.batch == 1 else spec.out_h
-    return pick_tile(spec.out_h, min(max(1, budget // (tw // lanes)), rows_for_tasks)), tw
-
-
-def _interspace_csr(spec: ConvSpec, coefficients: np.ndarray, basis: np.ndarray, bias, t) -> KernelInstance:
-    from tvm import te, tirx
-
-    k2 = spec.kh * spec.kw
-    b_, oh_, ow_, cout, cin = spec.batch, spec.out_h, spec.out_w, spec.cout, spec.cin
-    sh, sw = spec.stride
-    lanes = t.vector_lanes
-    hp, owp, wx = channel_major_geometry(spec, lanes)
-    csr = matrix_to_csr(coefficients.reshape(cout, cin * k2))  # column k = cin*K² + j
-    arrays = list(kernel_arrays(csr.data, csr.indices, csr.indptr))
-    maxlen = max(1, csr.max_row_length)
-    bias_np = bias_array(spec.bias, bias, cout)
+    n = max(1, int(n))
+    layout = _NHWC_VECTOR_N if n >= t.vector_lanes else _CHANNEL_MAJOR
+    mat = layout.sparse(coefficients, n)
+    arrays = list(kernel_arrays(mat.data, mat.indices, mat.indptr))
+    bias_np = bias_array(spec.bias, bias, spec.cout)
     bufs = _placeholders(spec, basis, arrays, bias_np)
-    data, BAS, W, IDX, PTR, BIAS, RES = bufs
-
-    xt = channel_major_input(data, spec, hp, wx)
-    kh = te.reduce_axis((0, spec.kh), name="kh")
-    kw = te.reduce_axis((0, spec.kw), name="kw")
-    bt = te.compute(
-        (b_, cin * k2, oh_, owp),
-        lambda b, k, y, x: te.sum(BAS[k % k2, kh, kw] * xt[b, k // k2, y * sh + kh, x * sw + kw], axis=[kh, kw]),
-        name="basis_conv")
-    e = te.reduce_axis((0, maxlen), name="e")
-
-    def acc_f(b, co, oh, ow):
-        start = PTR[co]
-        val = W[start + e] * bt[b, IDX[start + e], oh, ow]
-        return te.sum(tirx.if_then_else(e < PTR[co + 1] - start, val, tirx.const(0.0, "float32")), axis=e)
-
-    acc = te.compute((b_, cout, oh_, owp), acc_f, name="acc")
-    out = conv_epilogue(spec.out_shape, lambda b, oh, ow, c: acc[b, c, oh, ow], BIAS, RES, spec.activation, "out")
-    args, consts = sparse_kernel_signature((data, BAS, W, IDX, PTR, BIAS, RES), out, [basis] + arrays, bias_np)
-    name = unique_name("interspace_conv2d", spec, arrays[1].tobytes(), arrays[2].tobytes())
+    data, bas, w, idx, ptr, b_in, res = bufs
+    e = te.reduce_axis((0, max(1, mat.max_row_length)), name="e")
+    acc, value_at = layout.compute(spec, data, bas, w, idx, ptr, e, n, t.vector_lanes)
+    out = conv_epilogue(spec.out_shape, value_at, b_in, res, spec.activation, "out")
+    args, consts = sparse_kernel_signature(bufs, out, [basis] + arrays, bias_np)
+    name = symbol_name("interspace_conv2d", spec, n, t.vector_lanes, arrays[1].tobytes(), arrays[2].tobytes())
     func = te.create_prim_func(args).with_attr("global_symbol", name)
-    rr, tw = _basis_tiles(spec, t)
-
-    def schedule_default(sch) -> None:
-        blk = sch.get_sblock("acc")
-        bl, col, ohl, owl, el = sch.get_loops(blk)
-        oho, ohi = sch.split(ohl, [None, rr])
-        owo, owi = sch.split(owl, [None, tw])
-        sch.reorder(bl, oho, owo, col, el, ohi, owi)
-        task = sch.fuse(bl, oho)
-        sch.parallel(task)
-        sch.set_scope(blk, 0, "local")
-        sch.reverse_compute_at(sch.get_sblock("out"), col)
-        sch.vectorize(owi)
-        sch.unroll(ohi)
-        sch.annotate(el, SPARSE_ROW_ANN, 1)
-        sch.decompose_reduction(blk, el)
-        _schedule_basis_csr(sch, task, k2, lanes, cin * k2)
-        schedule_channel_major_input(sch, cin, lanes)
-        shrink_sparse_loops(sch)
-
+    nnz = int(mat.indptr[-1]) * n  # stored coefficients (whole blocks for 1xN)
+    pixels = spec.batch * spec.out_h * spec.out_w
+    k2 = spec.kh * spec.kw
     return KernelInstance(
-        name=name, kind="interspace", func=func, consts=consts, out_shape=spec.out_shape,
-        schedule_default=schedule_default, schedule_space=None,
-        flops=2 * csr.nnz * b_ * oh_ * ow_ + 2 * b_ * oh_ * ow_ * cin * k2 * k2,
-        info={"density": csr.density, "nnz": csr.nnz, "max_row_length": maxlen, "basis_filters": k2,
-              "layout": f"channel-major basis conv fused per {rr} output rows, CSR 1x1, tile {rr}x{tw}",
-              "index_order": "(cin, basis filter)"})
+        name=name, format=Format.INTERSPACE, op=LayerOp.CONV2D, func=func, consts=consts, out_shape=spec.out_shape,
+        schedule_default=layout.schedule(spec, n, t), schedule_space=None,
+        flops=2 * pixels * (nnz + spec.cin * k2 * k2),
+        info={"n": n, "density": float(np.count_nonzero(coefficients)) / max(1, coefficients.size),
+              "stored_density": mat.density, "nnz": nnz, "max_row_length": mat.max_row_length, "basis_filters": k2,
+              "layout": layout.describe(spec, n, t), "index_order": layout.index_order})
 
 
-def _schedule_basis_csr(sch, task, k2: int, lanes: int, n_basis_channels: int) -> None:
-    """Basis conv computed inside each task (its rows only), vector along x, K² accumulators unrolled."""
+# ----------------------------------------------------------------------------------------
+# schedule pieces shared by both layouts
+# ----------------------------------------------------------------------------------------
+
+
+def _schedule_sparse_acc(sch: Any, order: list, task_loops: list, out_at: Any, vec: Any, unrolled: tuple,
+                         row: Any) -> Any:
+    """The sparse part's nest: ``order`` of the ``acc`` loops, ``task_loops`` fused into the parallel
+    task, accumulators in registers, the epilogue under ``out_at``, ``vec`` vectorised, ``unrolled``
+    unrolled, the nonzero loop ``row`` marked for :func:`shrink_sparse_loops`. Returns the task loop."""
+    blk = sch.get_sblock("acc")
+    sch.reorder(*order)
+    task = sch.fuse(*task_loops)
+    sch.parallel(task)
+    sch.set_scope(blk, 0, "local")
+    sch.reverse_compute_at(sch.get_sblock("out"), out_at)
+    sch.vectorize(vec)
+    for lp in unrolled:
+        sch.unroll(lp)
+    sch.annotate(row, SPARSE_ROW_ANN, 1)
+    sch.decompose_reduction(blk, row)
+    return task
+
+
+def _basis_loops_in_task(sch: Any, task: Any) -> tuple[Any, list]:
+    """Compute the basis conv inside ``task`` (its rows only); its block and the loops below ``task``."""
     bc = sch.get_sblock("basis_conv")
     sch.compute_at(bc, task)
     loops = list(sch.get_loops(bc))
-    inner = loops[[i for i, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(task))][0] + 1:]
-    x = inner[-3]
-    kh, kw = inner[-2], inner[-1]
-    k = next(lp for lp in inner if int(sch.get(lp).extent) == n_basis_channels)
-    rows = [lp for lp in inner[inner.index(k) + 1:-3]]  # the R output rows (absent when R == 1)
-    ci, j = sch.split(k, [None, k2])
-    xo, xi = sch.split(x, [None, lanes])
-    sch.reorder(ci, *rows, xo, kh, kw, j, xi)
-    wb = sch.cache_write(bc, 0, "local")
-    sch.reverse_compute_at(wb, xo)
-    for lp in (kh, kw, j):  # K^4 FMAs in straight-line code: the basis values become broadcast operands
-        sch.unroll(lp)
-    sch.vectorize(xi)
-    init = sch.decompose_reduction(bc, kh)
-    sch.vectorize(sch.get_loops(init)[-1])
-    sch.vectorize(sch.get_loops(wb)[-1])
+    at = next(i for i, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(task)))
+    return bc, loops[at + 1:]
 
 
-def _interspace_1xn(spec: ConvSpec, coefficients: np.ndarray, basis: np.ndarray, bias, n: int, t) -> KernelInstance:
-    from tvm import te, tirx
+def _basis_sum(spec: ConvSpec, bas: Any, j: Any, tap: Callable[[int, int], Any]) -> Any:
+    """``sum_{kh, kw} basis[j, kh, kw] * tap(kh, kw)`` written out (no reduction axis): the basis conv
+    then has no accumulator buffer nor init, and with the basis filters ``j`` unrolled LLVM shares
+    the K² input loads of a pixel vector among the K² outputs."""
+    terms = [bas[j, kh, kw] * tap(kh, kw) for kh in range(spec.kh) for kw in range(spec.kw)]
+    out = terms[0]
+    for term in terms[1:]:
+        out = out + term
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# channel-major: vector along the output width (CSR, and 1xN blocks narrower than a vector)
+# ----------------------------------------------------------------------------------------
+
+
+def _cm_sparse(coefficients: np.ndarray, n: int) -> Any:
+    cout, cin, k2 = coefficients.shape
+    return matrix_to_bsr(coefficients.reshape(cout, cin * k2), n)  # column k = cin*K² + j; n = 1: CSR
+
+
+def _cm_compute(spec: ConvSpec, data, bas, w, idx, ptr, e, n: int, lanes: int) -> tuple[Any, Callable]:
+    from tvm import te
 
     k2 = spec.kh * spec.kw
-    b_, oh_, ow_, cout, cin = spec.batch, spec.out_h, spec.out_w, spec.cout, spec.cin
     sh, sw = spec.stride
-    # columns ordered (basis filter, cin): the NHWC basis conv [.., K², Cin] writes whole channel vectors
-    bsr = matrix_to_bsr(coefficients.transpose(0, 2, 1).reshape(cout, k2 * cin), n)
-    arrays = list(kernel_arrays(bsr.data, bsr.indices, bsr.indptr))
-    maxlen = max(1, bsr.max_row_length)
-    nb = bsr.n_block_rows
-    bias_np = bias_array(spec.bias, bias, cout)
-    bufs = _placeholders(spec, basis, arrays, bias_np)
-    data, BAS, W, IDX, PTR, BIAS, RES = bufs
-    xp = _pad_input(data, spec)
-    kh = te.reduce_axis((0, spec.kh), name="kh")
-    kw = te.reduce_axis((0, spec.kw), name="kw")
-    bn = te.compute(
-        (b_, oh_, ow_, k2, cin),
-        lambda b, y, x, j, c: te.sum(BAS[j, kh, kw] * xp[b, y * sh + kh, x * sw + kw, c], axis=[kh, kw]),
+    hp, owp, wx = channel_major_geometry(spec, lanes)
+    xt = channel_major_input(data, spec, hp, wx)
+    bt = te.compute(
+        (spec.batch, spec.cin * k2, spec.out_h, owp),
+        lambda b, k, y, x: _basis_sum(spec, bas, k % k2, lambda kh, kw: xt[b, k // k2, y * sh + kh, x * sw + kw]),
         name="basis_conv")
-    e = te.reduce_axis((0, maxlen), name="e")
+    # per nonzero block: one basis-row vector load, N FMAs with broadcast weights (as .block_direct_conv2d)
+    channels = spec.cin * k2  # `% channels` (a no-op on valid indices) bounds the read for compute_at
+    acc = te.compute((spec.batch, -(-spec.cout // n), spec.out_h, n, owp),
+                     lambda b, r, oh, i, ow: _row_sum(ptr, r, e, lambda p: w[p, i] * bt[b, idx[p] % channels, oh, ow]),
+                     name="acc")
+    return acc, lambda b, oh, ow, c: acc[b, c // n, oh, c % n, ow]
 
-    def acc_f(b, oh, ow, r, i):
-        start = PTR[r]
-        k = IDX[start + e]
-        val = W[start + e, i] * bn[b, oh, ow, k // cin, k % cin]
-        return te.sum(tirx.if_then_else(e < PTR[r + 1] - start, val, tirx.const(0.0, "float32")), axis=e)
 
-    acc = te.compute((b_, oh_, ow_, nb, n), acc_f, name="acc")
-    out = conv_epilogue(spec.out_shape, lambda b, oh, ow, c: acc[b, oh, ow, c // n, c % n], BIAS, RES,
-                        spec.activation, "out")
-    args, consts = sparse_kernel_signature((data, BAS, W, IDX, PTR, BIAS, RES), out, [basis] + arrays, bias_np)
-    name = unique_name("interspace_conv2d_1xn", spec, n, arrays[1].tobytes(), arrays[2].tobytes())
-    func = te.create_prim_func(args).with_attr("global_symbol", name)
+def _cm_tiles(spec: ConvSpec, n: int, t: Any) -> tuple[int, int, int]:
+    """(rows per task R, width vectors V, output-channel chunks): R * N * V accumulators (as the
+    1xN-spatial kernel), and chunks of the output-channel blocks until there is a task per core
+    (each chunk computes the basis conv of its rows again: a row-starved layer, e.g. 7x7, pays
+    that rather than one-vector tiles)."""
+    owp = -(-spec.out_w // t.vector_lanes) * t.vector_lanes
+    budget = n_vector_registers(t) * 3 // 4
+    vecs = pick_tile(owp // t.vector_lanes, max(1, min(4, budget // n)))
+    rr_max = max(1, budget // (n * vecs))
+    rr = pick_tile(spec.out_h, rr_max)
+    rr_parallel = pick_tile(spec.out_h, min(rr_max, max(1, spec.batch * spec.out_h // t.cores)))
+    if 2 * rr_parallel >= rr:  # a task per core from the rows alone, at half the tile or more
+        rr = rr_parallel
+    tasks = spec.batch * (spec.out_h // rr)
+    return rr, vecs, pick_tile(-(-spec.cout // n), max(1, -(-t.cores // tasks)))
+
+
+def _basis_x_vectors(vectors: int, k2: int, t: Any) -> int:
+    """Output-width vectors per basis-conv step: their K² input vectors each stay in a register
+    while the K² basis filters are applied, so every basis operand feeds that many FMAs."""
+    return pick_tile(vectors, max(1, (n_vector_registers(t) - 4) // k2))
+
+
+def _cm_schedule_basis(sch: Any, task: Any, spec: ConvSpec, t: Any) -> None:
+    """The basis conv of a task's rows: per input channel, row and width vector, the K² filters unrolled."""
+    k2, lanes = spec.kh * spec.kw, t.vector_lanes
+    bc, inner = _basis_loops_in_task(sch, task)
+    k, x = inner[0], inner[-1]
+    ci, j = sch.split(k, [None, k2])
+    xo, xm, xi = sch.split(x, [None, _basis_x_vectors(int(sch.get(x).extent) // lanes, k2, t), lanes])
+    sch.reorder(ci, *inner[1:-1], xo, j, xm, xi)  # inner[1:-1]: the R output rows (absent when R == 1)
+    sch.unroll(j)
+    sch.unroll(xm)
+    sch.vectorize(xi)
+
+
+def _cm_schedule(spec: ConvSpec, n: int, t: Any) -> Callable[[Any], None]:
+    rr, vecs, chunks = _cm_tiles(spec, n, t)
     lanes = t.vector_lanes
-    tile = pick_tile(ow_, max(1, (n_vector_registers(t) * 3 // 4) // -(-n // lanes)))
-    vec_c = pick_tile(cin, lanes)
 
-    def schedule_default(sch) -> None:
-        blk = sch.get_sblock("acc")
-        bl, ohl, owl, rl, il, el = sch.get_loops(blk)
+    def schedule_default(sch: Any) -> None:
+        bl, rl, ohl, il, owl, el = sch.get_loops(sch.get_sblock("acc"))
+        oho, ohi = sch.split(ohl, [None, rr])
+        owo, owm, owi = sch.split(owl, [None, vecs, lanes])
+        rco, rci = sch.split(rl, [chunks, None])
+        task = _schedule_sparse_acc(sch, [bl, oho, rco, owo, rci, el, ohi, owm, il, owi], [bl, oho, rco], rci, owi,
+                                    (ohi, owm, il), el)
+        if n >= 4 and spec.cout % n == 0:  # epilogue: N contiguous channels of a pixel per store
+            ol = sch.get_loops(sch.get_sblock("out"))
+            sch.vectorize(ol[-1])
+        _cm_schedule_basis(sch, task, spec, t)
+        schedule_channel_major_input(sch, spec.cin, lanes)
+        shrink_sparse_loops(sch)
+
+    return schedule_default
+
+
+def _cm_describe(spec: ConvSpec, n: int, t: Any) -> str:
+    rr, vecs, chunks = _cm_tiles(spec, n, t)
+    part = "CSR" if n == 1 else f"1x{n} BSR"
+    return (f"channel-major basis conv fused per {rr} output rows x {chunks} channel chunks, {part} 1x1 "
+            f"(vector along width), tile {rr}x{n}x{vecs * t.vector_lanes}")
+
+
+_CHANNEL_MAJOR = _Layout("(cin, basis filter)", _cm_sparse, _cm_compute, _cm_schedule, _cm_describe)
+
+
+# ----------------------------------------------------------------------------------------
+# NHWC: vector over the N output channels of a block (1xN blocks at least a vector wide)
+# ----------------------------------------------------------------------------------------
+
+
+def _vn_sparse(coefficients: np.ndarray, n: int) -> Any:
+    cout, cin, k2 = coefficients.shape
+    # columns (basis filter, cin): the NHWC basis conv writes whole input-channel vectors per filter
+    return matrix_to_bsr(coefficients.transpose(0, 2, 1).reshape(cout, k2 * cin), n)
+
+
+def _vn_compute(spec: ConvSpec, data, bas, w, idx, ptr, e, n: int, lanes: int) -> tuple[Any, Callable]:
+    from tvm import te
+
+    cin, k2 = spec.cin, spec.kh * spec.kw
+    sh, sw = spec.stride
+    xp = pad_input(data, spec)
+    bn = te.compute(
+        (spec.batch, spec.out_h, spec.out_w, k2 * cin),
+        lambda b, y, x, k: _basis_sum(spec, bas, k // cin, lambda kh, kw: xp[b, y * sh + kh, x * sw + kw, k % cin]),
+        name="basis_conv")
+    nb = -(-spec.cout // n)
+    acc = te.compute((spec.batch, spec.out_h, spec.out_w, nb, n),
+                     lambda b, oh, ow, r, i: _row_sum(ptr, r, e, lambda p: w[p, i] * bn[b, oh, ow, idx[p] % (k2 * cin)]),
+                     name="acc")
+    return acc, lambda b, oh, ow, c: acc[b, oh, ow, c // n, c % n]
+
+
+def _vn_tile(spec: ConvSpec, n: int, t: Any) -> int:
+    return pick_tile(spec.out_w, max(1, n_vector_registers(t) * 3 // 4 // -(-n // t.vector_lanes)))
+
+
+def _vn_schedule(spec: ConvSpec, n: int, t: Any) -> Callable[[Any], None]:
+    tile = _vn_tile(spec, n, t)
+    vec_c = pick_tile(spec.cin, t.vector_lanes)
+    k2 = spec.kh * spec.kw
+
+    def schedule_default(sch: Any) -> None:
+        bl, ohl, owl, rl, il, el = sch.get_loops(sch.get_sblock("acc"))
         owo, owi = sch.split(owl, [None, tile])
-        sch.reorder(bl, ohl, owo, rl, el, owi, il)
-        task = sch.fuse(bl, ohl)
-        sch.parallel(task)
-        sch.set_scope(blk, 0, "local")
-        sch.reverse_compute_at(sch.get_sblock("out"), rl)
-        sch.vectorize(il)
-        sch.unroll(owi)
-        sch.annotate(el, SPARSE_ROW_ANN, 1)
-        sch.decompose_reduction(blk, el)
-        if cout % n == 0:
+        task = _schedule_sparse_acc(sch, [bl, ohl, owo, rl, el, owi, il], [bl, ohl], rl, il, (owi,), el)
+        if spec.cout % n == 0:
             sch.vectorize(sch.get_loops(sch.get_sblock("out"))[-1])
-        _schedule_basis_nhwc(sch, task, vec_c)
+        bc, inner = _basis_loops_in_task(sch, task)
+        x, k = inner[-2:]
+        j, cio, cii = sch.split(k, [k2, None, vec_c])
+        sch.reorder(x, cio, j, cii)
+        sch.unroll(j)
+        sch.vectorize(cii)
         if any(spec.padding):
             pl = sch.get_loops(sch.get_sblock("pad"))
             sch.parallel(sch.fuse(pl[0], pl[1]))
         shrink_sparse_loops(sch)
 
-    return KernelInstance(
-        name=name, kind="interspace-1xN", func=func, consts=consts, out_shape=spec.out_shape,
-        schedule_default=schedule_default, schedule_space=None,
-        flops=2 * bsr.nnz_blocks * n * b_ * oh_ * ow_ + 2 * b_ * oh_ * ow_ * cin * k2 * k2,
-        info={"n": n, "block_density": bsr.density, "nnz_blocks": bsr.nnz_blocks, "max_row_length": maxlen,
-              "basis_filters": k2, "layout": f"NHWC basis conv fused per output row, 1x{n} BSR 1x1, tile {tile}",
-              "index_order": "(basis filter, cin)"})
+    return schedule_default
 
 
-def _schedule_basis_nhwc(sch, task, vec_c: int) -> None:
-    """NHWC basis conv of one output row inside each task: vector over ``vec_c`` input channels, K² accumulators."""
-    bc = sch.get_sblock("basis_conv")
-    sch.compute_at(bc, task)
-    loops = list(sch.get_loops(bc))
-    inner = loops[[i for i, lp in enumerate(loops) if sch.get(lp).same_as(sch.get(task))][0] + 1:]
-    x, j, ci, kh, kw = inner[-5:]
-    cio, cii = sch.split(ci, [None, vec_c])
-    sch.reorder(x, cio, kh, kw, j, cii)
-    wb = sch.cache_write(bc, 0, "local")
-    sch.reverse_compute_at(wb, cio)
-    for lp in (kh, kw, j):
-        sch.unroll(lp)
-    sch.vectorize(cii)
-    init = sch.decompose_reduction(bc, kh)
-    sch.vectorize(sch.get_loops(init)[-1])
-    sch.vectorize(sch.get_loops(wb)[-1])
+def _vn_describe(spec: ConvSpec, n: int, t: Any) -> str:
+    return f"NHWC basis conv fused per output row, 1x{n} BSR 1x1 (vector over N), tile {_vn_tile(spec, n, t)}"
+
+
+_NHWC_VECTOR_N = _Layout("(basis filter, cin)", _vn_sparse, _vn_compute, _vn_schedule, _vn_describe)
+
+
+# ----------------------------------------------------------------------------------------
+# perf model and family
+# ----------------------------------------------------------------------------------------
+
+# relative to the dense kernels' efficiency; from an interleaved measurement of the basis conv
+# alone vs the dense conv (64->64 @56, x86), see docs/interspace.md
+BASIS_CONV_EFFICIENCY = 0.5
+
+
+def predict_interspace_ms(spec: ConvSpec, density: float, n: int, target: "NamedTarget",
+                          prm: "PerfParams | None" = None) -> float:
+    """Roofline milliseconds of :func:`interspace_conv2d`: basis conv + sparse 1x1, bounded by traffic.
+
+    * basis conv: ``2 * B*OH*OWp * Cin * K⁴`` FLOPs (output width in whole vectors) at
+      ``BASIS_CONV_EFFICIENCY`` x the dense kernels' throughput (its reduction is only K² long);
+    * sparse 1x1 over ``Cin*K²`` basis channels at the coefficient ``density``: the 1xN term
+      (N output channels per vector, ``alpha_1xn``) or the CSR term of the direct sparse conv
+      (vector along the width, per-nonzero and per-row overheads, ``alpha_csr_3x3``); the basis
+      rows are read from cache (computed per row tile in the same kernel);
+    * plus one copy of the input (padded NHWC or channel-major).
+    """
+    from ..plan.roofline import NONZERO_OVERHEAD_FMAS, ROW_OVERHEAD_FMAS, params_for
+
+    prm = prm or params_for(target)
+    peak = target.peak_gflops * 1e9 * prm.dense_efficiency
+    bw = target.mem_bandwidth_gbs * 1e9
+    lanes, k2 = target.vector_lanes, spec.kh * spec.kw
+    owp = -(-spec.out_w // lanes) * lanes
+    t_basis = 2 * spec.batch * spec.out_h * owp * spec.cin * k2 * k2 / (peak * BASIS_CONV_EFFICIENCY)
+    sparse_flops = 2 * density * spec.batch * spec.out_h * spec.out_w * spec.cout * spec.cin * k2
+    if n > 1:
+        t_sparse = prm.alpha_1xn * sparse_flops / (peak * min(1.0, n / lanes))
+    else:
+        nnz_per_row = max(density * spec.cin * k2, 1e-3)
+        overhead = 1.0 + NONZERO_OVERHEAD_FMAS / (owp // lanes) + ROW_OVERHEAD_FMAS / nnz_per_row
+        t_sparse = prm.alpha_csr_3x3 * sparse_flops * (owp / spec.out_w) * overhead / peak
+    in_bytes = 4 * spec.batch * spec.in_h * spec.in_w * spec.cin
+    out_bytes = 4 * spec.batch * spec.out_h * spec.out_w * spec.cout
+    w_bytes = 4 * spec.cout * spec.cin * k2 * density * (1 + 1 / max(n, 1))
+    t_mem = (in_bytes + out_bytes + w_bytes) / bw
+    return (max(t_basis + t_sparse, t_mem) + 2 * in_bytes / bw) * 1e3
+
+
+def _accepts(info: "LayerInfo") -> bool:
+    return getattr(info, "interspace", None) is not None and info.groups == 1
+
+
+def _build(info: "LayerInfo", n: int, target: "NamedTarget") -> KernelInstance:
+    f = info.interspace
+    return interspace_conv2d(info.spec, f.coefficients, f.basis, info.bias, target, n=f.n)
+
+
+def _predict(info: "LayerInfo", target: "NamedTarget", prm: "PerfParams") -> float | None:
+    if not _accepts(info):
+        return None
+    return predict_interspace_ms(info.spec, info.interspace.density, info.interspace.n, target, prm)
+
+
+def _describe(info: "LayerInfo") -> str:
+    f, s = info.interspace, info.spec
+    k2 = s.kh * s.kw
+    part = "CSR" if f.n <= 1 else f"1x{f.n}-block"
+    return (f"interspace: basis conv ({k2} filters) + {part} 1x1 over {s.cin}x{k2} basis channels, "
+            f"coefficient density {f.density:.2f}")
+
+
+FAMILY = KernelFamily(Format.INTERSPACE, LayerOp.CONV2D, build=_build, accepts=_accepts, predict=_predict,
+                      describe=_describe)

@@ -1,4 +1,5 @@
-"""TE placeholders and PrimFunc signatures of the sparse conv kernels (one argument order for all)."""
+"""TE placeholders, PrimFunc signature and :class:`KernelInstance` of the sparse conv kernels (one
+argument order for all)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from .base import ConvSpec
+from .base import ConvSpec, KernelInstance
+from .format import Format, LayerOp
 
 
 def sparse_conv_placeholders(spec: ConvSpec, w_data: np.ndarray, w_index: np.ndarray, w_ptr: np.ndarray,
@@ -31,3 +33,16 @@ def sparse_kernel_signature(placeholders: tuple, out: Any, arrays: list[np.ndarr
     (``arrays`` = weight values, index, indptr; then the bias)."""
     args = [p for p in placeholders if p is not None] + [out]
     return args, list(arrays) + ([bias_np] if bias_np is not None else [])
+
+
+def sparse_conv_kernel(spec: ConvSpec, fmt: Format, name: str, bufs: tuple, out: Any, arrays: list[np.ndarray],
+                       bias_np: np.ndarray | None, schedule: Any, flops: int, info: dict[str, Any]) -> KernelInstance:
+    """The :class:`KernelInstance` of a sparse conv: PrimFunc ``name`` over ``bufs`` (from
+    :func:`sparse_conv_placeholders`) and ``out``; ``schedule`` has ``default`` and ``space``."""
+    from tvm import te
+
+    args, consts = sparse_kernel_signature(bufs, out, arrays, bias_np)
+    func = te.create_prim_func(args).with_attr("global_symbol", name)
+    return KernelInstance(name=name, format=fmt, op=LayerOp.CONV2D, func=func, consts=consts,
+                          out_shape=spec.out_shape, schedule_default=schedule.default,
+                          schedule_space=schedule.space, flops=flops, info=info)

@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING
 from ..errors import UnsupportedLayerError
 from .base import KernelInstance
 from .block_direct_conv2d import FAMILY as BSR_SPATIAL_CONV2D_FAMILY
-from .dense_conv2d import DENSE_FAMILY, DEPTHWISE_FAMILY
+from .dense_conv2d import DENSE_FAMILY
 from .dense_linear import FAMILY as DENSE_LINEAR_FAMILY
+from .depthwise_conv2d import FAMILY as DEPTHWISE_FAMILY
 from .direct_sparse_conv2d import FAMILY as CSR_CONV2D_FAMILY
 from .family import KernelFamily
 from .format import Format, LayerOp
 from .grouped_conv2d import FAMILY as GROUPED_CONV2D_FAMILY
+from .interspace_conv2d import FAMILY as INTERSPACE_CONV2D_FAMILY
 from .sparse_conv2d import FAMILY as BSR_CONV2D_FAMILY
 from .sparse_linear import BSR_FAMILY as BSR_LINEAR_FAMILY
 from .sparse_linear import CSR_FAMILY as CSR_LINEAR_FAMILY
@@ -33,6 +35,7 @@ FAMILIES: tuple[KernelFamily, ...] = (
     BSR_CONV2D_FAMILY,
     BSR_SPATIAL_CONV2D_FAMILY,
     CSR_CONV2D_FAMILY,
+    INTERSPACE_CONV2D_FAMILY,
     DENSE_LINEAR_FAMILY,
     BSR_LINEAR_FAMILY,
     CSR_LINEAR_FAMILY,

@@ -42,18 +42,10 @@ from .format import Format, LayerOp
 from .formats import BSR, conv_weight_to_bsr, kernel_arrays
 from .identity import symbol_name
 from .padding import pad_input
-from .placeholders import sparse_conv_placeholders, sparse_kernel_signature
+from .placeholders import sparse_conv_kernel, sparse_conv_placeholders
 from .sparse_loops import SPARSE_ROW_ANN, shrink_sparse_loops
 from .target_params import n_vector_registers, resolve_target
 from .tiling import pick_tile
-
-# moved: re-exported for branches in flight; remove after merge
-# (resolve_target, n_vector_registers -> .target_params; pick_tile -> .tiling; check_conv,
-# bias_array -> .conv_inputs; sparse_conv_placeholders, sparse_kernel_signature -> .placeholders;
-# SPARSE_ROW_ANN, shrink_sparse_loops -> .sparse_loops; _pad_input -> .padding.pad_input)
-from .padding import pad_input as _pad_input  # noqa: E402,F401
-from .sparse_loops import _annotated_loops, _binding_map, _lookup  # noqa: E402,F401
-# end of moved re-exports
 
 if TYPE_CHECKING:
     from ..plan.layer import LayerInfo
@@ -159,8 +151,6 @@ def sparse_conv2d_1xn(
     ``w_indptr [ceil(Cout/n)+1]``, ``[bias [Cout]]``, ``[residual [B,OH,OW,Cout]]``,
     ``out [B,OH,OW,Cout]`` (``L`` = max row length, see :func:`.formats.kernel_arrays`).
     """
-    from tvm import te
-
     t = resolve_target(target)
     weight = np.asarray(weight, dtype=np.float32)
     check_conv(spec, weight, bias, "sparse_conv2d_1xn")
@@ -171,30 +161,14 @@ def sparse_conv2d_1xn(
 
     bufs = sparse_conv_placeholders(spec, w_data, w_idx, w_ptr, "w_indices", bias_np)
     out = _bsr_conv_compute(spec, bufs, n, bsr.n_block_rows, maxlen)
-    args, consts = sparse_kernel_signature(bufs, out, arrays, bias_np)
-    name = symbol_name("sparse_conv2d_1xn", spec, n, w_idx.tobytes(), w_ptr.tobytes())
-    func = te.create_prim_func(args).with_attr("global_symbol", name)
     sched = _BsrConvSchedule.for_target(spec, n, t)
-    return KernelInstance(
-        name=name,
-        format=Format.BSR,
-        op=LayerOp.CONV2D,
-        func=func,
-        consts=consts,
-        out_shape=spec.out_shape,
-        schedule_default=sched.default,
-        schedule_space=sched.space,
+    name = symbol_name("sparse_conv2d_1xn", spec, n, w_idx.tobytes(), w_ptr.tobytes())
+    return sparse_conv_kernel(
+        spec, Format.BSR, name, bufs, out, arrays, bias_np, sched,
         flops=2 * bsr.nnz_blocks * n * spec.batch * spec.out_h * spec.out_w,
-        info={
-            "n": n,
-            "density": float(np.count_nonzero(weight)) / max(1, weight.size),
-            "block_density": bsr.density,
-            "nnz_blocks": bsr.nnz_blocks,
-            "max_row_length": maxlen,
-            "layout": "NHWC, vector over N output channels, tile of %d output pixels" % sched.tile,
-            "index_order": "(kh, kw, cin)",
-        },
-    )
+        info={**bsr.kernel_info(weight),
+              "layout": "NHWC, vector over N output channels, tile of %d output pixels" % sched.tile,
+              "index_order": "(kh, kw, cin)"})
 
 
 def _build(info: "LayerInfo", n: int, target: "NamedTarget") -> KernelInstance:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 def pick_tile(extent: int, limit: int) -> int:
     """Largest divisor of ``extent`` that is <= ``limit`` (at least 1)."""
@@ -20,3 +22,13 @@ def pick_unrolled_tile(extent: int, limit: int) -> int:
         if extent % t == 0 and t >= 3:
             return t
     return min(limit, extent)
+
+
+def parallel_chunks(channels: int, batch: int, out_h: int, rows: Any, cores: int) -> int:
+    """How many chunks of the channel (or block-row) loop join the parallel loop of a spatial
+    tile schedule, so that ``batch x out_h/rows x chunks`` gives about 4 tasks per core; 1 when
+    ``rows`` is sampled (tuning), whose parallel extent is unknown here."""
+    if not isinstance(rows, int):
+        return 1
+    n_par = batch * (out_h // rows)
+    return pick_tile(channels, max(1, -(-4 * cores // n_par)))

@@ -1,4 +1,4 @@
-"""PyTorch -> Relax import.
+"""PyTorch -> Relax import, and the conventions every imported model is brought to.
 
 ``torch.export`` traces the model, ``from_exported_program`` builds Relax with the
 weights bound as constants (so later passes can inspect them), BatchNorm is folded into
@@ -6,6 +6,11 @@ the preceding conv (in PyTorch, with ``torch.fx`` conv+BN fusion, before export)
 the graph is converted once to NHWC activations / OHWI weights, the layout every
 tvmprune kernel uses (see :mod:`tvmprune.kernels.base`). The model's input and output
 stay NCHW / as PyTorch has them: a transpose sits at the boundary.
+
+A saved ``torch.export`` program (``.pt2``) enters at ``from_exported_program``
+(:func:`import_exported_program`), an ONNX file at TVM's ONNX frontend
+(:mod:`.onnx_import`); both then go through :func:`to_kernel_conventions`, which also folds
+the BatchNorms those graphs still carry into their convs (in Relax).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import InvalidInputShapeError, TraceError
+from .relax_graph import op_name
 
 
 @dataclass
@@ -28,7 +34,7 @@ class ImportedModel:
         input_shape: the NCHW input shape.
         layer_names: PyTorch module names of the weights of conv / linear ops, in graph
             order (``layer1.0.conv1``, ...), used to label layers in reports.
-        bn_folded: whether conv+BN fusion succeeded.
+        bn_folded: whether no BatchNorm is left as an op of its own (all folded into convs).
     """
 
     mod: object
@@ -88,6 +94,31 @@ def _drop_transposes_around_elementwise(mod):
     return relax.transform.DeadCodeElimination()(mod)
 
 
+def to_kernel_conventions(mod):
+    """Bring an imported Relax module (NCHW, constants bound) to what the chain matcher expects.
+
+    conv2d -> batch_norm pairs with constant operands are folded into the conv's weight and a
+    bias add; then NHWC / OHWI layout, elementwise ops without layout transposes around them,
+    constants folded (permuted weights and biases become plain constants).
+    """
+    from tvm import relax
+
+    mod = relax.transform.FoldBatchnormToConv2D()(mod)
+    # the fold leaves the scaled weight as an expression; ConvertLayout segfaults on such a
+    # conv (TVM 0.27), so fold it to a constant first
+    mod = relax.transform.FoldConstant()(mod)
+    mod = relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "OHWI"]})(mod)
+    mod = _drop_transposes_around_elementwise(mod)
+    mod = relax.transform.FoldConstant()(mod)
+    return relax.transform.Normalize()(mod)
+
+
+def has_batch_norm(mod) -> bool:
+    """Whether a ``relax.nn.batch_norm`` call is left in ``mod["main"]`` (BN not folded)."""
+    func = mod["main"]
+    return any(op_name(b.value) == "relax.nn.batch_norm" for blk in func.body.blocks for b in blk.bindings)
+
+
 def import_model(model: torch.nn.Module, input_shape: tuple[int, ...], fold_bn: bool = True) -> ImportedModel:
     """Trace ``model`` at ``input_shape`` (NCHW) and return it as a Relax module in NHWC.
 
@@ -95,13 +126,9 @@ def import_model(model: torch.nn.Module, input_shape: tuple[int, ...], fold_bn: 
         InvalidInputShapeError: the model does not accept the shape.
         TraceError: ``torch.export`` or the Relax frontend cannot handle the model.
     """
-    from tvm import relax
-    from tvm.relax.frontend.torch import from_exported_program
-
     model = model.eval()
-    bn_folded = False
     if fold_bn:
-        model, bn_folded = fold_batchnorm(model)
+        model, _ = fold_batchnorm(model)
     x = torch.zeros(tuple(input_shape))
     try:
         with torch.no_grad():
@@ -117,14 +144,58 @@ def import_model(model: torch.nn.Module, input_shape: tuple[int, ...], fold_bn: 
             ep = torch.export.export(model, (x,))
     except Exception as e:
         raise TraceError(f"torch.export cannot trace the model: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+    return _from_program(ep, input_shape)
+
+
+def _from_program(ep: "torch.export.ExportedProgram", input_shape: tuple[int, ...]) -> ImportedModel:
+    from tvm.relax.frontend.torch import from_exported_program
+
     try:
         mod = from_exported_program(ep, keep_params_as_input=False)
     except Exception as e:
         raise TraceError(
             f"TVM's Relax frontend cannot import the model: {type(e).__name__}: {str(e).splitlines()[0]}"
         ) from None
-    mod = relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "OHWI"]})(mod)
-    mod = _drop_transposes_around_elementwise(mod)
-    mod = relax.transform.FoldConstant()(mod)
-    mod = relax.transform.Normalize()(mod)
-    return ImportedModel(mod=mod, input_shape=tuple(input_shape), layer_names=_layer_names(ep), bn_folded=bn_folded)
+    mod = to_kernel_conventions(mod)
+    return ImportedModel(mod=mod, input_shape=tuple(input_shape), layer_names=_layer_names(ep),
+                         bn_folded=not has_batch_norm(mod))
+
+
+def program_input_shape(ep: "torch.export.ExportedProgram") -> tuple[int, ...]:
+    """The shape of the program's one tensor input (``x`` of ``forward(x)``).
+
+    Raises:
+        InvalidInputShapeError: not exactly one tensor input, or a dynamic (symbolic) dimension.
+    """
+    from torch.export.graph_signature import InputKind
+
+    user = [s for s in ep.graph_signature.input_specs if s.kind == InputKind.USER_INPUT]
+    vals = {n.name: n.meta.get("val") for n in ep.graph.nodes if n.op == "placeholder"}
+    shapes = [getattr(vals.get(s.arg.name), "shape", None) for s in user]
+    if len(shapes) != 1 or shapes[0] is None:
+        raise InvalidInputShapeError(f"the exported program takes {len(shapes)} inputs; tvmprune compiles models "
+                                     "with one NCHW tensor input")
+    try:
+        return tuple(int(d) for d in shapes[0])
+    except TypeError:
+        raise InvalidInputShapeError(
+            f"the exported program has a dynamic input shape {tuple(shapes[0])}: export it again with a static "
+            "example input (torch.export.export(model, (x,)) without dynamic_shapes)") from None
+
+
+def import_exported_program(ep: "torch.export.ExportedProgram",
+                            input_shape: tuple[int, ...] | None = None) -> ImportedModel:
+    """Import a ``torch.export`` program (e.g. ``torch.export.load("model.pt2")``) as Relax in NHWC.
+
+    ``input_shape`` (NCHW) must be the program's own static input shape, when given.
+
+    Raises:
+        InvalidInputShapeError: another shape asked for, or the program's shape is dynamic.
+        TraceError: the Relax frontend cannot import the program.
+    """
+    shape = program_input_shape(ep)
+    if input_shape is not None and tuple(input_shape) != shape:
+        raise InvalidInputShapeError(
+            f"the exported program was traced for input {'x'.join(map(str, shape))}, not "
+            f"{'x'.join(map(str, input_shape))}: export it again with an example input of the shape you need")
+    return _from_program(ep, shape)

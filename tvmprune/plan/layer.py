@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from ..kernels.base import ConvSpec, KernelInstance
 from ..kernels.format import Format, LayerOp
 from ..target import NamedTarget
+
+if TYPE_CHECKING:
+    from ..kernels.interspace_conv2d import InterspaceFactors
 
 BLOCK_SIZES = (32, 16, 8, 4, 2)
 
@@ -20,7 +23,9 @@ class LayerInfo:
 
     ``weight`` is in PyTorch layout: conv ``[Cout, Cin/groups, KH, KW]``, linear ``[out, in]``.
     ``block_n`` is the largest N in (32, 16, 8, 4, 2) for which the weight is exactly 1xN
-    block-structured at a density below 1 (0 when none).
+    block-structured at a density below 1 (0 when none). ``interspace``: the layer's
+    interspace factors (coefficients, basis; attached by the lower stage) when it was
+    interspace-pruned; ``weight`` is then the reconstructed ``c * B``.
     """
 
     index: int
@@ -32,6 +37,7 @@ class LayerInfo:
     bias: np.ndarray | None = None
     activation: str | None = None
     residual: bool = False
+    interspace: "InterspaceFactors | None" = None
 
     def __post_init__(self) -> None:
         self.op = LayerOp(self.op)

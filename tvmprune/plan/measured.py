@@ -62,7 +62,7 @@ def _candidates(pred: dict[Format, float]) -> list[Format]:
 
 def measured_format(info: LayerInfo, target: NamedTarget) -> LayerPlan:
     """Time dense and the best predicted sparse kernels of one pruned layer; keep the fastest."""
-    if info.groups > 1 or info.density >= 1.0:
+    if info.groups > 1 or (info.density >= 1.0 and info.interspace is None):  # interspace: zeros in c
         return choose_format(info, target)
     if not target.runs_on_host:
         p = choose_format(info, target)

@@ -55,6 +55,9 @@ def choose_format(info: LayerInfo, target: NamedTarget) -> LayerPlan:
     best = min(pred, key=pred.get)
     if best == Format.DENSE:
         why = "dense predicted fastest" if info.density < 1.0 else "no zeros"
+        if Format.INTERSPACE in pred:  # the zeros are in the coefficients: say what their form costs
+            why = (f"dense filters c*B predicted faster ({pred[best]:.3f} ms vs interspace "
+                   f"{pred[Format.INTERSPACE]:.3f} ms)")
         return LayerPlan(info, Format.DENSE, reason=why, predicted_ms=pred)
     return _plan_for(info, best, family(best, info.op).reason(info), pred)
 
@@ -72,6 +75,8 @@ def sparse_where_pruned(info: LayerInfo, target: NamedTarget) -> LayerPlan:
     if info.groups > 1:
         return dense_only(info, target)
     pred = predict_ms(info, target)
+    if info.interspace is not None:  # the zeros are in the coefficients, not in the reconstructed weight
+        return LayerPlan(info, Format.INTERSPACE, reason="forced sparse (interspace coefficients)", predicted_ms=pred)
     if info.density >= 1.0:
         return LayerPlan(info, Format.DENSE, reason="no zeros", predicted_ms=pred)
     if info.block_n:

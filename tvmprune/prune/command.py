@@ -1,4 +1,4 @@
-"""``tvmprune prune``: prune a model and write ``weights.pt`` + ``pruning.json``.
+"""``tvmprune prune``: prune a model and write ``weights.safetensors`` + ``pruning.json``.
 
 Examples::
 
@@ -33,7 +33,7 @@ def add_prune_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "prune",
         help="prune a model (1xN blocks, unstructured, L1 filters) and save it",
-        description="Prune a model and write DIR/weights.pt (state_dict) and DIR/pruning.json. "
+        description="Prune a model and write DIR/weights.safetensors (state_dict) and DIR/pruning.json. "
         "Prints the per-layer table.",
     )
     p.add_argument("--model", default="resnet18",
@@ -131,7 +131,7 @@ def run_prune(args) -> int:
             print(f"  {len(g)} producers: {', '.join(g)}")
     if args.output:
         save_pruned(result, args.output, args.model, shape)
-        print(f"wrote {args.output}/weights.pt and {args.output}/pruning.json ({dt:.1f}s)")
+        print(f"wrote {args.output}/weights.safetensors and {args.output}/pruning.json ({dt:.1f}s)")
     else:
         print(f"pruned in {dt:.1f}s (nothing saved; use -o DIR)")
     return 0

@@ -9,7 +9,10 @@ pruned per *channel group* of the dependency graph (:mod:`tvmprune.prune.graph`)
 * channels coupled through residual adds form one group and are pruned *together*,
   ranked by the summed L1 norm of all producers in the group (``skip_coupled=True``
   leaves them dense instead, as the paper does for the last conv of residual blocks);
-* frozen groups (model output, ops the graph does not understand) are never pruned.
+* frozen groups (model output, ops the graph does not understand) are never pruned;
+* the input and output channels of a grouped conv lose the same number of channels in
+  each of its groups (``groups`` is kept); ConvNeXt's channels-last LayerNorm / Linear
+  blocks and layer scale follow their channels.
 
 ``rate`` is the fraction of channels removed per group: ``round(rate * C)`` but at least
 one channel is kept.  Global mode (``+global``) ranks channels of all groups by their
@@ -19,7 +22,8 @@ and removes ``round(rate * total)`` of them, at most ``max_layer_rate`` (0.95) o
 Two outputs: :func:`filter_prune` builds a physically smaller dense model (new weight
 tensors, ``in_channels`` / ``out_channels`` / ``num_features`` updated) and
 :func:`filter_mask` zeroes the same filters in the original architecture; both compute
-the same function.  ``pruning.json`` stores the kept channels per group
+the same function, except where a LayerNorm normalises removed channels (their zeros
+still count in its mean / variance).  ``pruning.json`` stores the kept channels per group
 (:func:`kept_channels_config`); :func:`restore_kept_channels` shrinks a rebuilt dense model
 the same way -- reusable by any method that removes channels.
 """
@@ -40,7 +44,7 @@ from .graph import DependencyGraph, build_graph
 from .pattern import PrunePattern
 from .registry import GLOBAL, PruningMethod
 from .result import PruneResult, layer_reports
-from .selection import MAX_LAYER_RATE, check_rate, select_pruned
+from .selection import MAX_LAYER_RATE, check_rate, even_over_blocks, select_pruned
 
 __all__ = ["filter_keep_indices", "filter_prune", "filter_mask", "sensitivity_scan", "kept_channels_config",
            "restore_kept_channels", "FilterMethod"]
@@ -73,6 +77,9 @@ def filter_keep_indices(model: nn.Module, graph: DependencyGraph, rate: float, g
     scores = {g.name: criterion.scores(model, g) for g in cands}
     pruned = select_pruned(scores, rate, global_=global_, max_layer_rate=max_layer_rate, min_keep=1,
                            layer_rates=layer_rates, what="filter pruning rate")
+    for g in cands:
+        if g.strata > 1:  # grouped convs: the same number of channels from each of their groups
+            pruned[g.name] = even_over_blocks(scores[g.name], int(pruned[g.name].sum()), g.strata)
     return {g.gid: torch.nonzero(~pruned[g.name]).reshape(-1) for g in cands if pruned[g.name].any()}
 
 
@@ -94,19 +101,34 @@ def filter_mask(model: nn.Module, graph: DependencyGraph, keep: dict[int, torch.
             removed[kept] = False
             ridx = torch.nonzero(removed).reshape(-1)
             for mem in g.members:
-                mod = mods[mem.module]
+                mod = mods.get(mem.module)
                 if mem.mult == 1:
                     idx = mem.offset + ridx
                 else:
                     idx = (mem.offset + ridx[:, None] * mem.mult + torch.arange(mem.mult)[None, :]).reshape(-1)
-                if mem.role == "in":
-                    mod.weight[:, idx] = 0
+                if mem.role == "param":
+                    owner, _, attr = mem.module.rpartition(".")
+                    getattr(m.get_submodule(owner), attr).index_fill_(mem.dim, idx, 0)
+                elif mem.role == "in":
+                    _zero_input_channels(mod, idx)
                 else:
                     if getattr(mod, "weight", None) is not None:
                         mod.weight[idx] = 0
                     if getattr(mod, "bias", None) is not None:
                         mod.bias[idx] = 0
     return m
+
+
+def _zero_input_channels(mod: nn.Module, idx: torch.Tensor) -> None:
+    """Zero the weight columns of input channels ``idx``; a grouped conv's columns are per group."""
+    groups = getattr(mod, "groups", 1)
+    if groups == 1:
+        mod.weight[:, idx] = 0
+        return
+    per_in, per_out = mod.in_channels // groups, mod.out_channels // groups
+    for c in idx.tolist():
+        g = c // per_in
+        mod.weight[g * per_out:(g + 1) * per_out, c % per_in] = 0
 
 
 def sensitivity_scan(model: nn.Module, eval_fn: Callable[[nn.Module], float],

@@ -9,7 +9,7 @@ a Linear after ``flatten``), so the rearranged model computes exactly the same f
 Channel groups coupled through residual adds are permuted as one group: one permutation
 computed from the *summed* L1 norms of all producers in the group.  Frozen groups (the
 model output, anything passing an op the dependency graph does not understand) are left
-alone.
+alone.  Channels feeding or leaving a grouped conv are sorted within each of its groups.
 """
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ def rearrange_permutations(model: nn.Module, graph: DependencyGraph) -> dict[int
     """One permutation (descending summed filter L1) per prunable channel group."""
     perms = {}
     for g in graph.prunable_groups():
-        scores = group_channel_scores(model, g)
-        perm = torch.sort(scores, descending=True, stable=True).indices
+        scores = group_channel_scores(model, g).reshape(g.strata, -1)  # grouped convs: sort within each group
+        local = torch.sort(scores, descending=True, stable=True).indices
+        perm = (local + torch.arange(g.strata)[:, None] * scores.shape[1]).reshape(-1)
         if not torch.equal(perm, torch.arange(g.size)):
             perms[g.gid] = perm
     return perms

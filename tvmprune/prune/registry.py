@@ -130,7 +130,7 @@ class PruningMethod:
         raise NotImplementedError(f"pruning method {self.kind!r} does not implement apply()")
 
     def restore(self, model: nn.Module, config: dict, ctx: "LoadContext") -> nn.Module:
-        """Reshape the freshly built dense ``model`` so the saved ``weights.pt`` fits it.
+        """Reshape the freshly built dense ``model`` so the saved ``weights.safetensors`` fits it.
 
         The default does nothing (masked methods keep the architecture; their zeros are in
         the weights).  Methods that change modules (fewer channels, new module types) undo

@@ -9,7 +9,8 @@ some of the lowest-scoring units are removed.  :func:`select_pruned` makes that 
 * global: one ranking over all layers' units, removing ``round(rate * total)`` of them but
   at most ``floor(max_layer_rate * units_i)`` of layer ``i`` (default cap
   :data:`MAX_LAYER_RATE` = 0.95);
-* ``min_keep`` units of every layer always survive (filter pruning keeps one channel).
+* ``min_keep`` units of every layer always survive (filter pruning keeps one channel);
+* :func:`even_over_blocks` turns a count into the same number per equal block.
 
 Ties are broken by position (the first of equal scores is removed first), so the result is
 deterministic.  :func:`check_rate` is the one place a pruning rate is validated.
@@ -24,7 +25,8 @@ import torch
 
 from ..errors import PruneConfigError
 
-__all__ = ["MAX_LAYER_RATE", "check_rate", "select_lowest", "lowest_k", "select_pruned", "weight_keep_masks"]
+__all__ = ["MAX_LAYER_RATE", "check_rate", "select_lowest", "lowest_k", "select_pruned", "weight_keep_masks",
+           "even_over_blocks"]
 
 MAX_LAYER_RATE = 0.95
 
@@ -59,6 +61,17 @@ def lowest_k(scores: torch.Tensor, k: int) -> torch.Tensor:
         out[below] = True
         out[np.flatnonzero(a == thr)[: k - int(below.sum())]] = True
     return torch.from_numpy(out).reshape(scores.shape)
+
+
+def even_over_blocks(scores: torch.Tensor, n_removed: int, blocks: int, min_keep: int = 1) -> torch.Tensor:
+    """Prune mask removing ``round(n_removed / blocks)`` lowest units from each of ``blocks`` equal blocks.
+
+    For units that must be removed evenly (the groups of a grouped conv): ``scores`` is 1-D
+    with a length divisible by ``blocks``; at least ``min_keep`` units of each block survive.
+    """
+    per_block = scores.reshape(blocks, -1)
+    k = max(0, min(int(round(n_removed / blocks)), per_block.shape[1] - min_keep))
+    return torch.stack([lowest_k(row, k) for row in per_block]).reshape(scores.shape)
 
 
 def select_lowest(scores: list[torch.Tensor], k: int, caps: list[int]) -> list[torch.Tensor]:

@@ -30,7 +30,8 @@ def add_tune_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
                     "Records go to a JSON database in --log; run again to resume; apply with "
                     "`tvmprune compile --tuning-log DIR`.",
     )
-    p.add_argument("--model", help="torchvision model name, tiny_cnn, or path/to/file.py:factory_function")
+    p.add_argument("--model", help="torchvision model name, tiny_cnn, path/to/file.py:factory_function, "
+                                   "model.onnx or program.pt2")
     p.add_argument("--input-shape", default=None, help="NCHW input shape, default 1x3x224x224")
     p.add_argument("--pruned", default=None, help="directory written by `tvmprune prune -o`")
     p.add_argument("--prune", default=None, metavar="PATTERN", help="prune on the fly: 1x16@0.8, unstructured@0.9 ...")

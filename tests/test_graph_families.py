@@ -1,0 +1,191 @@
+"""Filter pruning across torchvision CNN families (issue 19): channels-last ConvNeXt blocks,
+ShuffleNet's split / concat / shuffle, grouped convs; kept parameters, output shapes, and the
+pruned model compiled by tvmprune equal to PyTorch."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from tvmprune.compiler import compile_model
+from tvmprune.frontend.model_source import load_model, randomize_batchnorm
+from tvmprune.prune import build_graph, filter_keep_indices, filter_mask, filter_prune, prune_model
+from tvmprune.prune.rearrange import rearrange_filters
+
+X64 = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+
+
+def n_params(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+def randomize_norms(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Random BatchNorm stats and LayerNorm / layer-scale parameters, so a wrong index shows."""
+    randomize_batchnorm(model, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for mod in model.modules():
+            if isinstance(mod, nn.LayerNorm):
+                mod.weight.copy_(torch.rand(mod.weight.shape, generator=g) + 0.5)
+                mod.bias.copy_(torch.randn(mod.bias.shape, generator=g) * 0.1)
+            if hasattr(mod, "layer_scale"):
+                mod.layer_scale.copy_(torch.rand(mod.layer_scale.shape, generator=g) + 0.5)
+    return model.eval()
+
+
+def pruned(spec: str, rate: float = 0.3):
+    model = randomize_norms(load_model(spec))
+    res = prune_model(model, f"filter@{rate:g}", X64)
+    return model, res
+
+
+def check_compiled_equal(model: nn.Module, shape=(1, 3, 64, 64)) -> None:
+    x = np.random.default_rng(0).standard_normal(shape).astype("float32")
+    out = compile_model(model, shape, "x86").run(x)
+    with torch.no_grad():
+        ref = model.eval()(torch.from_numpy(x)).numpy()
+    assert out.shape == ref.shape
+    err = np.abs(out - ref).max() / max(np.abs(ref).max(), 1e-3)
+    assert err <= 1e-4, err
+
+
+# --- kept parameters and shapes, every family of the issue --------------------------------------
+# (model, kept fraction at most, conv / linear layers left without any channel removed)
+# shufflenet: the trunk through the channel shuffle stays (see the docstring of channel_trace):
+# 3 branch1 convs on it and the depthwise conv feeding the first (nothing of its own to remove)
+FAMILIES = [("mobilenet_v3_small", 0.59, 0), ("efficientnet_b0", 0.551, 0), ("shufflenet_v2_x1_0", 0.72, 4),
+            ("convnext_tiny", 0.50, 0), ("resnext50_32x4d", 0.51, 0)]
+
+
+@pytest.mark.parametrize("spec,max_kept,n_dense", FAMILIES[:3] + [pytest.param(*f, marks=pytest.mark.slow)
+                                                                  for f in FAMILIES[3:]])
+def test_filter_03_kept_params_and_shape(spec, max_kept, n_dense):
+    model, res = pruned(spec)
+    kept = n_params(res.model) / n_params(model)
+    assert kept <= max_kept, kept
+    dense = [(r.name, r.skipped_reason) for r in res.layers if r.skipped_reason and "model output" not in r.skipped_reason]
+    assert len(dense) <= n_dense, dense
+    with torch.no_grad():
+        assert res.model(X64).shape == model(X64).shape == (1, 1000)
+
+
+@pytest.mark.parametrize("spec", ["mobilenet_v3_small", "shufflenet_v2_x1_0"])
+def test_pruned_small_families_compile_equal_to_pytorch(spec):
+    _, res = pruned(spec)
+    check_compiled_equal(res.model)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", ["efficientnet_b0", "convnext_tiny", "resnext50_32x4d"])
+def test_pruned_big_families_compile_equal_to_pytorch(spec):
+    _, res = pruned(spec)
+    check_compiled_equal(res.model)
+
+
+# --- small blocks: exact structure ----------------------------------------------------------------
+class ConvNeXtish(nn.Module):
+    """Stem conv + LayerNorm2d, two CNBlocks (dw 7x7, permute, LayerNorm, Linear x2, layer scale)."""
+
+    def __init__(self):
+        super().__init__()
+        from torchvision.models.convnext import CNBlock, LayerNorm2d
+
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 4, stride=4), LayerNorm2d(16))
+        self.blocks = nn.Sequential(CNBlock(16, 0.5, 0.0), CNBlock(16, 0.5, 0.0))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), LayerNorm2d(16), nn.Flatten(1), nn.Linear(16, 5))
+
+    def forward(self, x):
+        return self.head(self.blocks(self.stem(x)))
+
+
+def test_convnext_block_graph_members_and_pruning():
+    m = randomize_norms(ConvNeXtish())
+    g = build_graph(m, X64)
+    trunk = g.out_group("stem.0")
+    assert trunk.prunable and set(trunk.producers) == {"stem.0", "blocks.0.block.5", "blocks.1.block.5"}
+    roles = {(mem.module, mem.role) for mem in trunk.members}
+    assert ("blocks.0.layer_scale", "param") in roles and ("stem.1.weight", "param") in roles
+    assert ("blocks.0.block.2", "ln") in roles and ("blocks.0.block.3", "in") in roles
+    hidden = g.out_group("blocks.0.block.3")
+    assert hidden.prunable and hidden.size == 64
+    keep = filter_keep_indices(m, g, 0.5)
+    small = filter_prune(m, g, keep)
+    assert small.blocks[0].layer_scale.shape == (8, 1, 1) and small.stem[1].normalized_shape == (8,)
+    assert small.blocks[0].block[3].weight.shape == (32, 8)
+    with torch.no_grad():
+        assert small(X64).shape == (1, 5)
+
+
+def test_convnext_block_hidden_pruning_equals_masking_and_rearrange_is_exact():
+    """Channels not normalised by a LayerNorm (the 4x hidden ones): smaller == masked exactly."""
+    m = randomize_norms(ConvNeXtish())
+    g = build_graph(m, X64)
+    hidden = {g.out_group(f"blocks.{i}.block.3").gid for i in range(2)}
+    keep = {gid: k for gid, k in filter_keep_indices(m, g, 0.5).items() if gid in hidden}
+    small, masked = filter_prune(m, g, keep), filter_mask(m, g, keep)
+    with torch.no_grad():
+        torch.testing.assert_close(small(X64), masked(X64), rtol=1e-4, atol=1e-5)
+        m2 = randomize_norms(ConvNeXtish())
+        m2.load_state_dict(m.state_dict())
+        rearrange_filters(m2, g)
+        torch.testing.assert_close(m2(X64), m(X64), rtol=1e-4, atol=1e-5)
+
+
+class GroupedBlock(nn.Module):
+    def __init__(self, groups: int = 4):
+        super().__init__()
+        self.a = nn.Conv2d(3, 16, 3, padding=1)
+        self.bn = nn.BatchNorm2d(16)
+        self.g = nn.Conv2d(16, 24, 3, padding=1, groups=groups)
+        self.c = nn.Conv2d(24, 8, 1)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        x = self.c(torch.relu(self.g(torch.relu(self.bn(self.a(x))))))
+        return self.fc(x.mean((2, 3)))
+
+
+def test_grouped_conv_pruned_evenly_per_group_equals_masked():
+    m = randomize_norms(GroupedBlock())
+    g = build_graph(m, X64)
+    ga, gg = g.out_group("a"), g.out_group("g")
+    assert ga.prunable and ga.strata == 4 and gg.prunable and gg.strata == 4
+    keep = filter_keep_indices(m, g, 0.5)
+    assert [int(((keep[ga.gid] // 4) == i).sum()) for i in range(4)] == [2, 2, 2, 2]
+    small, masked = filter_prune(m, g, keep), filter_mask(m, g, keep)
+    assert (small.g.groups, small.g.in_channels, small.g.out_channels) == (4, 8, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(small(X64), masked(X64), rtol=1e-4, atol=1e-5)
+        m2 = GroupedBlock()
+        m2.load_state_dict(m.state_dict())
+        rearrange_filters(m2.eval(), g)
+        torch.testing.assert_close(m2(X64), m(X64), rtol=1e-4, atol=1e-5)
+
+
+class SplitCat(nn.Module):
+    """chunk on channels + cat: aligned pieces keep their groups, a cut inside one freezes it."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 1)
+        self.b = nn.Conv2d(3, 8, 1)
+        self.c = nn.Conv2d(8, 6, 1)
+        self.d = nn.Conv2d(16, 4, 1)
+
+    def forward(self, x):
+        y1, y2 = torch.cat([self.a(x), self.b(x)], 1).chunk(2, dim=1)  # aligned with a | b
+        z = self.c(y2) + 0
+        w1, w2 = z.split([2, 4], dim=1)  # cuts c's channels
+        return self.d(torch.cat([y1, torch.relu(self.b(x))], 1)).mean((2, 3)) + w2.mean((1, 2, 3))[:, None]
+
+
+def test_chunk_split_pieces():
+    m = SplitCat().eval()
+    g = build_graph(m, X64)
+    assert g.out_group("a").prunable and g.out_group("b").prunable
+    assert {(mem.module, mem.role, mem.offset) for mem in g.out_group("b").members} >= {("c", "in", 0), ("d", "in", 8)}
+    assert g.out_group("c").frozen and "split inside" in g.out_group("c").reason
+    keep = filter_keep_indices(m, g, 0.5)
+    small, masked = filter_prune(m, g, keep), filter_mask(m, g, keep)
+    with torch.no_grad():
+        torch.testing.assert_close(small(X64), masked(X64), rtol=1e-4, atol=1e-5)
