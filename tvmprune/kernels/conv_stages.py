@@ -5,9 +5,14 @@ Layouts: NHWC activations (``[B, H, W, C]``), as everywhere in :mod:`tvmprune.ke
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tvm import te, tirx
 
 from .base import ConvSpec, conv_epilogue
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def pad_nhwc(data: te.Tensor, spec: ConvSpec, height: int | None = None, width: int | None = None) -> te.Tensor:
@@ -38,3 +43,23 @@ def epilogue(conv: te.Tensor, spec: ConvSpec, bias: te.Tensor | None, residual: 
         return conv
     return conv_epilogue(spec.out_shape, lambda n, y, x, c: conv[n, y, x, c], bias, residual, spec.activation,
                          "epilogue")
+
+
+def fused_output(conv: te.Tensor, spec: ConvSpec, bias: "np.ndarray | None", args: list, consts: list) -> te.Tensor:
+    """The kernel's output: ``conv`` through the fused epilogue (bias?, residual?, activation).
+
+    Appends, in the kernel's argument order, the bias placeholder (and its values to ``consts``),
+    the residual placeholder and the output to ``args``.
+    """
+    import numpy as np
+
+    b = res = None
+    if spec.bias:
+        b = te.placeholder((spec.cout,), name="bias", dtype="float32")
+        args.append(b)
+        consts.append(np.asarray(bias, dtype="float32").reshape(spec.cout))
+    if spec.residual:
+        res = te.placeholder(spec.out_shape, name="residual", dtype="float32")
+    out = epilogue(conv, spec, b, res)
+    args += ([res] if res is not None else []) + [out]
+    return out

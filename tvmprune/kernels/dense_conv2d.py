@@ -37,7 +37,7 @@ from ..plan.roofline import PerfParams, dense_ms, layer_cost
 from ..target import NamedTarget, get_target
 from .base import ConvSpec, KernelInstance
 from .conv_inputs import check_conv_arrays
-from .conv_stages import epilogue, pad_nhwc
+from .conv_stages import fused_output, pad_nhwc
 from .depthwise_conv2d import FAMILY as DEPTHWISE_FAMILY
 from .depthwise_conv2d import depthwise_conv2d
 from .depthwise_conv2d import schedule_output_tile as _schedule_direct  # noqa: F401  (grouped_conv2d's name)
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from ..plan.layer import LayerInfo
 
 _pad = pad_nhwc  # the grouped kernel's name for it
-__all__ = ["DENSE_FAMILY", "DEPTHWISE_FAMILY", "dense_conv2d", "epilogue", "pack_conv_weight"]
+__all__ = ["DENSE_FAMILY", "DEPTHWISE_FAMILY", "dense_conv2d", "pack_conv_weight"]
 
 
 def pack_conv_weight(weight: np.ndarray, tile: RegisterTile) -> np.ndarray:
@@ -159,15 +159,7 @@ def dense_conv2d(
     w = te.placeholder(w_np.shape, name="weight", dtype="float32")
     conv = _blocked_conv(spec, tile, data, w)
     args, consts = [data, w], [w_np]
-    b = res = None
-    if spec.bias:
-        b = te.placeholder((spec.cout,), name="bias", dtype="float32")
-        args.append(b)
-        consts.append(np.asarray(bias, dtype="float32").reshape(spec.cout))
-    if spec.residual:
-        res = te.placeholder(spec.out_shape, name="residual", dtype="float32")
-    out = epilogue(conv, spec, b, res)
-    args += ([res] if res is not None else []) + [out]
+    fused_output(conv, spec, bias, args, consts)
     name = symbol_name("tvmprune_dense_conv2d", spec, t.vector_lanes, tile.vectors, tile.pixels)
     func = te.create_prim_func(args).with_attr("global_symbol", name)
 

@@ -18,7 +18,7 @@ from ..errors import UnsupportedLayerError
 from ..target import NamedTarget, get_target
 from .base import ConvSpec, KernelInstance
 from .conv_inputs import check_conv_arrays
-from .conv_stages import epilogue, pad_nhwc
+from .conv_stages import fused_output, pad_nhwc
 from .family import KernelFamily
 from .format import Format, LayerOp
 from .identity import symbol_name
@@ -100,15 +100,7 @@ def depthwise_conv2d(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | None
         name="conv",
     )
     args, consts = [data, w], [w_np]
-    b = res = None
-    if spec.bias:
-        b = te.placeholder((spec.cout,), name="bias", dtype="float32")
-        args.append(b)
-        consts.append(np.asarray(bias, dtype="float32").reshape(spec.cout))
-    if spec.residual:
-        res = te.placeholder(spec.out_shape, name="residual", dtype="float32")
-    out = epilogue(conv, spec, b, res)
-    args += ([res] if res is not None else []) + [out]
+    out = fused_output(conv, spec, bias, args, consts)
     name = symbol_name("tvmprune_depthwise_conv2d", spec, t.vector_lanes)
     func = te.create_prim_func(args).with_attr("global_symbol", name)
     vec = pick_vec(spec.cout, t.vector_lanes)

@@ -161,19 +161,24 @@ def _reindex_linear(mod: nn.Linear, out_entries, in_entries) -> None:
             mod.in_features = int(ii.numel())
 
 
-@register_reindexer(nn.modules.batchnorm._BatchNorm)
-def _reindex_bn(mod: nn.BatchNorm2d, entries, in_entries=()) -> None:
-    oi = full_index(mod.num_features, entries)
-    if oi is None:
-        return
+def _index_affine(mod: nn.Module, oi: torch.Tensor) -> None:
+    """Keep the channels ``oi`` of a norm layer's per-channel weight and bias (where it has them)."""
     with torch.no_grad():
         if mod.weight is not None:
             mod.weight = new_param(mod.weight[oi], mod.weight)
         if mod.bias is not None:
             mod.bias = new_param(mod.bias[oi], mod.bias)
-        if mod.running_mean is not None:
-            mod.running_mean = mod.running_mean[oi].clone()
-            mod.running_var = mod.running_var[oi].clone()
+
+
+@register_reindexer(nn.modules.batchnorm._BatchNorm)
+def _reindex_bn(mod: nn.BatchNorm2d, entries, in_entries=()) -> None:
+    oi = full_index(mod.num_features, entries)
+    if oi is None:
+        return
+    _index_affine(mod, oi)
+    if mod.running_mean is not None:
+        mod.running_mean = mod.running_mean[oi].clone()
+        mod.running_var = mod.running_var[oi].clone()
     mod.num_features = int(oi.numel())
 
 
@@ -183,9 +188,5 @@ def _reindex_layer_norm(mod: nn.LayerNorm, entries, in_entries=()) -> None:
     oi = full_index(mod.normalized_shape[-1], entries)
     if oi is None:
         return
-    with torch.no_grad():
-        if mod.weight is not None:
-            mod.weight = new_param(mod.weight[oi], mod.weight)
-        if mod.bias is not None:
-            mod.bias = new_param(mod.bias[oi], mod.bias)
+    _index_affine(mod, oi)
     mod.normalized_shape = (int(oi.numel()),)
