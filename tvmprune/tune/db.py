@@ -208,15 +208,21 @@ def sanitize(log_dir: "str | os.PathLike[str]", log: Callable[[str], None] = pri
     return contents
 
 
-def open_database(log_dir: "str | os.PathLike[str]") -> Any:
-    """MetaSchedule ``JSONDatabase`` on ``log_dir`` (call :func:`sanitize` first)."""
-    from tvm.s_tir import meta_schedule as ms
-
+def open_log_dir(log_dir: "str | os.PathLike[str]") -> Path:
+    """``log_dir`` as a Path, created if missing; a TuningError when it cannot be."""
     d = Path(log_dir)
     try:
         d.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise TuningError(f"cannot create the tuning log directory {d}: {e.strerror}") from None
+    return d
+
+
+def open_database(log_dir: "str | os.PathLike[str]") -> Any:
+    """MetaSchedule ``JSONDatabase`` on ``log_dir`` (call :func:`sanitize` first)."""
+    from tvm.s_tir import meta_schedule as ms
+
+    d = open_log_dir(log_dir)
     return ms.database.JSONDatabase(str(d / WORKLOAD_FILE), str(d / RECORD_FILE), allow_missing=True,
                                     module_equality="structural")
 

@@ -437,15 +437,6 @@ def _retime_best(tasks: list[TuneTask], results: list[TaskResult], env: _Run) ->
     env.manifest.save(env.log_dir)
 
 
-def _open_log_dir(log_dir: "str | os.PathLike[str]") -> Path:
-    d = Path(log_dir)
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise TuningError(f"cannot create the tuning log directory {d}: {e.strerror}") from None
-    return d
-
-
 def tune_tasks(
     tasks: list[TuneTask],
     target: NamedTarget,
@@ -489,7 +480,7 @@ def tune_tasks(
             f"target {target.name} ({target.arch}) cannot run on this machine: give --tracker HOST:PORT --key KEY "
             "of an RPC board (see docs/tuning.md; scripts/emulated_board.py starts an emulated aarch64 one)"
         )
-    d = _open_log_dir(log_dir)
+    d = dbm.open_log_dir(log_dir)
     t_start = time.time()
     settings = TuneSettings(trials_per_iter, population, seed, builder_timeout, measure_tuned, emulated,
                             None if not time_budget else t_start + float(time_budget))
