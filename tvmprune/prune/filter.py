@@ -173,16 +173,31 @@ def restore_kept_channels(model: nn.Module, entries: dict, ctx: LoadContext) -> 
     if not entries:
         return model
     graph = build_graph(model, ctx.example_input())
+    keep = kept_indices_of(
+        graph, entries,
+        mismatch=lambda name: f"{ctx.source}: filter group {name!r} does not match model {ctx.model_spec!r}",
+        bad_indices=lambda name: f"{ctx.source}: bad kept channel indices for group {name!r}")
+    return graph.apply_channel_index(model, keep)
+
+
+def kept_indices_of(graph: DependencyGraph, entries: dict, mismatch: Callable[[str], str],
+                    bad_indices: Callable[[str], str]) -> dict[int, torch.Tensor]:
+    """The inverse of :func:`kept_channels_config`: ``{group id: kept indices}``, checked against ``graph``.
+
+    Raises:
+        PruneConfigError: ``mismatch(name)`` for a group the graph lacks (or of another size, or frozen),
+            ``bad_indices(name)`` for empty or out-of-range indices.
+    """
     keep = {}
     for name, ent in entries.items():
         g = graph.group_by_name(name)
         if g is None or g.size != ent.get("size") or not g.prunable:
-            raise PruneConfigError(f"{ctx.source}: filter group {name!r} does not match model {ctx.model_spec!r}")
+            raise PruneConfigError(mismatch(name))
         idx = torch.tensor(ent["keep"], dtype=torch.long)
         if idx.numel() == 0 or int(idx.min()) < 0 or int(idx.max()) >= g.size:
-            raise PruneConfigError(f"{ctx.source}: bad kept channel indices for group {name!r}")
+            raise PruneConfigError(bad_indices(name))
         keep[g.gid] = idx
-    return graph.apply_channel_index(model, keep)
+    return keep
 
 
 def _filter_skip_reason(graph: DependencyGraph, name: str, touched: set[str], skip_coupled: bool) -> str | None:

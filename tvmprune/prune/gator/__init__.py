@@ -246,17 +246,13 @@ def rebuild_gator(model: nn.Module, example_input: torch.Tensor, config: dict) -
     Raises:
         PruneConfigError: the config does not match the model.
     """
+    from ..filter import kept_indices_of
+
     graph = build_graph(model, example_input)
-    keep: dict[int, torch.Tensor] = {}
+    keep = kept_indices_of(graph, config.get("gator_keep") or {},
+                           mismatch=lambda name: f"gator channel group {name!r} does not match the model",
+                           bad_indices=lambda name: f"bad kept channel indices for gator group {name!r}")
     dead: set[int] = set()
-    for name, ent in (config.get("gator_keep") or {}).items():
-        g = graph.group_by_name(name)
-        if g is None or g.size != ent.get("size") or not g.prunable:
-            raise PruneConfigError(f"gator channel group {name!r} does not match the model")
-        idx = torch.tensor(ent["keep"], dtype=torch.long)
-        if idx.numel() == 0 or int(idx.min()) < 0 or int(idx.max()) >= g.size:
-            raise PruneConfigError(f"bad kept channel indices for gator group {name!r}")
-        keep[g.gid] = idx
     for name in config.get("gator_removed") or []:
         g = graph.group_by_name(name)
         if g is None or not g.prunable:
