@@ -18,10 +18,6 @@ from tvmprune.reports.tables import format_table
 SPARSE = (Format.BSR, Format.BSR_SPATIAL, Format.CSR)
 
 
-def layer_in_shape(info: Any) -> tuple[int, ...]:
-    return info.spec.in_shape if info.op == "conv2d" else (info.batch, info.weight.shape[1])
-
-
 def _dense_kernel(plan: Any, target: Any) -> Any:
     return family(Format.DENSE, plan.info.op).build(plan.info, None, target)
 
@@ -37,7 +33,7 @@ def layer_rows(cm: Any, target: Any, repeat: int, prof: VmProfile) -> list[dict[
             rows.append({**row, "ms": None, "dense_ms": None, "speedup": None, "category": "relax"})
             continue
         residual = bool(info.op == "conv2d" and info.spec.residual)
-        shape = layer_in_shape(info)
+        shape = info.data_shape
         ms = time_kernel(p.kernel, shape, target, residual, repeat=max(repeat // 2, 3))
         if p.fmt in SPARSE:
             dms = time_kernel(_dense_kernel(p, target), shape, target, residual, repeat=max(repeat // 2, 3))

@@ -90,7 +90,8 @@ def reference_output(model: Any, shape: tuple[int, ...]) -> tuple[np.ndarray, np
         return x, model(torch.from_numpy(x)).numpy()
 
 
-def tvmprune_candidate(name: str, pattern: str, label: str, model: Any, args: Any, target: Any) -> Candidate:
+def tvmprune_candidate(name: str, pattern: str, label: str, model: Any, args: Any, target: Any,
+                       x: np.ndarray, ref: np.ndarray) -> Candidate:
     from tvmprune.compiler import compile_model
     from tvmprune.measure.runners import TvmRunner, max_rel_err
     from tvmprune.plan.layer import formats_summary
@@ -103,7 +104,6 @@ def tvmprune_candidate(name: str, pattern: str, label: str, model: Any, args: An
     cm = compile_model(model, args.input_shape, target, planner=planner, schedule_source=src,
                        model_spec=name, pattern=label)
     compile_s = time.time() - t0
-    x, ref = reference_output(model, args.input_shape)
     err = max_rel_err(cm.run(x), ref)
     if not args.per_layer:
         cm.relax_mod = None
@@ -115,27 +115,15 @@ def tvmprune_candidate(name: str, pattern: str, label: str, model: Any, args: An
                      round(compile_s, 1), cm if args.per_layer else None)
 
 
-def peer_candidates(pattern: str, model: Any, peers: list[Any], args: Any, workdir: str,
-                    failures: list[dict[str, Any]], name: str) -> list[Candidate]:
-    from tvmprune.measure.peers import PeerRunner, export_onnx
-    from tvmprune.measure.runners import max_rel_err
+def peer_candidates(pattern: str, model: Any, peers: list[Any], args: Any, workdir: str, x: np.ndarray,
+                    ref: np.ndarray, failures: list[dict[str, Any]], name: str) -> list[Candidate]:
+    from tvmprune.measure.side_by_side import peer_runs
 
-    if not peers:
-        return []
-    path = export_onnx(model, args.input_shape, os.path.join(workdir, f"{pattern.replace('@', '_')}.onnx"))
-    x, ref = reference_output(model, args.input_shape)
-    out = []
-    for peer in peers:
-        try:
-            r = PeerRunner(peer, path, args.input_shape, args.threads, args.warmup, pattern)
-            err = max_rel_err(r.run(x, workdir), ref)
-        except Exception as e:  # one engine failing on one model is a row, not the end of the benchmark
-            msg = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            log(f"{name} {pattern}: {peer.engine} failed: {msg}")
-            failures.append({"model": name, "pattern": pattern, "runtime": peer.engine, "error": msg})
-            continue
-        out.append(Candidate(r, err, err <= args.rtol))
-    return out
+    runs, failed = peer_runs(peers, model, pattern, args.input_shape, args.threads, workdir, args.warmup, x, ref)
+    for engine, why in failed:  # one engine failing on one model is a row, not the end of the benchmark
+        log(f"{name} {pattern}: {engine} failed: {why}")
+        failures.append({"model": name, "pattern": pattern, "runtime": engine, "error": why})
+    return [Candidate(r, err, err <= args.rtol) for r, err in runs]
 
 
 def pattern_candidates(name: str, pattern: str, args: Any, target: Any, peers: list[Any], workdir: str,
@@ -147,14 +135,15 @@ def pattern_candidates(name: str, pattern: str, args: Any, target: Any, peers: l
     try:
         model, label = pruned_model(name, pattern, args.input_shape)
         log(f"{name} {pattern}: pruned in {time.time() - t0:.1f} s")
-        cands = [tvmprune_candidate(name, pattern, label, model, args, target)]
+        x, ref = reference_output(model, args.input_shape)  # one check input for every engine
+        cands = [tvmprune_candidate(name, pattern, label, model, args, target, x, ref)]
     except Exception as e:  # report and go on with the other patterns
         msg = f"{type(e).__name__}: {e}"
         log(f"{name} {pattern}: FAILED: {msg}")
         failures.append({"model": name, "pattern": pattern, "runtime": "tvmprune", "error": msg})
         return []
     cands.append(Candidate(TorchRunner(model, pattern, args.input_shape, args.warmup), 0.0, True))
-    cands += peer_candidates(pattern, model, peers, args, workdir, failures, name)
+    cands += peer_candidates(pattern, model, peers, args, workdir, x, ref, failures, name)
     gc.collect()
     return cands
 

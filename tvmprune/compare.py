@@ -611,6 +611,7 @@ def run(args: argparse.Namespace) -> int:
     rows = [_run_pattern(job, model, pat, ctx, f"[{i}/{len(patterns)}] {pat.label}")
             for i, pat in enumerate(patterns, 1)]
     _time_interleaved(job)
+    job.workdir.cleanup()  # the --vs engines' ONNX exports
     _speedups(job, rows)
     _write_outputs(job, _report(job, ctx, rows, t_start), rows, t_start)
     return 0

@@ -118,12 +118,18 @@ class PeerRunner:
         if not line:
             err = self.proc.stderr.read()[-800:] if self.proc.stderr else ""
             raise PeerEngineError(f"{self.runtime} worker exited: {err.strip() or 'no message'}")
-        return json.loads(line)
+        try:
+            return json.loads(line)
+        except ValueError:
+            raise PeerEngineError(f"{self.runtime} worker wrote {line.strip()[:200]!r}, not a reply") from None
 
     def _ask(self, **req: Any) -> dict[str, Any]:
         assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(req) + "\n")
-        self.proc.stdin.flush()
+        try:
+            self.proc.stdin.write(json.dumps(req) + "\n")
+            self.proc.stdin.flush()
+        except OSError as e:  # the worker is gone: its stderr says why
+            raise PeerEngineError(f"{self.runtime} worker is not running ({e.strerror or e})") from None
         rep = self._reply()
         if "error" in rep:
             raise PeerEngineError(f"{self.runtime}: {rep['error']}")

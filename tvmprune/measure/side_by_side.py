@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from .peers import PeerEngine, PeerEngineError, PeerRunner, engine_name, export_onnx, find_engine
 from .runners import TorchRunner, max_rel_err, random_input
 
@@ -52,32 +54,42 @@ class EngineSet:
         return es
 
 
+def peer_runs(peers: list[PeerEngine], model: Any, pattern: str, shape: tuple[int, ...], threads: int,
+              workdir: str | os.PathLike, warmup: int, x: np.ndarray, ref: np.ndarray
+              ) -> tuple[list[tuple[PeerRunner, float]], list[tuple[str, str]]]:
+    """``model`` exported to ONNX once and loaded in every peer, each run once on ``x`` against
+    PyTorch's ``ref``: ([(runner, max rel err)], [(engine, why it failed)])."""
+    if not peers:
+        return [], []
+    path = export_onnx(model, shape, os.path.join(str(workdir), f"{pattern.replace('@', '_').replace('+', '_')}.onnx"))
+    runs, failed = [], []
+    for peer in peers:
+        try:
+            r = PeerRunner(peer, path, shape, threads, warmup, pattern)
+            runs.append((r, max_rel_err(r.run(x, workdir), ref)))
+        except PeerEngineError as e:
+            failed.append((peer.engine, str(e)))
+    return runs, failed
+
+
 def engine_runners(es: EngineSet, model: Any, pattern: str, shape: tuple[int, ...], threads: int,
                    workdir: str | os.PathLike, warmup: int = 3) -> tuple[list[Any], list[str]]:
     """Runners of ``model`` (eval mode) in every engine of ``es``, each checked against PyTorch on
     one random input; returns (runners, notes about engines that failed or differ)."""
     import torch
 
-    runners: list[Any] = []
-    notes: list[str] = []
-    if es.torch:
-        runners.append(TorchRunner(model, pattern, shape, warmup))
+    runners: list[Any] = [TorchRunner(model, pattern, shape, warmup)] if es.torch else []
     if not es.peers:
-        return runners, notes
-    path = export_onnx(model, shape, os.path.join(str(workdir), f"{pattern.replace('@', '_').replace('+', '_')}.onnx"))
+        return runners, []
     x = random_input(shape, seed=1)
     with torch.no_grad():
         ref = model(torch.from_numpy(x)).numpy()
-    for peer in es.peers:
-        try:
-            r = PeerRunner(peer, path, shape, threads, warmup, pattern)
-            err = max_rel_err(r.run(x, workdir), ref)
-        except PeerEngineError as e:
-            notes.append(f"{pattern}: {peer.engine} failed: {e}")
-            continue
+    runs, failed = peer_runs(es.peers, model, pattern, shape, threads, workdir, warmup, x, ref)
+    notes = [f"{pattern}: {engine} failed: {why}" for engine, why in failed]
+    for r, err in runs:
         if err > RTOL:
-            notes.append(f"{pattern}: {peer.engine} output differs from PyTorch (rel err {err:.1e}): not timed")
+            notes.append(f"{pattern}: {r.runtime} output differs from PyTorch (rel err {err:.1e}): not timed")
             r.close()
-            continue
-        runners.append(r)
+        else:
+            runners.append(r)
     return runners, notes

@@ -76,6 +76,11 @@ class LayerInfo:
         return s is not None and s.groups > 1 and s.groups == s.cin == s.cout
 
     @property
+    def data_shape(self) -> tuple[int, ...]:
+        """Shape of the kernel's ``data`` argument: NHWC input for convs, ``[B, in]`` for linear layers."""
+        return self.spec.in_shape if self.spec is not None else (self.batch, self.weight.shape[1])
+
+    @property
     def block_n(self) -> int:
         return detect_block_n(self.weight)
 

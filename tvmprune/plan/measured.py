@@ -44,9 +44,8 @@ def measured_kernel_ms(inst: KernelInstance, info: LayerInfo, target: NamedTarge
         return float(json.loads(f.read_text())["ms"])
     except (OSError, ValueError, KeyError, TypeError):
         pass
-    conv = info.op == "conv2d"
-    in_shape = info.spec.in_shape if conv else (info.batch, info.weight.shape[1])
-    ms = time_kernel(inst, in_shape, target, residual=bool(conv and info.spec.residual), repeat=5)
+    residual = bool(info.op == "conv2d" and info.spec.residual)
+    ms = time_kernel(inst, info.data_shape, target, residual=residual, repeat=5)
     try:
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text(json.dumps({"ms": ms, "kernel": inst.name, "format": str(inst.format)}))
