@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""An emulated aarch64 board for functional RPC tuning tests (qemu user mode, no hardware).
+"""Emulated aarch64 and armv7 (Cortex-A7) boards for functional RPC tuning tests (qemu user mode, no hardware).
 
-What it does:
+What it does for aarch64 (``--arch aarch64``, the default):
 
 1. builds (once) an arm64 root in ``~/.cache/tvmprune/aarch64-root`` (``TVMPRUNE_CACHE`` overrides
    the cache dir): ``mmdebstrap --variant=extract`` of Debian bookworm's python3.11 and its
@@ -10,6 +10,12 @@ What it does:
    manylinux_2_28_aarch64 --only-binary=:all: --target``); nothing is emulated while building;
 2. starts a TVM RPC tracker on 127.0.0.1 (host Python) and the TVM RPC server under
    ``qemu-aarch64-static -L ROOT`` registered to it with ``--key`` (default ``aarch64-emulated``).
+
+For armv7 (``--arch armv7``): no armv7 TVM wheel exists, so the root in
+``~/.cache/tvmprune/armv7-root`` is assembled by ``armv7_board_root.py`` (armhf Debian python3.11
+and numpy, the wheels' pure-Python packages, the cross-built runtime and RPC server, a
+cross-compiled tvm_ffi core); the server runs under ``qemu-arm-static -cpu cortex-a7`` with
+``--key`` (default ``cortex-a7``).
 
 Pitfalls handled (see shared notes): binfmt_misc is not mounted, so the stock ``rpc_server``
 cannot exec its Popen worker (``Exec format error``): the server is started in-process by a
@@ -25,6 +31,8 @@ Usage::
     python scripts/emulated_board.py serve          # tracker + server until Ctrl-C (prints the ports)
     tvmprune tune --model tiny_cnn --input-shape 1x3x32x32 --prune 1x4@0.8 --target aarch64 \\
         --tracker 127.0.0.1:PORT --key aarch64-emulated --trials 16 --emulated
+    python scripts/emulated_board.py serve --arch armv7 --tracker-port 9190
+    tvmprune tune ... --target arm_cpu --tracker 127.0.0.1:9190 --key cortex-a7 --emulated
 """
 
 from __future__ import annotations
@@ -38,8 +46,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
+import armv7_board_root  # noqa: E402
 
 TVM_VERSION = "0.27.0.post1"
 TVM_FFI_VERSION = "0.1.14.post1"
@@ -48,12 +61,16 @@ DEBIAN_MIRROR = "http://deb.debian.org/debian"
 PACKAGES = ["python3.11", "libstdc++6"]  # apt resolves their libraries
 QEMU = "qemu-aarch64-static"
 LAUNCHER = r'''
-import argparse, multiprocessing, sys, threading
+import argparse, ctypes, multiprocessing, sys, threading
 p = argparse.ArgumentParser()
 p.add_argument("--host"); p.add_argument("--port", type=int); p.add_argument("--port-end", type=int)
 p.add_argument("--tracker"); p.add_argument("--key"); p.add_argument("--load-library", default=None)
+p.add_argument("--preload", action="append", default=[])
 a = p.parse_args()
 multiprocessing.set_start_method("fork")
+import tvm
+for lib in a.preload:  # registers rpc.* functions before tvm.rpc reads them
+    ctypes.CDLL(lib, ctypes.RTLD_GLOBAL)
 from tvm.rpc.server import PopenRPCServerState
 th, tp = a.tracker.rsplit(":", 1)
 st = PopenRPCServerState(a.host, a.port, a.port_end, False, (th, int(tp)), a.key, a.load_library)
@@ -66,12 +83,34 @@ class BoardUnavailable(RuntimeError):
     """This machine cannot build or run the emulated board (the message says why)."""
 
 
+@dataclass(frozen=True)
+class BoardKind:
+    """What differs between the emulated boards: emulator, CPU, linker, root and default key."""
+
+    arch: str
+    qemu: str
+    qemu_cpu: str | None
+    cross_gcc: str
+    gcc_package: str
+    root_name: str
+    default_key: str
+    python: str = "usr/bin/python3.11"
+
+
+KINDS = {
+    "aarch64": BoardKind("aarch64", QEMU, None, "aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu", "aarch64-root",
+                         "aarch64-emulated"),
+    "armv7": BoardKind("armv7", "qemu-arm-static", "cortex-a7", "arm-linux-gnueabihf-gcc",
+                       "g++-arm-linux-gnueabihf", "armv7-root", "cortex-a7"),
+}
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("TVMPRUNE_CACHE", Path.home() / ".cache" / "tvmprune"))
 
 
-def default_root() -> Path:
-    return cache_dir() / "aarch64-root"
+def default_root(arch: str = "aarch64") -> Path:
+    return cache_dir() / KINDS[arch].root_name
 
 
 def _site(root: Path) -> Path:
@@ -86,36 +125,42 @@ def _net_ok(host: str, port: int = 443, timeout: float = 5.0) -> bool:
         return False
 
 
-def unavailable_reason(root: Path | None = None) -> str | None:
+def unavailable_reason(root: Path | None = None, arch: str = "aarch64") -> str | None:
     """None when the board can be built (or is built) and run here; else why not."""
-    root = root or default_root()
-    if shutil.which(QEMU) is None:
-        return f"{QEMU} not found (apt-get install qemu-user-static)"
-    if shutil.which("aarch64-linux-gnu-gcc") is None:
-        return "aarch64-linux-gnu-gcc not found (apt-get install gcc-aarch64-linux-gnu): needed to link candidates"
+    kind = KINDS[arch]
+    root = root or default_root(arch)
+    if shutil.which(kind.qemu) is None:
+        return f"{kind.qemu} not found (apt-get install qemu-user-static)"
+    if shutil.which(kind.cross_gcc) is None:
+        return f"{kind.cross_gcc} not found (apt-get install {kind.gcc_package}): needed to link candidates"
     if (root / ".complete").is_file():
         return None
+    if arch == "armv7" and shutil.which(armv7_board_root.CXX) is None:
+        return f"{armv7_board_root.CXX} not found (scripts/install_toolchains.sh): needed to build the armv7 runtime"
     if shutil.which("mmdebstrap") is None:
         return "mmdebstrap not found (apt-get install mmdebstrap) and no prebuilt root in " + str(root)
     if not _net_ok("pypi.org") or not _net_ok("files.pythonhosted.org"):
-        return "no network access to PyPI (needed once to fetch the aarch64 TVM wheels)"
+        return f"no network access to PyPI (needed once to fetch the {arch} board's Python packages)"
     if not _net_ok("deb.debian.org", 80):
-        return "no network access to deb.debian.org (needed once to fetch arm64 python3.11)"
+        return f"no network access to deb.debian.org (needed once to fetch the {arch} python3.11)"
     return None
 
 
-def ensure_root(root: Path | None = None, log: Any = print) -> Path:
-    """Build the arm64 root if it is not complete yet; returns it."""
-    root = root or default_root()
+def ensure_root(root: Path | None = None, log: Any = print, arch: str = "aarch64") -> Path:
+    """Build the board's root if it is not complete yet; returns it."""
+    root = root or default_root(arch)
     if (root / ".complete").is_file():
         return root
-    why = unavailable_reason(root)
+    why = unavailable_reason(root, arch)
     if why:
         raise BoardUnavailable(why)
     if root.exists():
         shutil.rmtree(root)
     root.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
+    if arch == "armv7":
+        armv7_board_root.build_armv7_root(root, cache_dir() / "board-tools", BoardUnavailable, log)
+        return _check_root(root, arch, t0, log)
     log(f"building the arm64 root in {root} (mmdebstrap --variant=extract) ...")
     cmd = ["mmdebstrap", "--variant=extract", "--architectures=arm64", "--include=" + ",".join(PACKAGES),
            DEBIAN_SUITE, str(root), DEBIAN_MIRROR]
@@ -132,31 +177,39 @@ def ensure_root(root: Path | None = None, log: Any = print) -> Path:
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise BoardUnavailable(f"pip could not fetch the aarch64 wheels: {(r.stderr or r.stdout).strip()[-600:]}")
-    (root / "opt" / "tvmprune_rpc_launcher.py").write_text(LAUNCHER)
-    out = run_in_root(root, ["-c", "import tvm, numpy; print(tvm.__version__)"], timeout=600)
+    return _check_root(root, arch, t0, log)
+
+
+def _check_root(root: Path, arch: str, t0: float, log: Any) -> Path:
+    """Import tvm and numpy under qemu; marks the root complete."""
+    out = run_in_root(root, ["-c", "import tvm, numpy; print(tvm.__version__)"], timeout=600, arch=arch)
     if out.returncode != 0:
         raise BoardUnavailable(f"python under qemu cannot import tvm: {out.stderr.strip()[-600:]}")
     (root / ".complete").write_text(out.stdout.strip() + "\n")
-    log(f"  arm64 root ready ({time.time() - t0:.0f} s): tvm {out.stdout.strip()} under qemu")
+    log(f"  {arch} root ready ({time.time() - t0:.0f} s): tvm {out.stdout.strip()} under qemu")
     return root
 
 
-def board_env(root: Path) -> dict[str, str]:
+def board_env(root: Path, arch: str = "aarch64") -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["PYTHONPATH"] = str(_site(root))
     env["PYTHONNOUSERSITE"] = "1"
     env["TVM_USE_RUNTIME_LIB"] = "1"
     env["QEMU_LD_PREFIX"] = str(root)
+    if arch == "armv7":
+        env["LD_LIBRARY_PATH"] = ":".join(str(root / d) for d in armv7_board_root.LIBRARY_DIRS)
     return env
 
 
-def board_python(root: Path) -> list[str]:
-    return [shutil.which(QEMU) or QEMU, "-L", str(root), str(root / "usr" / "bin" / "python3.11")]
+def board_python(root: Path, arch: str = "aarch64") -> list[str]:
+    kind = KINDS[arch]
+    cpu = ["-cpu", kind.qemu_cpu] if kind.qemu_cpu else []
+    return [shutil.which(kind.qemu) or kind.qemu, *cpu, "-L", str(root), str(root / kind.python)]
 
 
-def run_in_root(root: Path, args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(board_python(root) + args, capture_output=True, text=True, env=board_env(root),
-                          timeout=timeout)
+def run_in_root(root: Path, args: list[str], timeout: float = 300, arch: str = "aarch64") -> subprocess.CompletedProcess:
+    return subprocess.run(board_python(root, arch) + args, capture_output=True, text=True,
+                          env=board_env(root, arch), timeout=timeout)
 
 
 def _free_port() -> int:
@@ -166,17 +219,18 @@ def _free_port() -> int:
 
 
 class EmulatedBoard:
-    """Tracker (host) + RPC server (qemu aarch64) on loopback; a context manager.
+    """Tracker (host) + RPC server (qemu aarch64 or armv7) on loopback; a context manager.
 
     Attributes:
         tracker_port: where ``--tracker 127.0.0.1:PORT`` points.
-        key: the server's device key.
+        key: the server's device key (default: the kind's, ``aarch64-emulated`` / ``cortex-a7``).
     """
 
-    def __init__(self, root: Path | None = None, key: str = "aarch64-emulated", tracker_port: int | None = None,
-                 start_timeout: float = 300.0) -> None:
-        self.root = root or default_root()
-        self.key = key
+    def __init__(self, root: Path | None = None, key: str | None = None, tracker_port: int | None = None,
+                 start_timeout: float = 300.0, arch: str = "aarch64") -> None:
+        self.arch = arch
+        self.root = root or default_root(arch)
+        self.key = key or KINDS[arch].default_key
         self.tracker_port = tracker_port or _free_port()
         self.start_timeout = start_timeout
         self.procs: list[subprocess.Popen] = []
@@ -198,17 +252,21 @@ class EmulatedBoard:
         extra = next(iter(_site(self.root).glob("tvm/lib/libtvm_runtime_extra.so")), None)
         sport = _free_port()
         slog = open(self.logdir / "server.log", "w")
-        cmd = board_python(self.root) + [
-            str(self.root / "opt" / "tvmprune_rpc_launcher.py"), "--host", "127.0.0.1", "--port", str(sport),
+        launcher = self.root / "opt" / "tvmprune_rpc_launcher.py"
+        launcher.write_text(LAUNCHER)
+        cmd = board_python(self.root, self.arch) + [
+            str(launcher), "--host", "127.0.0.1", "--port", str(sport),
             "--port-end", str(sport + 1), "--tracker", f"127.0.0.1:{self.tracker_port}", "--key", self.key]
         if extra is not None:
             cmd += ["--load-library", str(extra)]
-        self.procs.append(subprocess.Popen(cmd, stdout=slog, stderr=subprocess.STDOUT, env=board_env(self.root),
-                                           start_new_session=True, cwd=str(self.logdir)))
+        if self.arch == "armv7":
+            cmd += ["--preload", str(armv7_board_root.rpc_library(self.root))]
+        self.procs.append(subprocess.Popen(cmd, stdout=slog, stderr=subprocess.STDOUT,
+                                           env=board_env(self.root, self.arch), start_new_session=True,
+                                           cwd=str(self.logdir)))
         self._wait_registered()
 
     def _wait_registered(self) -> None:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         from tvmprune.errors import RPCConnectionError
         from tvmprune.tune.measure import RemoteSpec, check_tracker
 
@@ -265,25 +323,27 @@ class EmulatedBoard:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("action", choices=["build", "serve", "check"])
-    p.add_argument("--root", default=None, help=f"arm64 root (default {default_root()})")
-    p.add_argument("--key", default="aarch64-emulated")
+    p.add_argument("--arch", choices=sorted(KINDS), default="aarch64", help="the board (default aarch64)")
+    p.add_argument("--root", default=None, help="the board's root (default ~/.cache/tvmprune/<arch>-root)")
+    p.add_argument("--key", default=None, help="device key (default aarch64-emulated / cortex-a7)")
     p.add_argument("--tracker-port", type=int, default=9190)
     args = p.parse_args(argv)
-    root = Path(args.root) if args.root else default_root()
+    root = Path(args.root) if args.root else default_root(args.arch)
     if args.action == "check":
-        why = unavailable_reason(root)
+        why = unavailable_reason(root, args.arch)
         print(why or "ok")
         return 0 if why is None else 1
     try:
-        ensure_root(root)
+        t0 = time.time()
+        ensure_root(root, arch=args.arch)
     except BoardUnavailable as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.action == "build":
-        print(f"arm64 root ready: {root}")
+        print(f"{args.arch} root ready: {root} ({time.time() - t0:.0f} s)")
         return 0
-    with EmulatedBoard(root, key=args.key, tracker_port=args.tracker_port) as b:
-        print(f"emulated aarch64 board: --tracker 127.0.0.1:{b.tracker_port} --key {b.key} --emulated  "
+    with EmulatedBoard(root, key=args.key, tracker_port=args.tracker_port, arch=args.arch) as b:
+        print(f"emulated {args.arch} board: --tracker 127.0.0.1:{b.tracker_port} --key {b.key} --emulated  "
               f"(logs {b.logdir}); Ctrl-C stops it. Its timings mean nothing.", flush=True)
         try:
             while all(pr.poll() is None for pr in b.procs):

@@ -404,28 +404,38 @@ def test_tune_over_rpc_tracker(rpc_board, tmp_path):
 
 
 # ----------------------------------------------------------------------------------------
-# emulated aarch64 board (slow)
+# emulated aarch64 and armv7 boards (slow)
 # ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_tune_on_emulated_aarch64_board(tmp_path):
-    """Builds (or reuses) the qemu aarch64 root, tunes a 1x4 sparse conv through its RPC server,
-    and checks the tuned kernel's numerics on the board. Emulated times mean nothing."""
+def _emulated_board_root(arch: str):
+    """(module, root) of the emulated board of ``arch``; skips with the reason where it cannot be built."""
     sys.path.insert(0, str(REPO / "scripts"))
     import emulated_board as eb
 
-    why = eb.unavailable_reason()
+    why = eb.unavailable_reason(arch=arch)
     if why:
         pytest.skip(why)
     try:
-        root = eb.ensure_root()
+        return eb, eb.ensure_root(arch=arch)
     except eb.BoardUnavailable as e:
         pytest.skip(str(e))
-    target = get_target("aarch64")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch,target_name", [("aarch64", "aarch64"), ("armv7", "arm_cpu")])
+def test_tune_on_emulated_board(tmp_path, arch, target_name):
+    """Builds (or reuses) the qemu board's root, checks it registers at a local tracker under its
+    key, tunes a 1x4 sparse conv through its RPC server, and checks the tuned kernel's numerics on
+    the board against PyTorch. Emulated times mean nothing."""
+    eb, root = _emulated_board_root(arch)
+    target = get_target(target_name)
     sc = pytest.importorskip("tvmprune.kernels.sparse_conv2d")
-    with eb.EmulatedBoard(root, key="aarch64-emulated") as board:
+    with eb.EmulatedBoard(root, arch=arch) as board:
+        assert board.key == {"aarch64": "aarch64-emulated", "armv7": "cortex-a7"}[arch]
         remote = RemoteSpec("127.0.0.1", board.tracker_port, board.key, session_timeout_sec=600)
+        info = check_tracker(remote, timeout=120)
+        assert info["servers"] == 1 and "present" in info["device"]
         w, b = _weights(2, density=0.3, n=4)
         k = sc.sparse_conv2d_1xn(SPEC, w, b, 4, target)
         task = TuneTask(k.workload_key, k, 1, ["conv"], "conv 16->32 3x3 @8x8 1x4")
@@ -433,7 +443,7 @@ def test_tune_on_emulated_aarch64_board(tmp_path):
                    builder_timeout=600, emulated=True, log=print)
         contents = dbm.read_log(tmp_path)
         best = contents.best(task.shash())
-        assert best is not None
+        assert best is not None and best.run_secs
         from tvmprune.tune.apply import apply_record
 
         func = apply_record(k, contents, best)
