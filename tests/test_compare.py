@@ -269,3 +269,55 @@ def test_compare_vs_unknown_engine_is_a_clear_error(tmp_path, capsys):
                "--vs", "tensorrt", "-o", str(tmp_path)])
     assert rc == 2
     assert "unknown engine 'tensorrt'" in capsys.readouterr().err
+
+
+_ONE_CONV = """
+import torch
+
+def make():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(16, 32, 3, padding=1), torch.nn.ReLU())
+"""
+
+
+@pytest.mark.slow
+def test_tune_and_compare_through_emulated_armv7_board(tmp_path, capsys):
+    """The user's commands against the emulated Cortex-A7 board: `tune --target arm_cpu --tracker
+    --key cortex-a7` tunes a 1x4 sparse conv through it; `compare --target arm_cpu --tracker ...`
+    applies that log and times the patterns on it, marked emulated."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import emulated_board as eb
+
+    why = eb.unavailable_reason(arch="armv7")
+    if why:
+        pytest.skip(why)
+    try:
+        root = eb.ensure_root(arch="armv7")
+    except eb.BoardUnavailable as e:
+        pytest.skip(str(e))
+    model = tmp_path / "one_conv.py"
+    model.write_text(_ONE_CONV)
+    log = tmp_path / "log"
+    with eb.EmulatedBoard(root, arch="armv7") as board:
+        remote = ["--target", "arm_cpu", "--tracker", f"127.0.0.1:{board.tracker_port}", "--key", board.key,
+                  "--rpc-timeout", "120", "--emulated"]
+        rc = main(["tune", "--model", f"{model}:make", "--input-shape", "1x16x8x8", "--prune", "1x4@0.75",
+                   "--trials", "4", "--trials-per-iter", "4", "--population", "16", "--log", str(log), "--no-e2e",
+                   *remote])
+        assert rc == 0
+        assert "EMULATED" in capsys.readouterr().out
+        rep = json.loads((log / "report.json").read_text())
+        assert rep["emulated"] and rep["tasks"][0]["trials"] >= 1
+        out = tmp_path / "cmp"
+        rc = main(["compare", "--model", f"{model}:make", "--input-shape", "1x16x8x8", "--patterns", "dense,1x4@0.75",
+                   "--tuning-log", str(log), "--repeat", "3", "--warmup", "1", "--no-plot", "-o", str(out), *remote])
+        assert rc == 0
+    text = capsys.readouterr().out
+    assert "EMULATED board" in text
+    rep = json.loads((out / "compare.json").read_text())
+    assert rep["emulated"] and rep["measured_on"].endswith("(emulated)")
+    assert [r["pattern"] for r in rep["results"]] == ["dense", "1x4@0.75"]
+    assert all(r["latency_median_ms"] > 0 for r in rep["results"])

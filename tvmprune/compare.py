@@ -89,6 +89,9 @@ def add_compare_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
     p.add_argument("--key", default=None, help="device key registered at the RPC tracker")
     p.add_argument("--rpc-timeout", type=float, default=60.0,
                    help="seconds to wait for the tracker / a free device (default 60)")
+    p.add_argument("--emulated", action="store_true",
+                   help="the RPC board is emulated (qemu, e.g. scripts/emulated_board.py): its times are marked "
+                        "as meaningless (implied by a --key containing 'emul')")
     p.add_argument("--vs", default=None, metavar="ENGINES",
                    help="also time each pattern's pruned model in these engines, side by side: comma list of "
                         "pytorch, ort (onnxruntime), openvino, deepsparse (install: bash scripts/install_peers.sh)")
@@ -377,7 +380,16 @@ class _Job:
             self.note(f"tuning skipped: {target.name} kernels can only be measured on the board (--tracker/--key)")
         elif args.trials > 0 and self.tune_fn is None:
             self.note("tuning is unavailable in this installation (no tvmprune.tune); using default schedules")
+        if self.emulated:
+            self.note("measured on an EMULATED board (qemu): its latencies and speedups say nothing about real "
+                      "hardware; they only show that the code runs there")
         self.base_source = _schedule_source(args, target, lambda s: self.say("  " + s))
+
+    @property
+    def emulated(self) -> bool:
+        """Timed on an emulated RPC board (``--emulated``, or a key that says so)."""
+        args = self.args
+        return self.remote is not None and (getattr(args, "emulated", False) or "emul" in (args.key or ""))
 
 
 def _train_dense(job: _Job, model: Any, spec: str, ds: Any, train_epochs: int) -> None:
@@ -552,8 +564,9 @@ def _report(job: _Job, ctx: dict[str, Any], rows: list[dict[str, Any]], t_start:
         "model": ctx["spec"],
         "input_shape": list(ctx["shape"]),
         "target": job.target.to_json(),
-        "measured_on": ("rpc:" + f"{args.tracker}/{args.key}") if job.remote else
-                       (f"host {platform.machine()}" if job.measure else None),
+        "measured_on": ("rpc:" + f"{args.tracker}/{args.key}" + (" (emulated)" if job.emulated else ""))
+                       if job.remote else (f"host {platform.machine()}" if job.measure else None),
+        "emulated": job.emulated,
         "dataset": ds.name if ds else None,
         "train_epochs": ctx["train_epochs"],
         "finetune_epochs": args.finetune_epochs if ds else 0,
