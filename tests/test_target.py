@@ -62,3 +62,16 @@ def test_avx512_code_runs_on_host_only_with_avx512f(monkeypatch):
     assert tg.get_target("x86-avx2").runs_on_host
     monkeypatch.setattr(tg, "_cpu_flags", lambda: {"avx2", "avx512f"})
     assert t.runs_on_host
+
+
+def test_neon_register_file_reads_the_target():
+    """NEON defaults: 4 fp32 lanes on both ARM targets; armv7 has 16 q registers and LLVM's armv7
+    code does not fuse multiply-add; aarch64 has 32 vector registers and fuses (fmla)."""
+    from tvmprune.kernels.target_params import has_fused_fma, n_vector_registers
+
+    arm, a64 = get_target("arm_cpu"), get_target("aarch64")
+    assert (arm.vector_lanes, n_vector_registers(arm), has_fused_fma(arm)) == (4, 16, False)
+    assert (a64.vector_lanes, n_vector_registers(a64), has_fused_fma(a64)) == (4, 32, True)
+    raw = get_target({"kind": "llvm", "mtriple": "armv7l-linux-gnueabihf", "mattr": ["+neon"]})
+    assert (n_vector_registers(raw), has_fused_fma(raw)) == (16, False)
+    assert has_fused_fma(get_target("x86-avx512")) and n_vector_registers(get_target("x86-avx512")) == 32

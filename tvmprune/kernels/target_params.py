@@ -21,3 +21,10 @@ def n_vector_registers(t: "NamedTarget") -> int:
     if t.arch == "aarch64" or t.vector_lanes >= 16:
         return 32
     return 16
+
+
+def has_fused_fma(t: "NamedTarget") -> bool:
+    """Whether LLVM's code for the target fuses multiply-add: not on armv7, whose output
+    multiplies and adds separately (``vmul.f32`` + ``vadd.f32`` on q registers, see the shared
+    notes); x86 (FMA3 / AVX-512) and aarch64 (``fmla``) do."""
+    return t.arch != "armv7"
