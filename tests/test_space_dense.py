@@ -105,6 +105,16 @@ def test_default_nest_is_a_point_of_the_space():
     assert np.prod(nest.vectors) == tile.padded_channels(spec.cout) // X86.vector_lanes
     assert np.prod(nest.k) == spec.cin and nest.pixels[1] == tile.pixels and nest.vectors[2] == tile.vectors
     assert nest.rows[2] <= 4 and nest.vectors[2] <= 4  # inside the space's register-tile limits
+    assert nest.unroll == 0  # a long reduction (256 channels) is not unrolled
+
+
+def test_default_unrolls_short_reductions_only():
+    def nest(cin: int, k: int):
+        spec = ConvSpec(1, 28, 28, cin, 96, k, k, (1, 1), (k // 2,) * 4)
+        return default_nest(spec, pick_register_tile(spec.out_w, spec.cout, X86), X86)
+
+    assert nest(16, 1).unroll == 64 and nest(3, 7).unroll == 64  # efficientnet expansion, the stem
+    assert nest(64, 3).unroll == 0 and nest(384, 1).unroll == 0
 
 
 @pytest.mark.slow  # ~140 s: 120 kernels to build
