@@ -60,10 +60,6 @@ class ConvNest:
     unroll: Any = 0
 
 
-def _divisors(n: int) -> list[int]:
-    return [d for d in range(1, n + 1) if n % d == 0]
-
-
 def default_nest(spec: "ConvSpec", tile: RegisterTile, t: "NamedTarget") -> ConvNest:
     """The heuristic point: the register tile of :func:`.register_tile.pick_register_tile`
     (from the target's lanes and registers) as ``1 x pixels x vectors``, one parallel task per

@@ -22,7 +22,9 @@ whose A panel is T consecutive pixels of a row and whose B panel is the packed w
 The output row is padded to a multiple of T (the padded input gets the extra zero columns),
 so any width and stride gets full tiles; the epilogue writes only the real pixels and channels.
 Tile sizes come from :func:`.register_tile.pick_register_tile` (the target's lanes and
-registers); the tuner samples the pixel split and the unroll depth (``schedule_space``).
+registers); the loop nest and its tuning space (rows / pixels / channel vectors split into
+parallel x sequential x register factors, a Cin split, the unroll depth) are
+:mod:`.conv_loop_nest`'s; the default is one point of that space.
 """
 
 from __future__ import annotations
