@@ -207,7 +207,8 @@ def board_python(root: Path, arch: str = "aarch64") -> list[str]:
     return [shutil.which(kind.qemu) or kind.qemu, *cpu, "-L", str(root), str(root / kind.python)]
 
 
-def run_in_root(root: Path, args: list[str], timeout: float = 300, arch: str = "aarch64") -> subprocess.CompletedProcess:
+def run_in_root(root: Path, args: list[str], timeout: float = 300,
+                arch: str = "aarch64") -> subprocess.CompletedProcess:
     return subprocess.run(board_python(root, arch) + args, capture_output=True, text=True,
                           env=board_env(root, arch), timeout=timeout)
 

@@ -73,7 +73,8 @@ def test_rpc_support_headers_behave(tmp_path):
     (tmp_path / "check.cc").write_text(CHECK_CC)
     exe = tmp_path / "check"
     build = subprocess.run([gxx, "-std=c++17", "-O1", f"-I{RPC_CXX_DIR}", f"-I{ffi / 'include'}",
-                            f"-I{ffi / '3rdparty' / 'dlpack' / 'include'}", str(tmp_path / "check.cc"), "-o", str(exe),
+                            f"-I{ffi / '3rdparty' / 'dlpack' / 'include'}", str(tmp_path / "check.cc"),
+                            "-o", str(exe),
                             f"-L{ffi / 'lib'}", "-ltvm_ffi", f"-Wl,-rpath,{ffi / 'lib'}"],
                            capture_output=True, text=True)
     assert build.returncode == 0, build.stderr[-2000:]

@@ -478,7 +478,8 @@ def tune_tasks(
     if not remote.is_rpc and not target.runs_on_host:
         raise TuningError(
             f"target {target.name} ({target.arch}) cannot run on this machine: give --tracker HOST:PORT --key KEY "
-            "of an RPC board (see docs/tuning.md; scripts/emulated_board.py [--arch armv7] starts an emulated aarch64 or Cortex-A7 one)"
+            "of an RPC board (see docs/tuning.md; scripts/emulated_board.py [--arch armv7] starts an emulated "
+            "aarch64 or Cortex-A7 one)"
         )
     d = dbm.open_log_dir(log_dir)
     t_start = time.time()
