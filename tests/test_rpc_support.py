@@ -28,7 +28,8 @@ int main() {
     std::string part(take, '\0');
     rb.Read(&part[0], take);
     got += part;
-    rb.ReadWithCallback([&](const void* d, size_t n) { size_t k = n < 3 ? n : 3; got.append((const char*)d, k); return k; }, 10);
+    auto take3 = [&](const void* d, size_t n) { size_t k = n < 3 ? n : 3; got.append((const char*)d, k); return k; };
+    rb.ReadWithCallback(take3, 10);
   }
   rb.WriteWithCallback([](void* d, size_t n) { std::memset(d, 'z', 4); return size_t(4); }, 100);
   while (rb.bytes_available()) { char c; rb.Read(&c, 1); got += c; }
