@@ -6,7 +6,7 @@ model. :class:`TimeBudget` keeps those costs back from the deadline: the search 
 next measurement batch -- as long as the last one (a slower earlier one fading out) -- would end after
 ``deadline - reserve``. The reserve is estimated from what was measured on the way:
 
-* re-timing one task costs about two default timings (one compile + timing each) plus the
+* re-timing one task (only tasks with records are re-timed) costs about two default timings (one compile + timing each) plus the
   side-by-side rounds (:data:`RETIME_ROUNDS_S`);
 * the caller adds its own (``extra_s``: the end-to-end build, measured on the default build).
 """
@@ -32,9 +32,12 @@ class TimeBudget:
     batch_s: float = 0.0  # expected length of the next measurement batch
     cand_s: float = 0.0  # per candidate, in the last batch
 
+    with_records: set[str] = field(default_factory=set)  # tasks that will be re-timed (have a record)
+
     @property
     def reserve_s(self) -> float:
-        return self.extra_s + sum(self.retime_s.values())
+        """The caller's reserve and the re-timing of every task that has a record or is being searched."""
+        return self.extra_s + sum(v for k, v in self.retime_s.items() if k in self.with_records)
 
     def search_left(self) -> float:
         """Seconds the search may still use (inf without a budget)."""
@@ -53,6 +56,11 @@ class TimeBudget:
     def may_start_batch(self) -> bool:
         """Whether one more batch fits before the search has to stop."""
         return self.search_left() > self.batch_s
+
+    def may_start_task(self, key: str) -> bool:
+        """Whether a first batch of task ``key`` fits, with the re-timing it will then need."""
+        extra = 0.0 if key in self.with_records else self.retime_s.get(key, RETIME_FALLBACK_S)
+        return self.search_left() - extra > self.batch_s
 
     def batch_size(self, wanted: int) -> int:
         """``wanted``, smaller when the time left would not fit that many candidates."""

@@ -11,7 +11,8 @@ from typing import Any, Callable
 from ..target import NamedTarget
 from . import db as dbm
 from .interrupt import InterruptGuard, kill_workers
-from .measure import RemoteSpec, make_builder, make_runner, point_to, save_consts, time_kernel, time_side_by_side
+from .builder import make_warm_builder
+from .measure import RemoteSpec, make_runner, point_to, save_consts, time_kernel, time_side_by_side
 from .tasks import TuneTask
 
 Log = Callable[[str], None]
@@ -24,7 +25,7 @@ class Measurer:
     def __init__(self, target: NamedTarget, remote: RemoteSpec, log_dir: Path, builder_timeout: float,
                  guard: InterruptGuard, log: Log) -> None:
         self.target, self.remote = target, remote
-        self.builder = make_builder(target.cross_compiler, timeout_sec=builder_timeout)
+        self.builder = make_warm_builder(target.cross_compiler, timeout_sec=builder_timeout)
         self.cons_dir = Path(tempfile.mkdtemp(prefix="tvmprune_consts_"))
         self.pointer = str(self.cons_dir / "current")
         self.run_budget_s = remote.run_timeout or 10.0

@@ -353,7 +353,9 @@ def _time_defaults(tasks: list[TuneTask], env: _Run) -> None:
                 env.console.warn(f"  warning: could not time the default schedule of {t.desc}: "
                                  f"{str(ex).splitlines()[-1]}")
         env.budget.note_default_timing(t.key, took)
-        _space_size(t, e)
+    env.measurer.builder.warm()  # after the timings: importing TVM in the workers would distort them
+    for t in tasks:
+        _space_size(t, env.manifest.tasks[t.key])
     env.manifest.save(env.log_dir)
     total = sum((env.manifest.tasks[t.key].default_s or 0) * t.weight for t in tasks)
     if total:
@@ -361,12 +363,12 @@ def _time_defaults(tasks: list[TuneTask], env: _Run) -> None:
                          + (" (EMULATED board: not a real time)" if env.settings.emulated else ""))
 
 
-def _why_skip(e: dbm.TaskEntry, done0: int, budget: TimeBudget) -> str:
+def _why_skip(key: str, e: dbm.TaskEntry, done0: int, budget: TimeBudget) -> str:
     if e.target_trials - done0 <= 0:
         return f"done ({done0} records)"
     if e.exhausted_at is not None and done0 >= int(e.exhausted_at):
         return f"search space exhausted at {done0} records"
-    if budget.deadline is not None and not budget.may_start_batch():
+    if budget.deadline is not None and not budget.may_start_task(key):
         return "time budget spent"
     return ""
 
@@ -380,11 +382,12 @@ def _tune_one(i: int, n: int, t: TuneTask, target_n: int, env: _Run) -> TaskResu
     res = TaskResult(key=t.key, name=t.name, desc=t.desc, weight=t.weight, trials=done0, target_trials=target_n,
                      default_s=e.default_s)
     best = env.contents.best(e.shash)
-    res.skipped = _why_skip(e, done0, env.budget)
+    res.skipped = _why_skip(t.key, e, done0, env.budget)
     if res.skipped:
         env.console.task_done(f"  task {label} {t.desc}: {res.skipped}, skipped")
         return res
     remaining = target_n - done0
+    env.budget.with_records.add(t.key)  # it will have records to re-time
     progress = TaskProgress(t.key, label, done0, target_n, e.default_s, best.mean_sec if best else math.inf)
     env.console.task(f"{label} {t.desc} x{t.weight}", t.weight, e.default_s, progress.best_s)
     try:
@@ -507,7 +510,7 @@ def tune_tasks(
             if env.measurer is not None:
                 env.measurer.close()
     report.wall_s = time.time() - t_start
-    if not any(r.trials for r in report.tasks):
+    if not any(r.trials for r in report.tasks) and not any(r.skipped == "time budget spent" for r in report.tasks):
         raise TuningError(f"no candidate could be measured; see the MetaSchedule logs in {d}/logs")
     return report
 
@@ -533,7 +536,13 @@ def _tune_all(tasks: list[TuneTask], trials: int, env: _Run, report: TuneReport)
     env.database = dbm.open_database(env.log_dir)
     for t in tasks:
         best = env.contents.best(mt[t.key].shash)
+        if best is not None:
+            env.budget.with_records.add(t.key)
         env.curve.add_task(t.key, t.desc, t.weight, mt[t.key].default_s, best.mean_sec if best else math.inf)
+    if env.budget.deadline is not None:
+        env.console.note(f"  time budget: {max(0.0, env.budget.search_left()):.0f} s left for the search "
+                         f"({env.budget.reserve_s:.0f} s kept back for re-timing"
+                         + (" and the end-to-end build)" if env.budget.extra_s else ")"))
     to_go = sum(max(0, alloc[t.key] - env.contents.count(mt[t.key].shash)) for t in tasks)
     env.console.start(to_go, env.budget.deadline)
     for i, t in enumerate(tasks):
@@ -579,7 +588,10 @@ def format_report(report: TuneReport) -> str:
     if tot_d:
         lines.append(f"kernels, weighted by layers: default {tot_d * 1e3:.3f} ms -> tuned {tot_t * 1e3:.3f} ms "
                      f"({tot_d / tot_t:.2f}x)")
-    lines.append(f"{report.new_trials} new trial(s) in {report.wall_s:.0f} s; database: {report.log_dir}")
+    budget = f" (time budget {report.time_budget_s:.0f} s)" if report.time_budget_s else ""
+    lines.append(f"{report.new_trials} new trial(s) in {report.wall_s:.0f} s{budget}; database: {report.log_dir}")
+    if report.curve_png:
+        lines.append(f"best-so-far curve: {report.curve_json}, {report.curve_png}")
     if report.model_default_ms is not None and report.model_tuned_ms is not None:
         lines.append(f"end to end: default {report.model_default_ms:.3f} ms -> tuned {report.model_tuned_ms:.3f} ms "
                      f"({report.model_default_ms / report.model_tuned_ms:.2f}x)")
