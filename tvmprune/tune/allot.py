@@ -47,23 +47,19 @@ def _fallback(costs: list[TaskCost]) -> float:
     return sum(timed) / len(timed) if timed else 1e-3
 
 
-def allot(total: int, costs: list[TaskCost], minimum: int = 4) -> dict[str, int]:
-    """Split ``total`` trials by estimated gain (at least ``minimum`` per task with a choice, at most
-    its number of points); what a capped task cannot use goes to the uncapped ones."""
-    if not costs:
-        return {}
-    fb = _fallback(costs)
-    gain = {c.key: estimated_gain(c, fb) for c in costs}
-    out: dict[str, int] = {}
-    for c in costs:
-        out[c.key] = 1 if c.points <= 1 else min(minimum, _cap(c) or minimum)
-    left = total - sum(out.values())
-    open_ = [c for c in costs if gain[c.key] > 0 and (_cap(c) is None or out[c.key] < _cap(c))]
+def _fill(out: dict[str, int], left: int, costs: list[TaskCost], gain: dict[str, float]) -> dict[str, int]:
+    """Hand ``left`` more trials to ``costs`` in proportion to gain, never beyond a task's cap."""
+
+    def room(c: TaskCost) -> bool:
+        cap = _cap(c)
+        return gain[c.key] > 0 and (cap is None or out[c.key] < cap)
+
+    open_ = [c for c in costs if room(c)]
     while left > 0 and open_:
         g = sum(gain[c.key] for c in open_)
         handed = 0
         for c in open_:
-            share = int(math.floor(left * gain[c.key] / g)) if g > 0 else left // len(open_)
+            share = int(math.floor(left * gain[c.key] / g))
             cap = _cap(c)
             if cap is not None:
                 share = min(share, cap - out[c.key])
@@ -74,33 +70,24 @@ def allot(total: int, costs: list[TaskCost], minimum: int = 4) -> dict[str, int]
                 out[c.key] += 1
                 handed += 1
         left -= handed
-        open_ = [c for c in open_ if _cap(c) is None or out[c.key] < (_cap(c) or 0)]
+        open_ = [c for c in open_ if room(c)]
     return out
+
+
+def allot(total: int, costs: list[TaskCost], minimum: int = 4) -> dict[str, int]:
+    """Split ``total`` trials by estimated gain (at least ``minimum`` per task with a choice, at most
+    its number of points); what a capped task cannot use goes to the uncapped ones."""
+    if not costs:
+        return {}
+    fb = _fallback(costs)
+    gain = {c.key: estimated_gain(c, fb) for c in costs}
+    out = {c.key: 1 if c.points <= 1 else min(minimum, _cap(c) or minimum) for c in costs}
+    return _fill(out, total - sum(out.values()), costs, gain)
 
 
 def give_back(alloc: dict[str, int], spare: int, later: list[TaskCost]) -> dict[str, int]:
     """``alloc`` with ``spare`` trials (of an exhausted task) spread over the ``later`` tasks by gain."""
-    out = dict(alloc)
     if spare <= 0 or not later:
-        return out
+        return dict(alloc)
     fb = _fallback(later)
-    gains = {c.key: estimated_gain(c, fb) for c in later}
-    g = sum(gains.values())
-    if g <= 0:
-        return out
-    handed = 0
-    ranked = sorted(later, key=lambda c: -gains[c.key])
-    for c in ranked:
-        share = int(math.floor(spare * gains[c.key] / g))
-        cap = _cap(c)
-        if cap is not None:
-            share = max(0, min(share, cap - out[c.key]))
-        out[c.key] += share
-        handed += share
-    for c in ranked:  # the rounding remainder, largest gain first
-        if handed >= spare:
-            break
-        if _cap(c) is None or out[c.key] < (_cap(c) or 0):
-            out[c.key] += 1
-            handed += 1
-    return out
+    return _fill(dict(alloc), spare, later, {c.key: estimated_gain(c, fb) for c in later})

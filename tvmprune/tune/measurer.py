@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -32,6 +33,7 @@ class Measurer:
         self.pool: Any = None
         self._runner: Any = None
         self._threads: Any = None
+        self._warming: threading.Thread | None = None
         if remote.is_rpc:
             from .board_pool import BoardPool
 
@@ -48,8 +50,28 @@ class Measurer:
     def side_by_side(self, task: TuneTask, funcs: list[Any]) -> list[float]:
         return time_side_by_side(funcs, task.kernel.consts, self.target, self.remote, pool=self.pool)
 
+    def warm(self) -> None:
+        """Start the builder's workers, and the local runner's (its start waits for a worker to
+        import TVM: tens of seconds on a busy machine) in a thread, so that the search's first
+        batch does not pay for them. Call it after the default timings (the imports would
+        distort them)."""
+        self.builder.warm()
+        if self.pool is None and self._runner is None and self._warming is None:
+            self._warming = threading.Thread(target=self._make_local_runner, daemon=True, name="tvmprune-runner")
+            self._warming.start()
+
+    def wait_warm(self) -> None:
+        """Wait for the runner started by :meth:`warm`."""
+        if self._warming is not None:
+            self._warming.join()
+            self._warming = None
+
+    def _make_local_runner(self) -> None:
+        self._runner = make_runner(self.pointer)
+
     def runner_for(self, task: TuneTask, entry: dbm.TaskEntry) -> Any:
         """The runner, pointed at ``task``'s consts and run budget."""
+        self.wait_warm()
         point_to(self.pointer, save_consts(task.kernel.consts, str(self.cons_dir / task.key)))
         if self.pool is not None:
             from .board_pool import Evaluation
@@ -63,11 +85,13 @@ class Measurer:
                 self._runner, self._threads = make_board_runner(self.pool, self.pointer, Evaluation(),
                                                                 lambda: self.run_budget_s)
             else:
-                self._runner = make_runner(self.pointer)
+                self._make_local_runner()
         return self._runner
 
     def close(self) -> None:
         """Stop every worker process; remove the consts."""
+        if self._warming is not None:
+            self._warming.join(timeout=60)
         if self.pool is not None:
             self.pool.close()
         if self._threads is not None:

@@ -353,9 +353,10 @@ def _time_defaults(tasks: list[TuneTask], env: _Run) -> None:
                 env.console.warn(f"  warning: could not time the default schedule of {t.desc}: "
                                  f"{str(ex).splitlines()[-1]}")
         env.budget.note_default_timing(t.key, took)
-    env.measurer.builder.warm()  # after the timings: importing TVM in the workers would distort them
+    env.measurer.warm()  # after the timings: importing TVM in the workers would distort them
     for t in tasks:
         _space_size(t, env.manifest.tasks[t.key])
+    env.measurer.wait_warm()  # the setup is paid before the budget decides anything
     env.manifest.save(env.log_dir)
     total = sum((env.manifest.tasks[t.key].default_s or 0) * t.weight for t in tasks)
     if total:
