@@ -8,6 +8,7 @@ next measurement batch -- as long as the last one (a slower earlier one fading o
 
 * re-timing one task (only tasks with records are re-timed) costs about two default timings (one compile + timing each) plus the
   side-by-side rounds (:data:`RETIME_ROUNDS_S`);
+* the plot and the shutdown of the workers take :data:`FINISH_S`;
 * the caller adds its own (``extra_s``: the end-to-end build, measured on the default build).
 """
 
@@ -16,8 +17,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-#: side-by-side re-timing: 3 rounds x 2 schedules x 5 repeats x >= 50 ms
-RETIME_ROUNDS_S = 1.5
+#: side-by-side re-timing: 3 rounds x 2 schedules x 5 repeats x >= 50 ms, and the replay (measured: 2-3 s)
+RETIME_ROUNDS_S = 2.5
+#: the end of a run: the curve's plot (importing matplotlib), stopping the workers
+FINISH_S = 3.0
 #: per task, when its default timing was not measured in this run (resumed)
 RETIME_FALLBACK_S = 3.0
 
@@ -37,7 +40,7 @@ class TimeBudget:
     @property
     def reserve_s(self) -> float:
         """The caller's reserve and the re-timing of every task that has a record or is being searched."""
-        return self.extra_s + sum(v for k, v in self.retime_s.items() if k in self.with_records)
+        return FINISH_S + self.extra_s + sum(v for k, v in self.retime_s.items() if k in self.with_records)
 
     def search_left(self) -> float:
         """Seconds the search may still use (inf without a budget)."""

@@ -156,6 +156,7 @@ class TaskProgress:
     target: int  # the task's trial target
     default_s: float | None
     best_s: float = math.inf
+    remaining: int = 0  # trials asked of MetaSchedule in this run (it ends the task itself at that count)
     new: int = 0  # candidates that came back this run (measured or failed)
     failed: int = 0
     unmeasured: int = 0  # lost with a board: not recorded, measured again by a rerun
@@ -212,7 +213,8 @@ def _make_progress_callback(progress: TaskProgress, env: "_Run") -> Any:
             why = env.stop_reason()
             if why:
                 progress.stopped = why
-                task_scheduler.terminate_task(task_id)
+                if progress.new + progress.unmeasured < progress.remaining:
+                    task_scheduler.terminate_task(task_id)
                 return
             if not runner_results:
                 return
@@ -224,7 +226,8 @@ def _make_progress_callback(progress: TaskProgress, env: "_Run") -> Any:
             env.curve.batch(progress.key, n_back, progress.done0 + progress.new, progress.best_s)
             if not env.budget.may_start_batch():
                 progress.stopped = "time budget spent"
-                task_scheduler.terminate_task(task_id)
+                if progress.new + progress.unmeasured < progress.remaining:  # else MetaSchedule ends it itself
+                    task_scheduler.terminate_task(task_id)
 
     return Progress()
 
@@ -272,6 +275,8 @@ def _search(task: TuneTask, index: int, remaining: int, progress: TaskProgress, 
         except BaseException as ex:  # noqa: BLE001 - Ctrl-C can arrive as a TVM RuntimeError
             if env.guard.interrupted or isinstance(ex, KeyboardInterrupt):
                 raise KeyboardInterrupt from None
+            if progress.stopped and "is_terminated" in str(ex) and not env.measurer.lost:
+                return  # we ended the task and MetaSchedule tried to end it too (its space ran out)
             if env.measurer.lost:
                 raise _board_lost(task, env) from None
             msg = str(ex).strip().splitlines()
@@ -389,7 +394,8 @@ def _tune_one(i: int, n: int, t: TuneTask, target_n: int, env: _Run) -> TaskResu
         return res
     remaining = target_n - done0
     env.budget.with_records.add(t.key)  # it will have records to re-time
-    progress = TaskProgress(t.key, label, done0, target_n, e.default_s, best.mean_sec if best else math.inf)
+    progress = TaskProgress(t.key, label, done0, target_n, e.default_s, best.mean_sec if best else math.inf,
+                            remaining)
     env.console.task(f"{label} {t.desc} x{t.weight}", t.weight, e.default_s, progress.best_s)
     try:
         _search(t, i, remaining, progress, env)
