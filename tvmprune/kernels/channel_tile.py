@@ -37,7 +37,7 @@ _WANTED_ACCUMULATORS = 14
 PIXEL_CHOICES = (1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16)
 ROW_CHOICES = (1, 2, 3, 4)
 CHUNK_CHOICES = (1, 2, 4)
-UNROLL_CHOICES = (0, 16, 64, 512)
+UNROLL_CHOICES = (0, 16, 64)  # deeper auto-unroll of the grouped ci loop takes minutes in LLVM
 
 
 def vector_width(channels: int, lanes: int) -> int:
