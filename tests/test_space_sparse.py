@@ -147,7 +147,8 @@ def test_flat_pixel_form_chosen_for_narrow_outputs():
     from tvmprune.kernels.channel_major import prefers_flat_pixels
 
     assert prefers_flat_pixels(ConvSpec(1, 7, 7, 512, 512, 3, 3, padding=(1, 1, 1, 1)), 16)
-    assert prefers_flat_pixels(ConvSpec(1, 14, 14, 96, 576, 1, 1), 16)
+    assert prefers_flat_pixels(ConvSpec(1, 7, 7, 576, 160, 1, 1), 16)
+    assert not prefers_flat_pixels(ConvSpec(1, 14, 14, 96, 576, 1, 1), 16)  # 208 vs 224: not worth its pass
     assert not prefers_flat_pixels(ConvSpec(1, 14, 14, 256, 256, 3, 3, padding=(1, 1, 1, 1)), 16)  # 14+2 = 16
     assert not prefers_flat_pixels(ConvSpec(1, 14, 14, 64, 64, 3, 3, (2, 2), (1, 1, 1, 1)), 16)  # strided
 
@@ -155,7 +156,7 @@ def test_flat_pixel_form_chosen_for_narrow_outputs():
 @pytest.mark.parametrize("spec,density,n", [
     (ConvSpec(1, 7, 7, 16, 16, 3, 3, (1, 1), (1, 1, 1, 1), bias=True, activation="relu"), 0.3, 4),
     (ConvSpec(2, 7, 9, 8, 12, 3, 3, (1, 1), (0, 1, 2, 1), residual=True, bias=True), 0.5, 8),  # Cout % N != 0
-    (ConvSpec(1, 14, 14, 24, 32, 1, 1, residual=True, activation="relu6"), 0.2, 4),
+    (ConvSpec(1, 5, 5, 24, 32, 1, 1, residual=True, activation="relu6"), 0.2, 4),
 ])
 def test_flat_spatial_default_and_points_match_torch(spec, density, n):
     bias = np.zeros(spec.cout, np.float32) if spec.bias else None
