@@ -93,6 +93,7 @@ BIG_256 = ConvSpec(1, 14, 14, 256, 256, 3, 3, (1, 1), (1, 1, 1, 1))
 BIG_CSR = ConvSpec(1, 13, 13, 384, 256, 3, 3, (1, 1), (1, 1, 1, 1))
 
 
+@pytest.mark.slow  # 1100 samples: 11-17 s each on a quiet machine, 50-80 s on the shared one
 @pytest.mark.parametrize("kind,spec,density,n", [
     ("1xN", BIG_256, 0.2, 16), ("1xN", BIG_256, 0.2, 4), ("1xN-spatial", BIG_256, 0.2, 4),
     ("csr", BIG_CSR, 0.1, 1)], ids=["1x16", "1x4", "1x4-spatial", "csr"])
@@ -171,6 +172,7 @@ def test_flat_spatial_rejects_stride():
         block_direct_sparse_conv2d(spec, _weight(spec, 0.3, 4, 0), None, 4, X86, flat=True)
 
 
+@pytest.mark.slow
 def test_flat_spatial_space_holds_1000_points():
     spec = ConvSpec(1, 7, 7, 512, 512, 3, 3, (1, 1), (1, 1, 1, 1))
     inst = block_direct_sparse_conv2d(spec, _weight(spec, 0.2, 4, 0), None, 4, AVX512)
@@ -187,6 +189,7 @@ def _spatial_where_1xn(info, target):
     return sparse_where_pruned(info, target)
 
 
+@pytest.mark.slow  # ~45 s on the shared machine
 def test_resnet18_1x4_at_64_compiles_equal_to_torch_with_flat_spatial():
     import torch
 
