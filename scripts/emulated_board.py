@@ -83,6 +83,11 @@ class BoardUnavailable(RuntimeError):
     """This machine cannot build or run the emulated board (the message says why)."""
 
 
+class BoardBuildError(RuntimeError):
+    """The tools and network are there but building or starting the board failed: a defect to
+    fix, not a reason to skip (tests let it fail)."""
+
+
 @dataclass(frozen=True)
 class BoardKind:
     """What differs between the emulated boards: emulator, CPU, linker, root and default key."""
@@ -159,7 +164,7 @@ def ensure_root(root: Path | None = None, log: Any = print, arch: str = "aarch64
     root.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     if arch == "armv7":
-        armv7_board_root.build_armv7_root(root, cache_dir() / "board-tools", BoardUnavailable, log)
+        armv7_board_root.build_armv7_root(root, cache_dir() / "board-tools", BoardBuildError, log)
         return _check_root(root, arch, t0, log)
     log(f"building the arm64 root in {root} (mmdebstrap --variant=extract) ...")
     cmd = ["mmdebstrap", "--variant=extract", "--architectures=arm64", "--include=" + ",".join(PACKAGES),
@@ -184,7 +189,7 @@ def _check_root(root: Path, arch: str, t0: float, log: Any) -> Path:
     """Import tvm and numpy under qemu; marks the root complete."""
     out = run_in_root(root, ["-c", "import tvm, numpy; print(tvm.__version__)"], timeout=600, arch=arch)
     if out.returncode != 0:
-        raise BoardUnavailable(f"python under qemu cannot import tvm: {out.stderr.strip()[-600:]}")
+        raise BoardBuildError(f"python under qemu cannot import tvm: {out.stderr.strip()[-600:]}")
     (root / ".complete").write_text(out.stdout.strip() + "\n")
     log(f"  {arch} root ready ({time.time() - t0:.0f} s): tvm {out.stdout.strip()} under qemu")
     return root
@@ -284,7 +289,7 @@ class EmulatedBoard:
                 time.sleep(2)
         log = (self.logdir / "server.log").read_text()[-1500:]
         self.stop()
-        raise BoardUnavailable(f"the emulated RPC server did not register ({last}); server log:\n{log}")
+        raise BoardBuildError(f"the emulated RPC server did not register ({last}); server log:\n{log}")
 
     def stop(self) -> None:
         for p in self.procs:
@@ -337,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         t0 = time.time()
         ensure_root(root, arch=args.arch)
-    except BoardUnavailable as e:
+    except (BoardUnavailable, BoardBuildError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.action == "build":
