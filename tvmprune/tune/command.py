@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from ..console import CommandResult, add_output_flags
+
 
 def add_tune_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
     p = sub.add_parser(
@@ -61,6 +63,7 @@ def add_tune_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
     p.add_argument("--dense", action="store_true", help=argparse.SUPPRESS)  # old spelling of --formats dense
     p.add_argument("--no-e2e", action="store_true", help="skip compiling and timing the whole model default vs tuned")
     p.add_argument("--seed", type=int, default=0)
+    add_output_flags(p)
     return run_tune
 
 
@@ -93,7 +96,8 @@ def _e2e(planned: Any, log_dir: Path, say: Callable[[str], None]) -> tuple[float
     return out[0], out[1]
 
 
-def run_tune(args: argparse.Namespace) -> int:
+def run_tune(args: argparse.Namespace) -> CommandResult:
+    """Tune; progress is printed, the result is the report (also written to LOG/report.json)."""
     from ..errors import TuningError
     from ..model_request import resolve_model
     from ..target import get_target
@@ -142,8 +146,6 @@ def run_tune(args: argparse.Namespace) -> int:
         else:
             print("  end-to-end timing skipped: the target does not run on this machine (compile with "
                   f"--tuning-log {log_dir} and run `tvmprune bench` on the board)")
-    print()
-    print(format_report(report))
     summary = {
         "model": req.spec, "pattern": req.pattern, "target": target.to_json(), "trials": args.trials,
         "wall_s": report.wall_s, "new_trials": report.new_trials, "emulated": emulated,
@@ -152,5 +154,5 @@ def run_tune(args: argparse.Namespace) -> int:
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
     (log_dir / "report.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
-    print(f"\napply with: tvmprune compile ... --target {args.target} --tuning-log {log_dir}")
-    return 0
+    text = f"\n{format_report(report)}\n\napply with: tvmprune compile ... --target {args.target} --tuning-log {log_dir}"
+    return CommandResult(summary | {"log": str(log_dir)}, text)
