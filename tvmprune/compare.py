@@ -31,13 +31,12 @@ import json
 import os
 import platform
 import socket
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .console import CommandResult, add_output_flags, progress
+from .console import CommandResult, add_output_flags, progress, progress_enabled
 from .errors import PruneConfigError, RPCConnectionError, TvmpruneError
 from .tune.measure import call_with_timeout, parse_hostport
 from .plan.layer import formats_summary
@@ -407,7 +406,7 @@ def _prune_and_evaluate(job: _Job, model: Any, pat: Any, ds: Any, example: Any, 
     else:
         job.say(f"{tag}: pruning")
         res = prune_model(model, pat, example, data=ds.train if ds is not None else None, target=job.target,
-                          progress=sys.stderr.isatty())
+                          progress=progress_enabled())
         pruned, masks = res.model, res.masks
     acc_before = None
     if ds is not None:
@@ -418,10 +417,10 @@ def _prune_and_evaluate(job: _Job, model: Any, pat: Any, ds: Any, example: Any, 
                 from .prune.guided import guided_finetune
 
                 guided_finetune(res, ds.train, epochs=args.finetune_epochs, lr=args.finetune_lr,
-                                progress=sys.stderr.isatty())
+                                progress=progress_enabled())
             else:
                 finetune(pruned, masks, ds.train, epochs=args.finetune_epochs, lr=args.finetune_lr,
-                         progress=sys.stderr.isatty())
+                         progress=progress_enabled())
         job.say(f"{tag}: evaluating")
         row["accuracy"] = evaluate(pruned, ds.val)
     else:

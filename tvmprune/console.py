@@ -53,6 +53,7 @@ def progress(iterable: Iterable[T] | None = None, **tqdm_kwargs: Any) -> Any:
 
     tqdm_kwargs.setdefault("disable", not progress_enabled())
     tqdm_kwargs.setdefault("leave", False)
+    tqdm_kwargs.setdefault("delay", 1.0)  # a loop done within a second draws no bar
     return tqdm(iterable, file=sys.stderr, **tqdm_kwargs)
 
 
