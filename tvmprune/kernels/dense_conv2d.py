@@ -22,7 +22,9 @@ whose A panel is T consecutive pixels of a row and whose B panel is the packed w
 The output row is padded to a multiple of T (the padded input gets the extra zero columns),
 so any width and stride gets full tiles; the epilogue writes only the real pixels and channels.
 Tile sizes come from :func:`.register_tile.pick_register_tile` (the target's lanes and
-registers); the tuner samples the pixel split and the unroll depth (``schedule_space``).
+registers); the loop nest and its tuning space (rows / pixels / channel vectors split into
+parallel x sequential x register factors, a Cin split, the unroll depth) are
+:mod:`.conv_loop_nest`'s; the default is one point of that space.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ from .depthwise_conv2d import schedule_output_tile as _schedule_direct  # noqa: 
 from .family import KernelFamily, Probe
 from .format import Format, LayerOp
 from .identity import symbol_name
-from .register_tile import RegisterTile, max_pixels, pick_register_tile
+from .conv_loop_nest import ConvNest, apply_nest, default_nest, sample_nest
+from .register_tile import RegisterTile, pick_register_tile
 
 if TYPE_CHECKING:
     from ..plan.layer import LayerInfo
@@ -79,46 +82,10 @@ def _blocked_conv(spec: ConvSpec, tile: RegisterTile, data: te.Tensor, w: te.Ten
     )
 
 
-def schedule_blocked(sch: Any, spec: ConvSpec, tile: RegisterTile, pixels: Any = None, unroll: Any = 0,
-                     blocks_outer: bool = True) -> None:
-    """The loop nest of the module docstring. ``pixels``: the two factors of the output-row
-    split (None: ``tile.pixels``; sampled ones when tuning); ``unroll``: auto-unroll depth;
-    ``blocks_outer``: parallel over (b, channel block, row), else (b, row, channel block)."""
-    conv = sch.get_sblock("conv")
-    writeback = sch.cache_write(conv, 0, "local")
-    try:
-        out_block = sch.get_sblock("epilogue")
-        sch.compute_inline(writeback)  # the epilogue reads the accumulators
-    except Exception:  # no epilogue stage: the conv writes the output
-        out_block = writeback
-    n, y, x, c, kh, kw, ci = sch.get_loops(conv)
-    x_o, x_i = sch.split(x, factors=list(pixels) if pixels is not None else [None, tile.pixels])
-    c_o, c_v, c_l = sch.split(c, factors=[None, tile.vectors, tile.lanes])
-    par = (n, c_o, y) if blocks_outer else (n, y, c_o)
-    sch.reorder(*par, x_o, kh, kw, ci, x_i, c_v, c_l)
-    sch.reverse_compute_at(out_block, x_o)
-    outer = sch.fuse(*par)
-    sch.parallel(outer)
-    sch.unroll(x_i)
-    sch.unroll(c_v)
-    sch.vectorize(c_l)
-    init = sch.decompose_reduction(conv, kh)
-    sch.vectorize(sch.get_loops(init)[-1])
-    if spec.cout % tile.lanes == 0:
-        _, lane = sch.split(sch.get_loops(out_block)[-1], factors=[None, tile.lanes])
-        sch.vectorize(lane)
-    try:
-        pad = sch.get_sblock("pad")
-    except Exception:  # nothing padded
-        pad = None
-    if pad is not None:
-        loops = sch.get_loops(pad)
-        sch.parallel(sch.fuse(loops[0], loops[1]))
-        if spec.cin % tile.lanes == 0:
-            sch.vectorize(sch.split(loops[-1], factors=[None, tile.lanes])[1])
-    if not isinstance(unroll, int) or unroll:
-        sch.annotate(outer, "pragma_auto_unroll_max_step", unroll)
-        sch.annotate(outer, "pragma_unroll_explicit", 1)
+def schedule_blocked(sch: Any, spec: ConvSpec, tile: RegisterTile, t: NamedTarget,
+                     nest: ConvNest | None = None) -> None:
+    """The loop nest of :mod:`.conv_loop_nest` at ``nest`` (None: :func:`.conv_loop_nest.default_nest`)."""
+    apply_nest(sch, spec, tile, nest or default_nest(spec, tile, t))
 
 
 def _check(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | None) -> None:
@@ -164,14 +131,11 @@ def dense_conv2d(
     func = te.create_prim_func(args).with_attr("global_symbol", name)
 
     def schedule_space(sch: Any) -> None:
-        x = sch.get_loops(sch.get_sblock("conv"))[2]
-        pixels = sch.sample_perfect_tile(x, n=2, max_innermost_factor=max_pixels(t, tile.vectors))
-        unroll = sch.sample_categorical([0, 16, 64, 512], probs=[0.25, 0.25, 0.25, 0.25])
-        schedule_blocked(sch, spec, tile, pixels, unroll)
+        apply_nest(sch, spec, tile, sample_nest(sch, tile, t))
 
     return KernelInstance(
         name=name, format=Format.DENSE, op=LayerOp.CONV2D, func=func, consts=consts, out_shape=spec.out_shape,
-        schedule_default=lambda sch: schedule_blocked(sch, spec, tile), schedule_space=schedule_space,
+        schedule_default=lambda sch: schedule_blocked(sch, spec, tile, t), schedule_space=schedule_space,
         flops=spec.dense_flops,
         info={"density": 1.0, "layout": "NHWC", "weight_layout": f"[Cout/{tile.channel_block},KH,KW,Cin,"
               f"{tile.channel_block}]", "vec": tile.channel_block, "ow_tile": tile.pixels},

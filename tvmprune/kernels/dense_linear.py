@@ -3,7 +3,8 @@
 Layouts: data ``[B, in]``; the weight (a constant) is packed at compile time into
 ``[out_p / OB, in, OB]`` (``OB`` = ``vectors x lanes`` output features, zero-padded to
 ``out_p``), so each thread streams one contiguous panel per output block; output ``[B, out]``.
-Loop nest::
+Loop nest (the default point of the tuning space; the space samples the accumulator vectors
+per block, how many blocks one parallel task walks, the reduction split and the unroll)::
 
     parallel for ob in out_p / OB:
       for n in B:
@@ -71,9 +72,18 @@ def pack_linear_weight(weight: np.ndarray, block: int) -> np.ndarray:
     return np.ascontiguousarray(w.reshape(-1, block, in_f).transpose(0, 2, 1))
 
 
-def schedule_gemv(sch: Any, vectors: int, lanes: int, out_f: int, k_split: Any = None) -> None:
-    """The loop nest of the module docstring; ``k_split``: factors of the reduction split whose
-    inner part is unrolled (None: no split; sampled when tuning)."""
+def _lane_split(sch: Any, lanes: int) -> tuple[Any, Any, Any, Any]:
+    """Split the output loop of ``matmul`` into vectors x lanes: (n, o_vec, o_lane, k)."""
+    n, o, k = sch.get_loops(sch.get_sblock("matmul"))
+    o_vec, o_l = sch.split(o, factors=[None, lanes])
+    return n, o_vec, o_l, k
+
+
+def schedule_gemv(sch: Any, lanes: int, out_f: int, blocks: tuple[Any, Any, Any], k_split: Any = None,
+                  unroll: Any = 0) -> None:
+    """The loop nest of the module docstring. ``blocks``: (parallel, sequential, accumulator)
+    factors of the ``out_p / lanes`` output vectors (ints, or sampled factors); ``k_split``: factors
+    of the reduction split whose inner part is unrolled (None: no split); ``unroll``: auto-unroll."""
     mm = sch.get_sblock("matmul")
     wb = sch.cache_write(mm, 0, "local")
     try:
@@ -81,22 +91,36 @@ def schedule_gemv(sch: Any, vectors: int, lanes: int, out_f: int, k_split: Any =
         sch.compute_inline(wb)
     except Exception:  # no epilogue stage
         out_block = wb
-    n, o, k = sch.get_loops(mm)
-    o_o, o_v, o_l = sch.split(o, factors=[None, vectors, lanes])
+    loops = sch.get_loops(mm)
+    n, o_vec, o_l, k = loops if len(loops) == 4 else _lane_split(sch, lanes)
+    o_p, o_s, o_v = sch.split(o_vec, factors=list(blocks))
     if k_split is not None:
         k_o, k_i = sch.split(k, factors=list(k_split))
-        sch.reorder(o_o, n, k_o, k_i, o_v, o_l)
+        sch.reorder(o_p, o_s, n, k_o, k_i, o_v, o_l)
         sch.unroll(k_i)
     else:
-        sch.reorder(o_o, n, k, o_v, o_l)
-    sch.parallel(o_o)
+        sch.reorder(o_p, o_s, n, k, o_v, o_l)
+    sch.parallel(o_p)
     sch.unroll(o_v)
     sch.vectorize(o_l)
     sch.reverse_compute_at(out_block, n)
-    init = sch.decompose_reduction(mm, sch.get_loops(mm)[2])
+    init = sch.decompose_reduction(mm, sch.get_loops(mm)[3])
     sch.vectorize(sch.get_loops(init)[-1])
     if out_f % lanes == 0:
         sch.vectorize(sch.split(sch.get_loops(out_block)[-1], factors=[None, lanes])[1])
+    if not isinstance(unroll, int) or unroll:
+        sch.annotate(o_p, "pragma_auto_unroll_max_step", unroll)
+        sch.annotate(o_p, "pragma_unroll_explicit", 1)
+
+
+def sample_gemv(sch: Any, lanes: int, out_f: int) -> None:
+    """A point of the linear kernel's space: accumulator vectors per block (<= :data:`_CHAINS`),
+    parallel vs sequential blocks per task, the reduction split and the unroll depth."""
+    _, o_vec, _, k = _lane_split(sch, lanes)
+    blocks = sch.sample_perfect_tile(o_vec, n=3, max_innermost_factor=_CHAINS)
+    k_split = sch.sample_perfect_tile(k, n=2, max_innermost_factor=16)
+    unroll = sch.sample_categorical([0, 16, 64], probs=[1 / 3, 1 / 3, 1 / 3])
+    schedule_gemv(sch, lanes, out_f, tuple(blocks), k_split, unroll)
 
 
 def dense_linear(
@@ -131,14 +155,12 @@ def dense_linear(
     func = te.create_prim_func(args).with_attr("global_symbol", name)
     k_default = [None, 4] if in_f % 4 == 0 else None
 
-    def schedule_space(sch: Any) -> None:
-        k_loop = sch.get_loops(sch.get_sblock("matmul"))[2]
-        schedule_gemv(sch, vectors, lanes, out_f, sch.sample_perfect_tile(k_loop, n=2, max_innermost_factor=16))
+    default_blocks = (round_up(out_f, block) // block, 1, vectors)
 
     return KernelInstance(
         name=name, format=Format.DENSE, op=LayerOp.LINEAR, func=func, consts=consts, out_shape=(batch, out_f),
-        schedule_default=lambda sch: schedule_gemv(sch, vectors, lanes, out_f, k_default),
-        schedule_space=schedule_space, flops=2 * batch * weight.size,
+        schedule_default=lambda sch: schedule_gemv(sch, lanes, out_f, default_blocks, k_default),
+        schedule_space=lambda sch: sample_gemv(sch, lanes, out_f), flops=2 * batch * weight.size,
         info={"density": 1.0, "vec": block, "weight_layout": f"[out/{block},in,{block}]"},
     )
 
