@@ -146,3 +146,31 @@ def test_bench_vs_ort_on_a_module_compiled_from_onnx(tmp_path, capfd):
     assert rc == 0 and [r["runtime"] for r in rows] == ["tvm", "onnxruntime"]
     assert rows[0]["best_engine_over_this"] == pytest.approx(rows[1]["median_ms"] / rows[0]["median_ms"])
     assert "the ONNX file" in err and "pytorch not timed" in err and "no PyTorch form" in err
+
+
+_ONE_CONV = """
+import torch
+def make():
+    return torch.nn.Sequential(torch.nn.Conv2d(16, 16, 3, padding=1))
+"""
+
+
+@pytest.mark.slow  # a few tuning trials and two end-to-end builds
+def test_tune_json_is_the_report_and_quiet_prints_no_progress(tmp_path, capfd):
+    (tmp_path / "one_conv.py").write_text(_ONE_CONV)
+    argv = ["tune", "--model", f"{tmp_path}/one_conv.py:make", "--input-shape", "1x16x8x8", "--formats", "dense",
+            "--trials", "4", "--trials-per-iter", "4", "--population", "16", "--log", tmp_path / "log"]
+    rc, out, err = _cli(capfd, *argv, "--json", "--no-e2e")
+    rep = json.loads(out)
+    assert rc == 0 and rep == json.loads((tmp_path / "log" / "report.json").read_text()) | {"log": str(tmp_path / "log")}
+    assert rep["tasks"] and "tuning " in err
+    rc, out, err = _cli(capfd, *argv, "--quiet", "--no-e2e")  # resumed: nothing new, the report only
+    assert rc == 0 and err == "" and "tuning " not in out and "apply with" in out
+
+
+@pytest.mark.slow  # times every probe kernel
+def test_calibrate_json(tmp_path, capfd, monkeypatch):
+    monkeypatch.setenv("TVMPRUNE_CACHE_DIR", str(tmp_path))
+    rc, out, err = _cli(capfd, "calibrate", "--json")
+    data = json.loads(out)
+    assert rc == 0 and set(data["params"]) == set(data["builtin"]) and "calibrating" in err

@@ -161,7 +161,7 @@ def _bench_engines(args: argparse.Namespace, lm: Any) -> tuple[list[Any], list[s
         return _onnx_file_engines(es, lm, threads, args.warmup)
     ref = torch_reference(lm.meta | {"input_shape": list(lm.input_shape)})
     print(f"reference model: {'pruned model from ' + ref.pruned_dir if ref.pruned_dir else ref.spec} "
-          f"({ref.pattern})", file=sys.stderr)
+          f"({ref.pattern})")  # a note: stderr under --json, nothing under --quiet
     import torch
 
     torch.set_num_threads(threads)
@@ -183,7 +183,7 @@ def _onnx_file_engines(es: Any, lm: Any, threads: int, warmup: int) -> tuple[lis
     if not os.path.isfile(path):
         raise NoTorchReferenceError(f"no reference for --vs: this module was compiled from the ONNX file {path}, "
                                     "which is gone; restore it, or run bench without --vs")
-    print(f"reference model: the ONNX file {path} (checked against this module's output)", file=sys.stderr)
+    print(f"reference model: the ONNX file {path} (checked against this module's output)")
     with tempfile.TemporaryDirectory(prefix="tvmprune_bench_") as d:
         runners, notes = onnx_file_runners(es, path, str(lm.meta.get("pattern")), lm.input_shape, threads, d,
                                            lm.run, warmup)
