@@ -45,7 +45,7 @@ def finetune(model: nn.Module, masks: dict[str, torch.Tensor] | None, loader: It
     try:
         for ep in range(epochs):
             bar = progress_bar(loader, total=total, desc=f"fine-tune epoch {ep + 1}/{epochs}", unit="batch",
-                               disable=not (progress and progress_enabled()))
+                               disable=not (progress and progress_enabled()), delay=0)
             run_loss, n = 0.0, 0
             for batch in bar:
                 x, y = batch[0], batch[1]
