@@ -552,12 +552,13 @@ def _parse(argv):
 
 
 def test_cli_prune(tmp_path, capsys):
+    from tvmprune.console import run_command
     from tvmprune.prune.command import pattern_from_args, run_prune
 
     out = str(tmp_path / "pruned")
     args = _parse(["prune", "--model", "tiny_cnn", "--pattern", "1xN", "--n", "4", "--rate", "0.5",
                    "--input-shape", "1x3x16x16", "-o", out])
-    assert run_prune(args) == 0
+    assert run_command(run_prune, args) == 0
     text = capsys.readouterr().out
     assert "conv1" in text and "1x4@0.5" in text and "coupled" in text
     model, meta = load_pruned(out)
