@@ -18,6 +18,7 @@ Usage::
 
     python scripts/bench_dense_layers.py                       # every layer in LAYERS
     python scripts/bench_dense_layers.py --cpu-time --layers r50_3x3_64@56 stem_7x7s2_3-64@224 --models resnet18
+    python scripts/bench_dense_layers.py --cpu-time --family grouped   # depthwise + grouped convs
 """
 
 from __future__ import annotations
@@ -77,14 +78,47 @@ LAYERS: dict[str, tuple[int, int, int, int, int]] = {
     "fc_512-1000": (512, 1000, 0, 1, 1),
 }
 
+# name: (cin, cout, kernel, stride, input size, groups) -- depthwise convs of mobilenet_v2 (mb2) and
+# efficientnet_b0 (eb0), grouped 3x3 convs of regnet_x_400mf (rgx, group width 16) and resnext50_32x4d (rx50)
+GROUPED_LAYERS: dict[str, tuple[int, int, int, int, int, int]] = {
+    "mb2_dw3_32@112": (32, 32, 3, 1, 112, 32),
+    "mb2_dw3s2_96@112": (96, 96, 3, 2, 112, 96),
+    "mb2_dw3_144@56": (144, 144, 3, 1, 56, 144),
+    "mb2_dw3s2_144@56": (144, 144, 3, 2, 56, 144),
+    "mb2_dw3_192@28": (192, 192, 3, 1, 28, 192),
+    "mb2_dw3_384@14": (384, 384, 3, 1, 14, 384),
+    "mb2_dw3_576@14": (576, 576, 3, 1, 14, 576),
+    "mb2_dw3_960@7": (960, 960, 3, 1, 7, 960),
+    "eb0_dw5s2_144@56": (144, 144, 5, 2, 56, 144),
+    "eb0_dw5_240@28": (240, 240, 5, 1, 28, 240),
+    "eb0_dw3s2_240@28": (240, 240, 3, 2, 28, 240),
+    "eb0_dw5_480@14": (480, 480, 5, 1, 14, 480),
+    "eb0_dw5_672@14": (672, 672, 5, 1, 14, 672),
+    "eb0_dw5s2_672@14": (672, 672, 5, 2, 14, 672),
+    "eb0_dw5_1152@7": (1152, 1152, 5, 1, 7, 1152),
+    "rgx_g3s2_32@112": (32, 32, 3, 2, 112, 2),
+    "rgx_g3_32@56": (32, 32, 3, 1, 56, 2),
+    "rgx_g3_64@28": (64, 64, 3, 1, 28, 4),
+    "rgx_g3_160@14": (160, 160, 3, 1, 14, 10),
+    "rgx_g3s2_160@28": (160, 160, 3, 2, 28, 10),
+    "rgx_g3_400@7": (400, 400, 3, 1, 7, 25),
+    "rx50_g3_128@56": (128, 128, 3, 1, 56, 32),
+    "rx50_g3_256@28": (256, 256, 3, 1, 28, 32),
+    "rx50_g3_512@14": (512, 512, 3, 1, 14, 32),
+    "rx50_g3_1024@7": (1024, 1024, 3, 1, 7, 32),
+}
+FAMILIES = {"dense": LAYERS, "grouped": GROUPED_LAYERS}
+ALL_LAYERS = {**LAYERS, **GROUPED_LAYERS}
 
-def torch_layer(cin: int, cout: int, k: int, stride: int) -> "object":
+
+def torch_layer(cin: int, cout: int, k: int, stride: int, groups: int = 1) -> "object":
     import torch
 
     torch.manual_seed(0)
     if k == 0:
         return torch.nn.Sequential(torch.nn.Linear(cin, cout)).eval()
-    return torch.nn.Sequential(torch.nn.Conv2d(cin, cout, k, stride, k // 2, bias=True), torch.nn.ReLU()).eval()
+    conv = torch.nn.Conv2d(cin, cout, k, stride, k // 2, bias=True, groups=groups)
+    return torch.nn.Sequential(conv, torch.nn.ReLU()).eval()
 
 
 class OrtRunner:
@@ -154,13 +188,18 @@ def tvm_kernel(name: str, target: "object") -> tuple["object", tuple[int, ...], 
     from tvmprune.kernels.dense_conv2d import dense_conv2d
     from tvmprune.kernels.dense_linear import dense_linear
 
-    cin, cout, k, s, hw = LAYERS[name]
-    layer = torch_layer(cin, cout, k, s)
+    cin, cout, k, s, hw, *g = ALL_LAYERS[name]
+    groups = g[0] if g else 1
+    layer = torch_layer(cin, cout, k, s, groups)
     w, b = layer[0].weight.detach().numpy(), layer[0].bias.detach().numpy()
     if k == 0:
         return dense_linear(w, b, 1, None, target), (1, cin), layer
     p = k // 2
-    spec = ConvSpec(1, hw, hw, cin, cout, k, k, (s, s), (p, p, p, p), bias=True, activation="relu")
+    spec = ConvSpec(1, hw, hw, cin, cout, k, k, (s, s), (p, p, p, p), groups=groups, bias=True, activation="relu")
+    if 1 < groups < cin:
+        from tvmprune.kernels.grouped_conv2d import grouped_conv2d
+
+        return grouped_conv2d(spec, w, b, target), spec.in_shape, layer
     return dense_conv2d(spec, w, b, target), spec.in_shape, layer
 
 
@@ -179,7 +218,7 @@ def cpu_time_ms(calls: list, flops: int, rounds: int) -> list[float]:
 
 
 def bench_layer(name: str, target: "object", repeat: int, rounds: int, cpu_time: bool) -> dict[str, float]:
-    cin, _, k, _, hw = LAYERS[name]
+    cin, _, k, _, hw, *_ = ALL_LAYERS[name]
     inst, in_shape, layer = tvm_kernel(name, target)
     ort_shape = (1, cin) if k == 0 else (1, cin, hw, hw)
     runners = [KernelRunner(inst, in_shape, target), OrtRunner(layer, ort_shape)]
@@ -218,7 +257,9 @@ def main(argv: list[str] | None = None) -> int:
     from tvmprune.target import get_target
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--layers", nargs="*", default=list(LAYERS), help=f"subset of {', '.join(LAYERS)}")
+    ap.add_argument("--layers", nargs="*", default=None, help=f"subset of {', '.join(ALL_LAYERS)}")
+    ap.add_argument("--family", choices=sorted(FAMILIES), default="dense",
+                    help="which layer table --layers defaults to: dense convs / linears, or depthwise + grouped convs")
     ap.add_argument("--models", nargs="*", default=[], help="whole torchvision models, e.g. resnet18 resnet50")
     ap.add_argument("--size", type=int, default=224, help="model input size")
     ap.add_argument("--target", default="x86")
@@ -228,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="write the records here")
     a = ap.parse_args(argv)
     target = get_target(a.target)
-    recs = [bench_layer(n, target, a.repeat, a.rounds, a.cpu_time) for n in a.layers]
+    layers = a.layers if a.layers is not None else list(FAMILIES[a.family])
+    recs = [bench_layer(n, target, a.repeat, a.rounds, a.cpu_time) for n in layers]
     recs += [bench_model(m, target, a.size, a.repeat, a.rounds, a.cpu_time) for m in a.models]
     print(f"\n| {'layer / model':24s} | tvmprune ms | ORT ms | tvmprune/ORT |\n|---|---|---|---|")
     for r in recs:

@@ -42,7 +42,6 @@ from .conv_inputs import check_conv_arrays
 from .conv_stages import fused_output, pad_nhwc
 from .depthwise_conv2d import FAMILY as DEPTHWISE_FAMILY
 from .depthwise_conv2d import depthwise_conv2d
-from .depthwise_conv2d import schedule_output_tile as _schedule_direct  # noqa: F401  (grouped_conv2d's name)
 from .family import KernelFamily, Probe
 from .format import Format, LayerOp
 from .identity import symbol_name
