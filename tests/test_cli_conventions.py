@@ -168,7 +168,6 @@ def test_tune_json_is_the_report_and_quiet_prints_no_progress(tmp_path, capfd):
     assert rc == 0 and err == "" and "tuning " not in out and "apply with" in out
 
 
-@pytest.mark.slow  # times every probe kernel
 def test_calibrate_json(tmp_path, capfd, monkeypatch):
     monkeypatch.setenv("TVMPRUNE_CACHE_DIR", str(tmp_path))
     rc, out, err = _cli(capfd, "calibrate", "--json")
