@@ -2,6 +2,8 @@
 ShuffleNet's split / concat / shuffle, grouped convs; kept parameters, output shapes, and the
 pruned model compiled by tvmprune equal to PyTorch."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -189,3 +191,34 @@ def test_chunk_split_pieces():
     small, masked = filter_prune(m, g, keep), filter_mask(m, g, keep)
     with torch.no_grad():
         torch.testing.assert_close(small(X64), masked(X64), rtol=1e-4, atol=1e-5)
+
+
+# --- families at the bound of a per-layer rate ---------------------------------------------------
+# filter@0.3 removes 30% of every layer's output channels; only the classifier's 1000 outputs (the
+# model output) and the stem's 3 inputs (the model input) stay. A layer pruned on both sides keeps
+# 0.49 of its weights, the classifier 0.70: where it holds much of the model (mobilenet_v2: 36%,
+# mnasnet1_0: 29%, squeezenet1_0: 41% of the parameters) the whole cannot get under ~0.56.
+
+
+def _expected_keep(n: int, rate: float) -> set[int]:
+    return {n - int(n * rate), n - int(round(n * rate)), n - int(math.ceil(n * rate))}
+
+
+@pytest.mark.parametrize("spec", ["squeezenet1_0"] + [pytest.param(s, marks=pytest.mark.slow)
+                                                   for s in ("mobilenet_v2", "mnasnet1_0")])
+def test_filter_03_prunes_every_channel_axis_but_the_model_input_and_output(spec):
+    model, res = pruned(spec)
+    before, after = dict(model.named_modules()), dict(res.model.named_modules())
+    for r in res.layers:
+        w0, w1 = before[r.name].weight, after[r.name].weight
+        out_is_model_output = w0.shape[0] == 1000
+        assert w1.shape[0] == w0.shape[0] if out_is_model_output else w1.shape[0] in _expected_keep(w0.shape[0], 0.3), r
+        depthwise = w0.dim() == 4 and w0.shape[1] == 1
+        if w0.shape[1] != 3 and not depthwise:  # the stem reads the image; depthwise has one input each
+            assert w1.shape[1] < w0.shape[1], r
+    cls = next(w for n, w in model.named_parameters() if w.dim() >= 2 and w.shape[0] == 1000)
+    share = cls.numel() / n_params(model)
+    kept = n_params(res.model) / n_params(model)
+    assert kept <= 0.49 * (1 - share) + 0.70 * share + 0.02, (kept, share)
+    with torch.no_grad():
+        assert res.model(X64).shape == (1, 1000)

@@ -416,15 +416,20 @@ def test_sensitivity_scan():
 # ------------------------------------------------------------------------------------------
 # masks / fine-tuning
 # ------------------------------------------------------------------------------------------
-def test_finetune_keeps_masks(capsys):
+def test_finetune_keeps_masks(capsys, monkeypatch):
+    import sys
+
     m = load_model("tiny_cnn")
     x = torch.randn(16, 3, 16, 16)
     res = prune_model(m, "1x4@0.6", x[:1])
     before = {n: mods(res.model)[n].weight.detach().clone() for n in res.masks}
     loader = [(x[i:i + 4], torch.randint(0, 10, (4,))) for i in range(0, 16, 4)]
+    finetune(res.model, res.masks, loader, epochs=1, lr=0.05, progress=True)
+    assert capsys.readouterr().err == ""  # stderr is no terminal here: no bar
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
     model = finetune(res.model, res.masks, loader, epochs=2, lr=0.05, progress=True)
     err = capsys.readouterr().err
-    assert "epoch 2/2" in err and "4/4" in err
+    assert "fine-tune epoch 1/2" in err and "fine-tune epoch 2/2" in err and "/4 [" in err  # tqdm, 4 batches
     md = mods(model)
     changed = False
     for n, k in res.masks.items():
@@ -547,12 +552,13 @@ def _parse(argv):
 
 
 def test_cli_prune(tmp_path, capsys):
+    from tvmprune.console import run_command
     from tvmprune.prune.command import pattern_from_args, run_prune
 
     out = str(tmp_path / "pruned")
     args = _parse(["prune", "--model", "tiny_cnn", "--pattern", "1xN", "--n", "4", "--rate", "0.5",
                    "--input-shape", "1x3x16x16", "-o", out])
-    assert run_prune(args) == 0
+    assert run_command(run_prune, args) == 0
     text = capsys.readouterr().out
     assert "conv1" in text and "1x4@0.5" in text and "coupled" in text
     model, meta = load_pruned(out)

@@ -2,45 +2,44 @@
 
 Each sub-command has an ``_add_<name>`` (arguments) and a ``_run_<name>`` (action);
 ``prune``, ``tune`` and ``compare`` live next to their packages and are registered here.
-Errors a user can cause (:class:`tvmprune.errors.TvmpruneError`) are printed as one
-``error:`` line, without a traceback, and exit with status 2.
+Each runner returns a :class:`~tvmprune.console.CommandResult`; :func:`tvmprune.console.run_command`
+prints it as the mode of ``--quiet`` / ``--json`` says (the same on every command). Errors a user can
+cause (:class:`tvmprune.errors.TvmpruneError`) are printed as one ``error:`` line, without a
+traceback, and exit with status 2 (under ``--json`` also ``{"error": ...}`` on stdout).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any, Callable
 
+from .console import CommandResult, add_output_flags, run_command
 from .errors import TvmpruneError
 
 
 def _add_targets(sub: Any) -> Callable[[argparse.Namespace], int]:
     p = sub.add_parser("targets", help="list the named compilation targets")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    add_output_flags(p)
     return _run_targets
 
 
-def _run_targets(args: argparse.Namespace) -> int:
+def _run_targets(args: argparse.Namespace) -> CommandResult:
+    from .reports.tables import format_table
     from .target import list_targets
 
     ts = list_targets()
-    if args.json:
-        print(json.dumps([t.to_json() | {"description": t.description} for t in ts], indent=2))
-        return 0
-    from .reports.tables import format_table
 
     rows = [
         {"name": t.name, "lanes": t.vector_lanes, "cc": t.cross_compiler or "(host cc)", "desc": t.description,
          "llvm": f"{t.target_dict.get('mtriple')} {t.target_dict.get('mcpu')}"}
         for t in ts
     ]
-    print(format_table(rows, [("name", "target"), ("lanes", "fp32 lanes"), ("llvm", "LLVM triple / cpu"),
-                              ("cc", "linker"), ("desc", "description")]))
-    print("\nAny other CPU: pass a TVM target JSON, e.g. --target "
-          "'{\"kind\": \"llvm\", \"mtriple\": \"aarch64-linux-gnu\", \"mcpu\": \"cortex-a53\"}'")
-    return 0
+    text = format_table(rows, [("name", "target"), ("lanes", "fp32 lanes"), ("llvm", "LLVM triple / cpu"),
+                               ("cc", "linker"), ("desc", "description")])
+    text += ("\n\nAny other CPU: pass a TVM target JSON, e.g. --target "
+             "'{\"kind\": \"llvm\", \"mtriple\": \"aarch64-linux-gnu\", \"mcpu\": \"cortex-a53\"}'")
+    return CommandResult([t.to_json() | {"description": t.description} for t in ts], text)
 
 
 def _add_model_args(p: argparse.ArgumentParser, required_target: bool = True) -> None:
@@ -73,6 +72,7 @@ def _add_compile(sub: Any) -> Callable[[argparse.Namespace], int]:
     from .bundle.command import add_bundle_argument  # runtime bundles (tvmprune/bundle)
 
     add_bundle_argument(p)
+    add_output_flags(p)
     return _run_compile
 
 
@@ -84,7 +84,8 @@ def _schedule_source(args: argparse.Namespace, target: Any) -> Any:
                                log=print)
 
 
-def _run_compile(args: argparse.Namespace) -> int:
+def _run_compile(args: argparse.Namespace) -> CommandResult:
+    """Compile; the result: the directory written, the layer formats and (``--explain``) the plan."""
     from .compiler import compile_model, ensure_writable_dir
     from .model_request import resolve_model
     from .plan.planners import PLANNERS
@@ -102,24 +103,31 @@ def _run_compile(args: argparse.Namespace) -> int:
         model_spec=req.spec, pattern=req.pattern, extra_meta={"pruned_dir": req.pruned_dir},
         log=lambda s: print("  " + s),
     )
+    lines = []
     if args.explain:
         from .explain import explain_table, op_schedule_table
 
-        print(explain_table(cm.plans, target))
-        print(op_schedule_table(cm.op_schedules))
+        lines += [explain_table(cm.plans, target), op_schedule_table(cm.op_schedules)]
     out = cm.export(args.output)
     from .plan.layer import formats_summary
 
-    print(f"wrote {out}/model.so and {out}/meta.json  (layers: "
-          + ", ".join(f"{v} {k}" for k, v in formats_summary(cm.plans).items()) + ")")
+    formats = formats_summary(cm.plans)
+    lines.append(f"wrote {out}/model.so and {out}/meta.json  (layers: "
+                 + ", ".join(f"{v} {k}" for k, v in formats.items()) + ")")
     if not target.runs_on_host:
-        print(f"  cross-compiled with {target.cross_compiler}: copy {out} to the board and load it with "
-              "tvm.runtime.load_module + relax.VirtualMachine")
+        lines.append(f"  cross-compiled with {target.cross_compiler}: copy {out} to the board and load it with "
+                     "tvm.runtime.load_module + relax.VirtualMachine")
+    data = {"output": str(out), "model": req.spec, "pattern": req.pattern, "target": target.name,
+            "input_shape": list(req.input_shape), "formats": dict(formats)}
+    if args.explain:
+        data["layers"] = [pl.to_json() for pl in cm.plans]
     if args.bundle:  # runtime bundle: lib/ + bin/tvmprune-run (tvmprune/bundle)
         from .bundle.command import write_bundle_for_cli
 
-        write_bundle_for_cli(out, target)
-    return 0
+        print("\n".join(lines))  # the bundle takes minutes: show the compile result first
+        lines = [write_bundle_for_cli(out, target)]
+        data["bundle"] = True
+    return CommandResult(data, "\n".join(lines))
 
 
 def _add_bench(sub: Any) -> Callable[[argparse.Namespace], int]:
@@ -132,7 +140,7 @@ def _add_bench(sub: Any) -> Callable[[argparse.Namespace], int]:
                    help="also time the same weights in these engines, interleaved: comma list of pytorch, ort "
                         "(onnxruntime), openvino, deepsparse (install: bash scripts/install_peers.sh)")
     p.add_argument("--threads", type=int, default=None, help="threads of the other engines (default: TVM's)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_output_flags(p)
     return _run_bench
 
 
@@ -141,16 +149,19 @@ def _bench_engines(args: argparse.Namespace, lm: Any) -> tuple[list[Any], list[s
     import tempfile
 
     from .measure.side_by_side import EngineSet, engine_runners, parse_vs
+    from .frontend.model_file import model_file_kind
     from .model_request import torch_reference
 
     names = parse_vs(args.vs) + (["pytorch"] if args.vs_torch else [])
     if not names:
         return [], []
     es = EngineSet.find(list(dict.fromkeys(names)))
+    threads = args.threads or int(lm.meta.get("target", {}).get("target", {}).get("num-cores", 0)) or 1
+    if model_file_kind(str(lm.meta.get("model") or "")) == "onnx":  # no PyTorch form: the peers run the file
+        return _onnx_file_engines(es, lm, threads, args.warmup)
     ref = torch_reference(lm.meta | {"input_shape": list(lm.input_shape)})
     print(f"reference model: {'pruned model from ' + ref.pruned_dir if ref.pruned_dir else ref.spec} "
-          f"({ref.pattern})", file=sys.stderr)
-    threads = args.threads or int(lm.meta.get("target", {}).get("target", {}).get("num-cores", 0)) or 1
+          f"({ref.pattern})")  # a note: stderr under --json, nothing under --quiet
     import torch
 
     torch.set_num_threads(threads)
@@ -160,7 +171,27 @@ def _bench_engines(args: argparse.Namespace, lm: Any) -> tuple[list[Any], list[s
     return runners, notes + list(es.missing.values())
 
 
-def _run_bench(args: argparse.Namespace) -> int:
+def _onnx_file_engines(es: Any, lm: Any, threads: int, warmup: int) -> tuple[list[Any], list[str]]:
+    """``--vs`` runners of a module compiled from ``--model m.onnx``: the peers run that file."""
+    import os
+    import tempfile
+
+    from .errors import NoTorchReferenceError
+    from .measure.side_by_side import onnx_file_runners
+
+    path = str(lm.meta["model"])
+    if not os.path.isfile(path):
+        raise NoTorchReferenceError(f"no reference for --vs: this module was compiled from the ONNX file {path}, "
+                                    "which is gone; restore it, or run bench without --vs")
+    print(f"reference model: the ONNX file {path} (checked against this module's output)")
+    with tempfile.TemporaryDirectory(prefix="tvmprune_bench_") as d:
+        runners, notes = onnx_file_runners(es, path, str(lm.meta.get("pattern")), lm.input_shape, threads, d,
+                                           lm.run, warmup)
+    return runners, notes + list(es.missing.values())
+
+
+def _run_bench(args: argparse.Namespace) -> CommandResult:
+    """Time the module (and ``--vs`` engines, interleaved); the result: one row per runtime."""
     from .compiler import load_compiled
     from .measure.runners import TvmRunner, time_interleaved
     from .reports.tables import format_table
@@ -184,18 +215,14 @@ def _run_bench(args: argparse.Namespace) -> int:
             row["best_engine_over_this"] = best["median_ms"] / row["median_ms"]
             if any(r["runtime"] == "pytorch" for r in rows):
                 row["speedup_vs_torch"] = next(r for r in rows if r["runtime"] == "pytorch")["median_ms"] / row["median_ms"]
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
     cols = [("runtime", "runtime"), ("model", "model"), ("pattern", "pattern"), ("median_ms", "median ms"),
             ("spread_ms", "IQR ms"), ("min_ms", "min ms"), ("max_ms", "max ms"), ("repeats", "runs")]
     if others:
         cols += [("speedup_vs_torch", "x vs torch")] if "speedup_vs_torch" in rows[0] else []
         cols.append(("best_engine_over_this", "best other engine ÷ this"))
-    print(format_table(rows, cols))
     for n in notes:
         print(f"note: {n}")
-    return 0
+    return CommandResult(rows, format_table(rows, cols))
 
 
 def _add_calibrate(sub: Any) -> Callable[[argparse.Namespace], int]:
@@ -206,10 +233,12 @@ def _add_calibrate(sub: Any) -> Callable[[argparse.Namespace], int]:
                    help="measure on a board registered at this RPC tracker (any target, ARM included)")
     p.add_argument("--key", default=None, help="device key of the board at the tracker")
     p.add_argument("--rpc-timeout", type=float, default=60.0, metavar="SEC", help="bound on every network wait")
+    add_output_flags(p)
     return _run_calibrate
 
 
-def _run_calibrate(args: argparse.Namespace) -> int:
+def _run_calibrate(args: argparse.Namespace) -> CommandResult:
+    """Calibrate; the result: the measured parameters (next to the built-in ones)."""
     from .plan.calibrate import calibrate
     from .plan.roofline import DEFAULT_PARAMS
     from .target import get_target
@@ -230,9 +259,10 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     where = f"board {args.key}" if remote else "this machine"
     print(f"calibrating the performance model for {t.name} on {where} (dense, 1x{t.vector_lanes} and CSR probe layers)")
     prm = calibrate(t, density=args.density, log=print, remote=remote)
-    for k, v in DEFAULT_PARAMS.items():
-        print(f"  {k:18s} {getattr(prm, k):7.3f}   (built-in {v})")
-    return 0
+    data = {"target": t.name, "where": where, "params": {k: getattr(prm, k) for k in DEFAULT_PARAMS},
+            "builtin": dict(DEFAULT_PARAMS)}
+    return CommandResult(data, "\n".join(f"  {k:18s} {getattr(prm, k):7.3f}   (built-in {v})"
+                                          for k, v in DEFAULT_PARAMS.items()))
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Namespace], int]]]:
@@ -282,14 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 1
-    try:
-        return int(runners[args.command](args) or 0)
-    except TvmpruneError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_command(runners[args.command], args)
 
 
 if __name__ == "__main__":

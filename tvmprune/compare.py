@@ -31,12 +31,12 @@ import json
 import os
 import platform
 import socket
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
+from .console import CommandResult, add_output_flags, progress, progress_enabled
 from .errors import PruneConfigError, RPCConnectionError, TvmpruneError
 from .tune.measure import call_with_timeout, parse_hostport
 from .plan.layer import formats_summary
@@ -55,7 +55,7 @@ CSV_COLUMNS = (
 
 # --------------------------------------------------------------------------- arguments
 
-def add_compare_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
+def add_compare_parser(sub: Any) -> Callable[[argparse.Namespace], CommandResult]:
     """Register ``tvmprune compare``; returns its runner."""
     p = sub.add_parser(
         "compare", help="prune, compile and time several pruning patterns side by side (with accuracy)",
@@ -100,6 +100,7 @@ def add_compare_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
     p.add_argument("--seed", type=int, default=0, help="seed for model init, data split and training")
     p.add_argument("-o", "--output", default="results", help="output directory (default results/)")
     p.add_argument("--no-plot", action="store_true", help="do not write compare.png")
+    add_output_flags(p)
     return run
 
 
@@ -417,7 +418,7 @@ def _prune_and_evaluate(job: _Job, model: Any, pat: Any, ds: Any, example: Any, 
     else:
         job.say(f"{tag}: pruning")
         res = prune_model(model, pat, example, data=ds.train if ds is not None else None, target=job.target,
-                          progress=sys.stderr.isatty())
+                          progress=progress_enabled())
         pruned, masks = res.model, res.masks
     acc_before = None
     if ds is not None:
@@ -428,10 +429,10 @@ def _prune_and_evaluate(job: _Job, model: Any, pat: Any, ds: Any, example: Any, 
                 from .prune.guided import guided_finetune
 
                 guided_finetune(res, ds.train, epochs=args.finetune_epochs, lr=args.finetune_lr,
-                                progress=sys.stderr.isatty())
+                                progress=progress_enabled())
             else:
                 finetune(pruned, masks, ds.train, epochs=args.finetune_epochs, lr=args.finetune_lr,
-                         progress=sys.stderr.isatty())
+                         progress=progress_enabled())
         job.say(f"{tag}: evaluating")
         row["accuracy"] = evaluate(pruned, ds.val)
     else:
@@ -584,7 +585,8 @@ def _report(job: _Job, ctx: dict[str, Any], rows: list[dict[str, Any]], t_start:
     }
 
 
-def _write_outputs(job: _Job, report: dict[str, Any], rows: list[dict[str, Any]], t_start: float) -> None:
+def _write_outputs(job: _Job, report: dict[str, Any], rows: list[dict[str, Any]], t_start: float) -> str:
+    """Write compare.json / .csv / .png; returns the result text (table, notes, files written)."""
     from .plot import plot_compare
     from .reports.tables import format_table
 
@@ -595,16 +597,16 @@ def _write_outputs(job: _Job, report: dict[str, Any], rows: list[dict[str, Any]]
     if not job.args.no_plot:
         plot_compare(report, out / PNG_FILE)
         wrote.append(PNG_FILE)
-    print()
     vs = any(r.get("best_engine") for r in rows)
-    print(format_table(table_rows(rows), [c for c in TABLE_COLUMNS if vs or c[0] not in ("best_engine", "vs_best")]))
-    for nt in job.notes:
-        print(f"note: {nt}")
-    print(f"\nwrote {', '.join(str(out / w) for w in wrote)} ({time.time() - t_start:.0f} s)")
+    lines = ["", format_table(table_rows(rows), [c for c in TABLE_COLUMNS if vs or c[0] not in ("best_engine", "vs_best")])]
+    lines += [f"note: {nt}" for nt in job.notes]
+    lines.append(f"\nwrote {', '.join(str(out / w) for w in wrote)} ({time.time() - t_start:.0f} s)")
+    return "\n".join(lines)
 
 
-def run(args: argparse.Namespace) -> int:
-    """``tvmprune compare``: every pattern pruned, compiled, timed (see the module docstring)."""
+def run(args: argparse.Namespace) -> CommandResult:
+    """``tvmprune compare``: every pattern pruned, compiled, timed (see the module docstring);
+    the result is the report written to compare.json."""
     import torch
 
     from .compiler import ensure_writable_dir
@@ -622,12 +624,12 @@ def run(args: argparse.Namespace) -> int:
     ctx = {"spec": spec, "shape": shape, "ds": ds, "train_epochs": train_epochs, "example": torch.zeros(shape),
            "dense_counts": count_model(model, shape)}
     rows = [_run_pattern(job, model, pat, ctx, f"[{i}/{len(patterns)}] {pat.label}")
-            for i, pat in enumerate(patterns, 1)]
+            for i, pat in enumerate(progress(patterns, desc="patterns", unit="pattern"), 1)]
     _time_interleaved(job)
     job.workdir.cleanup()  # the --vs engines' ONNX exports
     _speedups(job, rows)
-    _write_outputs(job, _report(job, ctx, rows, t_start), rows, t_start)
-    return 0
+    report = _report(job, ctx, rows, t_start)
+    return CommandResult(report, _write_outputs(job, report, rows, t_start))
 
 
 TABLE_COLUMNS = [("pattern", "pattern"), ("formats", "layer formats"), ("params", "params nz/total"),

@@ -186,8 +186,10 @@ def train(model: torch.nn.Module, loader: Iterable, epochs: int, lr: float = 3e-
     except TypeError:
         steps = 0
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1)) if steps else None
+    from .console import progress
+
     loss_fn = torch.nn.CrossEntropyLoss()
-    for ep in range(epochs):
+    for ep in progress(range(epochs), desc="training", unit="epoch"):
         model.train()
         tot, n = 0.0, 0
         for batch in loader:

@@ -10,7 +10,7 @@ file: ``model.onnx`` / ``program.pt2`` (compiled as they are, see :mod:`.fronten
 from __future__ import annotations
 
 import os
-import sys
+from .console import progress_enabled
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,7 +92,7 @@ def resolve_model(
         if pat.kind == "dense":
             return ModelRequest(net, model, shape, "dense")
         result = prune_model(net, pat, torch.zeros(shape), data=training_data(dataset, shape), target=target,
-                             progress=sys.stderr.isatty())
+                             progress=progress_enabled())
         return ModelRequest(result.model.eval(), model, shape, pat.label)
     return ModelRequest(net, model, shape, "dense")
 

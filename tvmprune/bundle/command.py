@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any, Callable
 
+from ..console import CommandResult, add_output_flags
 from ..target import NamedTarget
 
 
@@ -16,17 +16,19 @@ def add_bundle_argument(p: argparse.ArgumentParser) -> None:
                         "directory runs on a board with no TVM or Python (builds the runtime once, a few minutes)")
 
 
-def write_bundle_for_cli(out_dir: Any, target: NamedTarget) -> None:
-    """Add the bundle to a compiled directory and print what to copy and run."""
+def write_bundle_for_cli(out_dir: Any, target: NamedTarget) -> str:
+    """Add the bundle to a compiled directory (progress printed); returns what to copy and run."""
     from .bundle import write_bundle
 
     entry = write_bundle(out_dir, target, log=lambda s: print("  " + s))
-    print(f"wrote the {entry['triple']} runtime bundle: {', '.join(entry['files'])} "
-          f"({entry['bytes'] / 1e6:.1f} MB with model.so)")
-    print(f"  on the board: copy {out_dir}/ and run {out_dir}/bin/tvmprune-run {out_dir}/model.so "
-          "--input x.npy --output y.npy")
+    lines = [f"wrote the {entry['triple']} runtime bundle: {', '.join(entry['files'])} "
+             f"({entry['bytes'] / 1e6:.1f} MB with model.so)",
+             f"  on the board: copy {out_dir}/ and run {out_dir}/bin/tvmprune-run {out_dir}/model.so "
+             "--input x.npy --output y.npy"]
     if not target.runs_on_host:
-        print(f"  here: tvmprune run {out_dir} --input x.npy --output y.npy --emulate   (qemu; timings mean nothing)")
+        lines.append(f"  here: tvmprune run {out_dir} --input x.npy --output y.npy --emulate   "
+                     "(qemu; timings mean nothing)")
+    return "\n".join(lines)
 
 
 def add_run_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
@@ -40,25 +42,23 @@ def add_run_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
                    help="for this machine's architecture: use the bundle's bin/tvmprune-run, not TVM's Python runtime")
     p.add_argument("--repeat", type=int, default=None, help="timed runs after one warm-up (default 10; 3 emulated)")
     p.add_argument("--threads", type=int, default=None, help="TVM threads of tvmprune-run (default: its own)")
-    p.add_argument("--json", action="store_true", help="print only the latency JSON")
+    add_output_flags(p)
     return run_run
 
 
-def run_run(args: argparse.Namespace) -> int:
+def run_run(args: argparse.Namespace) -> CommandResult:
+    """Run the module on the input; the result: the latency JSON (``--json``) or two lines."""
     from .run import run_module_dir
 
     repeat = args.repeat if args.repeat is not None else (3 if args.emulate else 10)
     res = run_module_dir(args.module_dir, args.input, args.output, emulate=args.emulate,
                          bundle_runner=args.bundle_runner, repeat=repeat, threads=args.threads)
-    if args.json:
-        print(json.dumps(res.latency))
-        return 0
     how = {"python": "TVM's Python runtime", "bundle": "bin/tvmprune-run",
            "qemu": "bin/tvmprune-run under " + " ".join((res.command or [])[:3])}[res.how]
     lat = res.latency
-    print(f"ran {args.module_dir} with {how}: input {lat.get('input_shape')}, output {lat.get('output_shape')}"
-          + (f" -> {args.output}" if args.output else ""))
-    print(f"  median {lat['median_ms']:.3f} ms, spread (IQR) {lat['spread_ms']:.3f} ms over {lat['repeats']} runs")
+    lines = [f"ran {args.module_dir} with {how}: input {lat.get('input_shape')}, output {lat.get('output_shape')}"
+             + (f" -> {args.output}" if args.output else ""),
+             f"  median {lat['median_ms']:.3f} ms, spread (IQR) {lat['spread_ms']:.3f} ms over {lat['repeats']} runs"]
     if res.emulated:
-        print("  EMULATED: these timings mean nothing about the board; use them only to see that it runs")
-    return 0
+        lines.append("  EMULATED: these timings mean nothing about the board; use them only to see that it runs")
+    return CommandResult(res.latency, "\n".join(lines))

@@ -66,8 +66,10 @@ def time_family(fam: KernelFamily, spec: ConvSpec, weight: np.ndarray, n: int, t
 
 def _measure(target: NamedTarget, density: float, rng: np.random.Generator,
              say: Callable[[str], None], remote: Any = None) -> dict[str, dict[str, float]]:
+    from ..console import progress
+
     meas: dict[str, dict[str, float]] = {}
-    for key, spec in PROBE_LAYERS.items():
+    for key, spec in progress(PROBE_LAYERS.items(), total=len(PROBE_LAYERS), desc="probe layers", unit="layer"):
         m: dict[str, float] = {}
         parts = []
         for fam in probe_families():

@@ -50,7 +50,10 @@ def plan(lowered: LoweredModel, target: "NamedTarget | str", planner: Planner | 
 
     t = get_target(target)
     t0 = time.time()
-    plans = [plan_layer(m, t, planner or choose_format) for m in lowered.layers]
+    from ..console import progress
+
+    plans = [plan_layer(m, t, planner or choose_format)
+             for m in progress(lowered.layers, desc="planning layers", unit="layer")]
     if log:
         log(f"planned {len(plans)} conv/linear layers, {sum(p.kernel is not None for p in plans)} kernels "
             f"({time.time() - t0:.1f} s)")

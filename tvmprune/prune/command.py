@@ -10,11 +10,11 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import torch
 
+from ..console import CommandResult, add_output_flags
 from ..errors import PruneConfigError
 from .criteria import BLOCK_SIZES, check_block_size
 from .pattern import PrunePattern, parse_pattern
@@ -53,7 +53,7 @@ def add_prune_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--target", default="x86",
                    help="compile target whose performance model +guided patterns follow (default x86, the host)")
     p.add_argument("-o", "--output", default=None, help="output directory (default: print only, save nothing)")
-    p.add_argument("--quiet", action="store_true", help="print only the summary, not the per-layer table")
+    add_output_flags(p)  # --quiet: the summary lines only, not the per-layer table
     p.set_defaults(func=run_prune, command="prune")
     return p
 
@@ -100,7 +100,18 @@ def pattern_from_args(args) -> PrunePattern:
     return pat.with_options(*extra) if extra else pat
 
 
-def run_prune(args) -> int:
+def _prune_data(result, model, shape, spec: str, output: str | None) -> dict:
+    """``--json`` result of ``prune``: pattern, parameter counts, per-layer report, files written."""
+    return {"model": spec, "pattern": result.config["pattern"], "input_shape": list(shape),
+            "params": sum(p.numel() for p in result.model.parameters()),
+            "params_before": sum(p.numel() for p in model.parameters()),
+            "layers": [r.to_dict() for r in result.layers],
+            "coupled_groups": result.config.get("coupled_groups", []), "output": output}
+
+
+def run_prune(args) -> CommandResult:
+    """Prune; progress and the per-layer table are printed, the summary lines are the result."""
+    from ..console import progress_enabled
     from ..frontend.model_source import check_input_shape, load_model, parse_input_shape
     from . import format_layer_table, format_summary, prune_model, save_pruned
 
@@ -113,44 +124,38 @@ def run_prune(args) -> int:
     model = load_model(args.model)
     check_input_shape(model, shape)
     result = prune_model(model, pat, torch.zeros(shape), data=training_data(dataset, shape),
-                         target=getattr(args, "target", None), progress=sys.stderr.isatty())
+                         target=getattr(args, "target", None), progress=progress_enabled())
     dt = time.time() - t0
-    if not getattr(args, "quiet", False):
-        print(format_layer_table(result.layers))
-        print()
-        if getattr(result, "plan", None) is not None:  # +guided: bounds, chosen density, predicted speedup
-            from .guided import format_plan_table
+    print(format_layer_table(result.layers))
+    print()
+    if getattr(result, "plan", None) is not None:  # +guided: bounds, chosen density, predicted speedup
+        from .guided import format_plan_table
 
-            print(format_plan_table(result.plan))
-            print()
-    print(format_summary(result, model))
+        print(format_plan_table(result.plan))
+        print()
     groups = result.config.get("coupled_groups", [])
-    if groups and not getattr(args, "quiet", False):
+    if groups:
         print("coupled channel groups (residual adds):")
         for g in groups:
             print(f"  {len(g)} producers: {', '.join(g)}")
+    lines = [format_summary(result, model)]
     if args.output:
         save_pruned(result, args.output, args.model, shape)
-        print(f"wrote {args.output}/weights.safetensors and {args.output}/pruning.json ({dt:.1f}s)")
+        lines.append(f"wrote {args.output}/weights.safetensors and {args.output}/pruning.json ({dt:.1f}s)")
     else:
-        print(f"pruned in {dt:.1f}s (nothing saved; use -o DIR)")
-    return 0
+        lines.append(f"pruned in {dt:.1f}s (nothing saved; use -o DIR)")
+    data = _prune_data(result, model, shape, args.model, args.output) | {"seconds": round(dt, 2)}
+    return CommandResult(data, "\n".join(lines))
 
 
 def main(argv=None) -> int:  # pragma: no cover - convenience: python -m tvmprune.prune.command
-    import sys
-
-    from ..errors import TvmpruneError
-
     parser = argparse.ArgumentParser(prog="tvmprune")
     sub = parser.add_subparsers(dest="command", required=True)
     add_prune_parser(sub)
     args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except TvmpruneError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    from ..console import run_command
+
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,44 +1,18 @@
-"""Masked fine-tuning with a dependency-free text progress bar."""
+"""Masked fine-tuning (a tqdm bar per epoch on stderr, where :mod:`tvmprune.console` allows one)."""
 
 from __future__ import annotations
 
-import sys
-import time
 from typing import Callable, Iterable
 
 import torch
 from torch import nn
 
+from ..console import progress as progress_bar
+from ..console import progress_enabled
 from ..errors import PruneConfigError
 from .masks import apply_masks, attach_masks, detach_masks
 
-__all__ = ["finetune", "ProgressBar"]
-
-
-class ProgressBar:
-    """``epoch 1/3 [#########.........] 45/100 loss 0.1234 12.3s`` on one line (``\\r``)."""
-
-    def __init__(self, total: int | None, prefix: str = "", width: int = 30, stream=None, enabled: bool = True):
-        self.total, self.prefix, self.width = total, prefix, width
-        self.stream = stream or sys.stderr
-        self.enabled = enabled
-        self.t0 = time.time()
-
-    def update(self, done: int, suffix: str = "") -> None:
-        if not self.enabled:
-            return
-        if self.total:
-            fill = int(self.width * min(done, self.total) / self.total)
-            bar = "[" + "#" * fill + "." * (self.width - fill) + f"] {done}/{self.total}"
-        else:
-            bar = f"{done} steps"
-        self.stream.write(f"\r{self.prefix} {bar} {suffix} {time.time() - self.t0:.1f}s")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\n")
-            self.stream.flush()
+__all__ = ["finetune"]
 
 
 def finetune(model: nn.Module, masks: dict[str, torch.Tensor] | None, loader: Iterable, epochs: int = 1,
@@ -70,9 +44,10 @@ def finetune(model: nn.Module, masks: dict[str, torch.Tensor] | None, loader: It
     model.train()
     try:
         for ep in range(epochs):
-            bar = ProgressBar(total, f"epoch {ep + 1}/{epochs}", enabled=progress)
+            bar = progress_bar(loader, total=total, desc=f"fine-tune epoch {ep + 1}/{epochs}", unit="batch",
+                               disable=not (progress and progress_enabled()), delay=0)
             run_loss, n = 0.0, 0
-            for i, batch in enumerate(loader):
+            for batch in bar:
                 x, y = batch[0], batch[1]
                 opt.zero_grad()
                 loss = loss_fn(model(x), y)
@@ -83,7 +58,7 @@ def finetune(model: nn.Module, masks: dict[str, torch.Tensor] | None, loader: It
                 apply_masks(model, masks)
                 run_loss += float(loss.detach())
                 n += 1
-                bar.update(i + 1, f"loss {run_loss / n:.4f}")
+                bar.set_postfix(loss=f"{run_loss / n:.4f}", refresh=False)
             bar.close()
     finally:
         detach_masks(model)

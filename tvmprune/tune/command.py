@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from ..console import CommandResult, add_output_flags
+
 
 def add_tune_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
     p = sub.add_parser(
@@ -64,6 +66,7 @@ def add_tune_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
                    help="tune only the sparse kernels (1xN, CSR, interspace), as before every kernel was a task; "
                         "dense / depthwise / grouped / linear layers keep their default schedules")
     p.add_argument("--seed", type=int, default=0)
+    add_output_flags(p)
     return run_tune
 
 
@@ -108,7 +111,8 @@ def _summary(args: argparse.Namespace, req: Any, target: Any, report: Any) -> di
             "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
-def run_tune(args: argparse.Namespace) -> int:
+def run_tune(args: argparse.Namespace) -> CommandResult:
+    """Tune; progress is printed, the result is the report (also written to LOG/report.json)."""
     from ..errors import TuningError
     from ..model_request import resolve_model
     from ..target import get_target
@@ -120,8 +124,8 @@ def run_tune(args: argparse.Namespace) -> int:
 
     t0 = time.time()
     deadline = t0 + args.time_budget if args.time_budget else None
-    quiet = bool(getattr(args, "quiet", False))
-    say = (lambda s: None) if quiet else print
+    quiet = bool(getattr(args, "quiet", False) or getattr(args, "json", False))  # the tuner: no bar, no per-task lines
+    say = (lambda s: None) if getattr(args, "quiet", False) else print  # under --json: to stderr (tvmprune.console)
     if args.trials <= 0:
         raise TuningError("--trials must be positive")
     target = get_target(args.target)
@@ -158,9 +162,7 @@ def run_tune(args: argparse.Namespace) -> int:
             except Exception as e:  # noqa: BLE001 - the tuning itself succeeded
                 print(f"  warning: end-to-end timing failed: {str(e).strip().splitlines()[-1]}")
     report.wall_s = time.time() - t0
-    (log_dir / "report.json").write_text(json.dumps(_summary(args, req, target, report), indent=1), encoding="utf-8")
-    if not quiet:
-        print()
-        print(format_report(report))
-        print(f"\napply with: tvmprune compile ... --target {args.target} --tuning-log {log_dir}")
-    return 0
+    summary = _summary(args, req, target, report)
+    (log_dir / "report.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    text = f"\n{format_report(report)}\n\napply with: tvmprune compile ... --target {args.target} --tuning-log {log_dir}"
+    return CommandResult(summary | {"log": str(log_dir)}, text)

@@ -61,6 +61,8 @@ def train_gates(model: nn.Module, gates: ChannelGates, cost: CostModel, train_lo
     """
     from tqdm import tqdm
 
+    from ...console import progress_enabled
+
     torch.manual_seed(cfg.seed)
     w_opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     g_opt = torch.optim.Adam(gates.parameters(), lr=cfg.gate_lr)
@@ -75,7 +77,7 @@ def train_gates(model: nn.Module, gates: ChannelGates, cost: CostModel, train_lo
     except TypeError:
         per_epoch = None
     bar = tqdm(total=cfg.max_epochs, desc=f"gator gates -> cost {cfg.ratio:g} ({cost.kind})", unit="epoch",
-               disable=not (cfg.progress and sys.stderr.isatty()))
+               disable=not (cfg.progress and progress_enabled()), file=sys.stderr)
     model.train()
     gates.train()
     with attach_gates(model, gates):
