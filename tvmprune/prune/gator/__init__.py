@@ -178,6 +178,7 @@ def apply_gator(model: nn.Module, graph: DependencyGraph, opts: GatorOptions, ex
                                                                     progress))
     quantum = channel_quantum(opts.cost, target)
     gates.quantize(quantum)
+    gates.even_strata(quantum)  # grouped convs: the same number of channels in each group
     keep, dead = gate_keep_indices(gates)
     small = slice_by_gates(model, graph, keep, dead)
     if opts.finetune_epochs:
