@@ -47,6 +47,14 @@ LAYERS = {
         ("res50_l1_1x1_out", 64, 256, 56, 1, 1),
         ("res50_l3_1x1_in", 1024, 256, 14, 1, 1),
         ("res50_l3_1x1_out", 256, 1024, 14, 1, 1),
+        ("res50_l4_1x1_in", 2048, 512, 7, 1, 1),
+    ],
+    "resnet18": [
+        ("res18_l1_3x3", 64, 64, 56, 3, 1),
+        ("res18_l2_3x3", 128, 128, 28, 3, 1),
+        ("res18_l3_3x3", 256, 256, 14, 3, 1),
+        ("res18_l4_3x3", 512, 512, 7, 3, 1),
+        ("res18_l4_3x3_s2", 256, 512, 14, 3, 2),
     ],
     "mobilenet_v2": [
         ("mbv2_b2_project", 96, 24, 56, 1, 1),
@@ -54,6 +62,8 @@ LAYERS = {
         ("mbv2_b6_expand", 32, 192, 28, 1, 1),
         ("mbv2_b13_expand", 96, 576, 14, 1, 1),
         ("mbv2_b13_project", 576, 160, 7, 1, 1),
+        ("mbv2_b16_expand", 160, 960, 7, 1, 1),
+        ("mbv2_b16_project", 960, 320, 7, 1, 1),
     ],
     "vgg16": [
         ("vgg16_conv2_1", 64, 128, 112, 3, 1),
@@ -72,6 +82,10 @@ LAYERS = {
 QUICK_LAYERS = ["res50_l1_3x3", "res50_l3_3x3", "res50_l3_1x1_in", "mbv2_b13_expand"]
 # Park et al. (ICLR 2017), CaffeNet after guided pruning (GESL): conv2-5 sparsity 85.6 / 93.1 / 91.8 / 88.5 %
 PARK_DENSITIES = {"alexnet_conv2": 0.144, "alexnet_conv3": 0.069, "alexnet_conv4": 0.082, "alexnet_conv5": 0.115}
+
+
+# kernel names that force one form of the 1xN-spatial conv (``1xN-spatial`` picks by shape)
+SPATIAL_FORMS = {"1xN-spatial-rows": False, "1xN-spatial-flat": True}
 
 
 def make_spec(cin, cout, hw, k, stride) -> ConvSpec:
@@ -94,6 +108,10 @@ def build_layer_kernel(fmt: str, spec: ConvSpec, weight: np.ndarray, n: int, tar
     from tvmprune.kernels.registry import family
     from tvmprune.plan.layer import LayerInfo
 
+    if fmt in SPATIAL_FORMS:  # one form of the 1xN-spatial conv, forced
+        from tvmprune.kernels.block_direct_conv2d import block_direct_sparse_conv2d
+
+        return block_direct_sparse_conv2d(spec, weight, None, n, target, flat=SPATIAL_FORMS[fmt])
     info = LayerInfo(0, "bench", LayerOp.CONV2D, weight, spec=spec)
     return family(Format(fmt), LayerOp.CONV2D).build(info, n, target)
 
@@ -181,7 +199,8 @@ def bench_layer(layer, densities, kernels, ns, target, args, rng, number, repeat
             print(f"note: no ONNX Runtime reference for {name}: {e}")
     records = []
     for d in densities:
-        for kind, n in [(kd, n) for n in ns for kd in ("1xN", "1xN-spatial") if kd in kernels] + \
+        for kind, n in [(kd, n) for n in ns for kd in ("1xN", "1xN-spatial", *SPATIAL_FORMS) if kd in kernels
+                        and (SPATIAL_FORMS.get(kd) is not True or stride == 1)] + \
                 [("csr", 1)] * ("csr" in kernels):
             inst = build_layer_kernel(kind, spec, sparse_weight(spec, d, n, rng), n, target)
             lib = compile_kernel(inst, target)
@@ -224,7 +243,8 @@ def main(argv=None) -> int:
     ap.add_argument("--layers", default="", help="comma-separated layer names (default: all)")
     ap.add_argument("--no-csr", action="store_true")
     ap.add_argument("--kernels", default="1xN,1xN-spatial,csr",
-                    help="comma-separated kernels to time: 1xN, 1xN-spatial, csr")
+                    help="comma-separated kernels to time: 1xN, 1xN-spatial (or one of its forms: "
+                         "1xN-spatial-rows, 1xN-spatial-flat), csr")
     ap.add_argument("--park", action="store_true",
                     help="AlexNet conv2-5 at the densities of Park et al.'s guided pruning, CSR vs the best dense")
     ap.add_argument("--no-ort", action="store_true", help="do not time the dense layer in ONNX Runtime")

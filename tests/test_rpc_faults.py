@@ -436,3 +436,20 @@ def test_two_boards_one_killed_the_run_completes_on_the_other(tmp_path, rig):
     assert "2 server(s)" in tune.out.read_text()
     assert _assert_database_ok(tmp_path / "log") >= 8
     _assert_clean_console(tune)
+
+
+@pytest.mark.slow
+def test_two_boards_on_one_tracker_both_measure(tmp_path, rig):
+    """Two loopback servers under one key: the pool measures on both (``logs/rpc.log`` names the
+    board of every measurement) and the console says how many candidates run at once."""
+    import re
+
+    tune = rig.tune_with_records(("s1", "s2"), 12)
+    rc, _ = tune.wait_exit(600)
+    assert rc == 0, tune.text()
+    assert "2 candidate(s) measured at once" in tune.out.read_text(), tune.text()
+    rpc_log = (tmp_path / "log" / "logs" / "rpc.log").read_text()
+    boards = set(re.findall(r"on board (\S+)", rpc_log))
+    assert len(boards) == 2, rpc_log
+    _assert_clean_console(tune)
+    assert _assert_database_ok(tmp_path / "log") >= 2

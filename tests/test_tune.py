@@ -212,8 +212,12 @@ def test_tune_sparse_1xn_kernel(tmp_path):
     other, w2, b2 = _sparse_task(9)
     assert other.shash() != task.shash()
     m = json.loads((tmp_path / dbm.MANIFEST_FILE).read_text())
+    for e in m["tasks"].values():  # a record that lost to its default is not used for another sparsity
+        e["tuned_s"], e["speedup"] = None, 0.9
+    (tmp_path / dbm.MANIFEST_FILE).write_text(json.dumps(m))
+    assert schedule_source_for(tmp_path, X86, use_shipped=False, log=None)(other.kernel, X86) is None
     for e in m["tasks"].values():
-        e["tuned_s"] = None  # use the record even if it measured slower on a busy machine
+        e["speedup"] = 1.5  # as if it had beaten the default when tuned (a busy machine may say otherwise)
     (tmp_path / dbm.MANIFEST_FILE).write_text(json.dumps(m))
     src = schedule_source_for(tmp_path, X86, use_shipped=False, log=None)
     func = src(other.kernel, X86)
@@ -310,6 +314,17 @@ def test_shipped_schedules_are_found_and_small():
     msgs: list[str] = []
     assert schedule_source_for(None, "x86-avx512", use_shipped=True, log=msgs.append) is not None
     assert any("shipped" in m for m in msgs)
+
+
+def test_shipped_avx2_schedules_record_their_gain():
+    from tvmprune.tune.apply import recorded_speedup, shipped_dir
+
+    d = shipped_dir("x86-avx2")
+    assert d.name == "x86-avx2" and (d / dbm.RECORD_FILE).is_file(), "schedules/x86-avx2 ships no records"
+    contents = dbm.read_log(d)
+    assert not contents.bad_lines and len(contents.records) >= 1
+    entries = dbm.read_manifest(d)["tasks"].values()
+    assert entries and all((recorded_speedup(e) or 0) >= 1.02 and e["family"] for e in entries)
 
 
 # ----------------------------------------------------------------------------------------

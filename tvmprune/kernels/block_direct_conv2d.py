@@ -45,13 +45,17 @@ from .channel_major import (
     channel_major_geometry,
     channel_major_input,
     channel_major_offsets,
+    flat_geometry,
+    prefers_flat_pixels,
     schedule_channel_major_input,
 )
+from .flat_block_direct_conv2d import FlatBlockDirectSchedule, flat_block_direct_compute
 from .formats import kernel_arrays, matrix_to_bsr
 from .conv_inputs import bias_array, check_conv
 from .placeholders import sparse_conv_kernel, sparse_conv_placeholders
 from .sparse_loops import SPARSE_ROW_ANN, shrink_sparse_loops
 from .target_params import n_vector_registers, resolve_target
+from .sparse_space import factor, row_split, unroll
 from .tiling import parallel_chunks, pick_tile
 
 if TYPE_CHECKING:
@@ -93,8 +97,11 @@ def _block_direct_compute(spec: ConvSpec, bufs: tuple, n: int, n_block_rows: int
 @dataclass(frozen=True)
 class _BlockDirectSchedule:
     """Schedules of the 1xN-spatial conv: a tile of ``rows`` output rows x ``n`` channels x
-    ``width`` output pixels (whole vectors) per block row, parallel over (batch, row tiles, block
-    row chunks)."""
+    ``vecs`` vectors of output pixels per block row (``rows * n * vecs`` accumulator registers);
+    the block-row loop split ``[parallel chunks, outside the pixel tiles, inside]``
+    (:func:`.sparse_space.row_split`), the parallel loop fusing (batch, row tiles, chunks).
+    The default (register tile of :func:`_register_tile`, about 4 tasks per core, full explicit
+    unroll) is one point of the space (see :mod:`.sparse_space`)."""
 
     spec: ConvSpec
     n: int
@@ -104,92 +111,103 @@ class _BlockDirectSchedule:
     budget: int  # vector registers for accumulators
     rows: int
     width: int
+    owp: int
 
     @classmethod
     def for_target(cls, spec: ConvSpec, n: int, n_block_rows: int, owp: int,
                    t: "NamedTarget") -> "_BlockDirectSchedule":
         budget = n_vector_registers(t) * 3 // 4
         rows, width = _register_tile(n, t.vector_lanes, owp, spec.out_h, budget)
-        return cls(spec, n, n_block_rows, t.vector_lanes, t.cores, budget, rows, width)
+        return cls(spec, n, n_block_rows, t.vector_lanes, t.cores, budget, rows, width, owp)
 
-    def apply(self, sch: Any, vecs: Any, rr: Any, unroll: bool) -> tuple:
-        """``vecs``: vectors per tile row (int, or None: sample a perfect tile of the
-        OWp/lanes loop); ``rr``: output rows per tile (int or sampled tile)."""
+    def default_knobs(self) -> dict:
+        chunks = parallel_chunks(self.n_block_rows, self.spec.batch, self.spec.out_h, self.rows, self.cores)
+        return {"rows": self.rows, "vecs": self.width // self.lanes,
+                "split": (chunks, 1, self.n_block_rows // chunks), "unroll": (512, 1), "epilogue": (64, 1)}
+
+    def apply(self, sch: Any, knobs: dict) -> None:
+        """The loop nest; each knob is a concrete value or None (sampled)."""
         spec, n, lanes = self.spec, self.n, self.lanes
         blk = sch.get_sblock("acc")
         bl, rl, ohl, il, owl, el = sch.get_loops(blk)
-        oho, ohi = sch.split(ohl, [None, rr] if isinstance(rr, int) else rr)
-        # split the lanes off first: the loop structure does not depend on samples (replay-safe)
+        oho, ohi = sch.split(ohl, [None, factor(sch, knobs["rows"], min(spec.out_h, max(1, self.budget // n)))])
+        # the lanes are split off first: the loop structure does not depend on samples (replay-safe)
         owv, owl_ = sch.split(owl, [None, lanes])
-        if vecs is None:
-            vecs = sch.sample_perfect_tile(owv, n=2, max_innermost_factor=4)
-        owo, owm = sch.split(owv, [None, vecs] if isinstance(vecs, int) else vecs)
-        r_chunks = parallel_chunks(self.n_block_rows, spec.batch, spec.out_h, rr, self.cores)
-        rco, rci = sch.split(rl, [r_chunks, None])
+        owo, owm = sch.split(owv, [None, factor(sch, knobs["vecs"], min(4, self.owp // lanes))])
+        rp, ro, ri = row_split(sch, rl, knobs["split"])
         # per nonzero: for each output row / vector of the tile, one input load, N FMAs
-        sch.reorder(bl, oho, rco, owo, rci, el, ohi, owm, il, owl_)
-        sch.parallel(sch.fuse(bl, oho, rco))
+        sch.reorder(bl, oho, rp, ro, owo, ri, el, ohi, owm, il, owl_)
+        sch.parallel(sch.fuse(bl, oho, rp))
         sch.set_scope(blk, 0, "local")
-        sch.reverse_compute_at(sch.get_sblock("out"), rci)
+        sch.reverse_compute_at(sch.get_sblock("out"), ri)
         sch.vectorize(owl_)
-        if unroll:
-            sch.unroll(il)
-            sch.unroll(owm)
-            sch.unroll(ohi)
+        unroll(sch, ohi, knobs["unroll"])
         sch.annotate(el, SPARSE_ROW_ANN, 1)
         sch.decompose_reduction(blk, el)
         if n >= 4 and spec.cout % n == 0:  # epilogue: N contiguous channels of a pixel per store
             ol = sch.get_loops(sch.get_sblock("out"))
             sch.vectorize(ol[-1])
-            sch.unroll(ol[-2])
+            unroll(sch, ol[-2], knobs["epilogue"])
         # 1x1: the copy is big and memory-bound -> vector reads of channels, scattered stores
         schedule_channel_major_input(sch, spec.cin, lanes, vector_channels=spec.kh == 1 and spec.kw == 1)
-        return ohi, owm, il
 
     def default(self, sch: Any) -> None:
-        self.apply(sch, self.width // self.lanes, self.rows, True)
+        self.apply(sch, self.default_knobs())
         shrink_sparse_loops(sch)
 
     def space(self, sch: Any) -> None:
-        loops = sch.get_loops(sch.get_sblock("acc"))
-        rr = sch.sample_perfect_tile(loops[2], n=2, max_innermost_factor=max(1, self.budget // self.n))
-        ohi, owm, il = self.apply(sch, None, rr, False)
-        unroll = sch.sample_categorical([0, 1], [0.2, 0.8])
-        sch.annotate(ohi, "pragma_unroll_explicit", unroll)
-        sch.annotate(ohi, "pragma_auto_unroll_max_step", 256)
+        self.apply(sch, dict.fromkeys(self.default_knobs()))
 
 
 def block_direct_sparse_conv2d(
-    spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | None, n: int, target: Any
+    spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | None, n: int, target: Any, flat: bool | None = None
 ) -> KernelInstance:
     """Spatially vectorised 1xN block-sparse conv (NHWC in/out), kind ``"1xN-spatial"``.
 
+    ``flat``: vectors of flat pixels spanning output rows (:mod:`.flat_block_direct_conv2d`,
+    stride 1 only) instead of whole vectors per output row; None: flat where it computes fewer
+    pixels (:func:`.channel_major.prefers_flat_pixels`).
+
     PrimFunc arguments: ``data [B,H,W,Cin]``, ``w_data [nnz_blocks+L, n]``, ``w_offsets
-    [nnz_blocks+L]`` (flat offsets ``(cin*Hp + kh)*Wx + kw`` into the channel-major input),
+    [nnz_blocks+L]`` (flat offsets ``(cin*Hx + kh)*Wx + kw`` into the channel-major input),
     ``w_indptr [ceil(Cout/n)+1]``, ``[bias [Cout]]``, ``[residual]``, ``out [B,OH,OW,Cout]``.
+
+    Raises:
+        ValueError: ``n < 1``, or ``flat`` asked for a strided conv.
     """
     if n < 1:
         raise ValueError(f"block size n must be >= 1, got {n}")
     t = resolve_target(target)
     weight = np.asarray(weight, dtype=np.float32)
     check_conv(spec, weight, bias, "block_direct_sparse_conv2d")
+    if flat is None:
+        flat = prefers_flat_pixels(spec, t.vector_lanes)
+    if flat and flat_geometry(spec, t.vector_lanes) is None:
+        raise ValueError(f"flat-pixel 1xN-spatial needs stride 1, got stride {spec.stride}")
     bsr = matrix_to_bsr(weight.reshape(spec.cout, -1), n)  # columns in PyTorch's (cin, kh, kw) order
-    hp, owp, wx = channel_major_geometry(spec, t.vector_lanes)
-    offsets = channel_major_offsets(bsr.indices, spec, hp, wx)
+    if flat:
+        hx, qp, wx = flat_geometry(spec, t.vector_lanes)
+    else:
+        hx, owp, wx = channel_major_geometry(spec, t.vector_lanes)
+    offsets = channel_major_offsets(bsr.indices, spec, hx, wx)
     w_data, w_off, w_ptr = kernel_arrays(bsr.data, offsets, bsr.indptr)
     maxlen = max(1, bsr.max_row_length)
     bias_np = bias_array(spec.bias, bias, spec.cout)
 
     bufs = sparse_conv_placeholders(spec, w_data, w_off, w_ptr, "w_offsets", bias_np)
-    out = _block_direct_compute(spec, bufs, n, bsr.n_block_rows, (hp, owp, wx), maxlen)
-    sched = _BlockDirectSchedule.for_target(spec, n, bsr.n_block_rows, owp, t)
-    name = symbol_name("block_direct_sparse_conv2d", spec, n, w_off.tobytes(), w_ptr.tobytes())
+    if flat:
+        out = flat_block_direct_compute(spec, bufs, n, bsr.n_block_rows, (hx, qp, wx), maxlen)
+        sched = FlatBlockDirectSchedule.for_target(spec, n, bsr.n_block_rows, qp, t)
+        layout = f"channel-major padded input copy, vector along flat pixels (row pitch {wx}), {qp} computed"
+    else:
+        out = _block_direct_compute(spec, bufs, n, bsr.n_block_rows, (hx, owp, wx), maxlen)
+        sched = _BlockDirectSchedule.for_target(spec, n, bsr.n_block_rows, owp, t)
+        layout = f"channel-major padded input copy, vector along output width, tile {sched.rows}x{n}x{sched.width}"
+    name = symbol_name("block_direct_sparse_conv2d" + "_flat" * flat, spec, n, w_off.tobytes(), w_ptr.tobytes())
     return sparse_conv_kernel(
         spec, Format.BSR_SPATIAL, name, bufs, out, [w_data, w_off, w_ptr], bias_np, sched,
         flops=2 * bsr.nnz_blocks * n * spec.batch * spec.out_h * spec.out_w,
-        info={**bsr.kernel_info(weight),
-              "layout": (f"channel-major padded input copy, vector along output width, "
-                         f"tile {sched.rows}x{n}x{sched.width}"),
+        info={**bsr.kernel_info(weight), "layout": layout, "flat_pixels": bool(flat),
               "index_order": "(cin, kh, kw) as flat input offsets"})
 
 
@@ -201,7 +219,8 @@ def _predict(info: "LayerInfo", target: "NamedTarget", prm: PerfParams) -> float
     n = info.block_n if info.groups == 1 else 0
     if not n or n >= target.vector_lanes:  # N fills the vector: the 1xN kernel's case
         return None
-    return spatial_ms(info.spec, layer_cost(info, target, prm), n, target, prm.alpha_1xn_spatial)
+    return spatial_ms(info.spec, layer_cost(info, target, prm), n, target, prm.alpha_1xn_spatial,
+                      flat=prefers_flat_pixels(info.spec, target.vector_lanes))
 
 
 FAMILY = KernelFamily(

@@ -67,3 +67,44 @@ def schedule_channel_major_input(sch, cin: int, lanes: int, vector_channels: boo
         sch.parallel(sch.fuse(xb, xh))
     else:
         sch.parallel(sch.fuse(xb, xc))
+
+
+def flat_geometry(spec: ConvSpec, lanes: int) -> tuple[int, int, int] | None:
+    """``(Hx, Qp, Wx)`` of the *flat-pixel* form of the copy, for stride-1 convs (None otherwise).
+
+    Output pixel ``(oh, ow)`` is computed at flat position ``q = oh * Wx + ow`` of a grid of row
+    pitch ``Wx`` (the padded input width), whose input patch starts at ``q`` of each channel's
+    plane, so one vector of ``lanes`` consecutive ``q`` spans several output rows and the flat
+    offsets of :func:`channel_major_offsets` still apply. ``Qp`` = ``OH * Wx`` rounded up to whole
+    vectors (the columns ``ow >= OW`` are computed and dropped); the copy gets zero rows below the
+    image (``Hx >= Hp``) so that the last vector's patch stays inside each plane."""
+    if spec.stride != (1, 1):
+        return None
+    pt, pl, pb, pr = spec.padding
+    hp, wx = spec.in_h + pt + pb, spec.in_w + pl + pr
+    qp = -(-spec.out_h * wx // lanes) * lanes
+    hx = max(hp, -(-(qp - 1 + (spec.kh - 1) * wx + spec.kw) // wx))
+    return hx, qp, wx
+
+
+def computed_pixels(spec: ConvSpec, lanes: int, flat: bool) -> int:
+    """Output pixels a spatially vectorised kernel computes per channel (useful ones: ``OH*OW``):
+    whole vectors per output row, or of the flat grid (:func:`flat_geometry`)."""
+    geo = flat_geometry(spec, lanes) if flat else None
+    if geo is not None:
+        return geo[1]
+    return spec.out_h * channel_major_geometry(spec, lanes)[1]
+
+
+# the flat form pays an extra NHWC epilogue pass over its accumulators: measured side by side
+# (AVX-512, 2 threads) it wins at 7x7 (112 -> 64 computed pixels, 2.8-3.2x) and loses 15-25% at
+# 14x14 1x1 / 56x56 3x3 (7-10% fewer pixels), so it is chosen only where it saves a quarter
+FLAT_MIN_SAVING = 1.25
+
+
+def prefers_flat_pixels(spec: ConvSpec, lanes: int) -> bool:
+    """Whether the flat-pixel grid computes at least :data:`FLAT_MIN_SAVING` x fewer pixels than
+    whole vectors per output row (stride 1 and an output width that leaves many lanes idle, e.g.
+    7x7 on 16 lanes)."""
+    return flat_geometry(spec, lanes) is not None and \
+        computed_pixels(spec, lanes, False) >= FLAT_MIN_SAVING * computed_pixels(spec, lanes, True)

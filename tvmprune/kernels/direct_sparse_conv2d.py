@@ -48,6 +48,7 @@ from .conv_inputs import bias_array, check_conv
 from .placeholders import sparse_conv_kernel, sparse_conv_placeholders
 from .sparse_loops import SPARSE_ROW_ANN, shrink_sparse_loops
 from .target_params import n_vector_registers, resolve_target
+from .sparse_space import factor, row_split, unroll
 from .tiling import parallel_chunks, pick_tile
 
 if TYPE_CHECKING:
@@ -77,8 +78,12 @@ def _csr_conv_compute(spec: ConvSpec, bufs: tuple, hp: int, owp: int, wx: int, m
 
 @dataclass(frozen=True)
 class _CsrConvSchedule:
-    """Schedules of the CSR direct conv: a tile of ``rows`` output rows x ``width`` output
-    pixels (whole vectors) per output channel, parallel over (batch, row tiles, channel chunks)."""
+    """Schedules of the CSR direct conv: a tile of ``rows`` output rows x ``vecs`` vectors of
+    output pixels per output channel (``rows * vecs`` accumulator registers); the channel loop
+    split ``[parallel chunks, outside the pixel tiles, inside]`` (:func:`.sparse_space.row_split`),
+    the parallel loop fusing (batch, row tiles, chunks). The default (up to 4 vectors, as many
+    rows as the register budget allows, about 4 tasks per core, full explicit unroll) is one
+    point of the space (see :mod:`.sparse_space`)."""
 
     spec: ConvSpec
     lanes: int
@@ -86,6 +91,7 @@ class _CsrConvSchedule:
     budget: int  # vector registers for accumulators
     rows: int
     width: int
+    owp: int
 
     @classmethod
     def for_target(cls, spec: ConvSpec, owp: int, t: "NamedTarget") -> "_CsrConvSchedule":
@@ -93,41 +99,38 @@ class _CsrConvSchedule:
         budget = n_vector_registers(t) * 3 // 4
         width = lanes * pick_tile(owp // lanes, 4)
         rows = pick_tile(spec.out_h, max(1, budget // -(-width // lanes)))
-        return cls(spec, lanes, t.cores, budget, rows, width)
+        return cls(spec, lanes, t.cores, budget, rows, width, owp)
 
-    def apply(self, sch: Any, tw: Any, rr: Any, unroll: bool) -> Any:
-        """The loop nest; ``tw`` / ``rr`` are ints or two sampled factors. Returns the row loop of the tile."""
-        spec = self.spec
+    def default_knobs(self) -> dict:
+        chunks = parallel_chunks(self.spec.cout, self.spec.batch, self.spec.out_h, self.rows, self.cores)
+        return {"rows": self.rows, "vecs": self.width // self.lanes,
+                "split": (chunks, 1, self.spec.cout // chunks), "unroll": (512, 1)}
+
+    def apply(self, sch: Any, knobs: dict) -> None:
+        """The loop nest; each knob is a concrete value or None (sampled)."""
+        spec, lanes = self.spec, self.lanes
         blk = sch.get_sblock("acc")
         bl, col, ohl, owl, el = sch.get_loops(blk)
-        oho, ohi = sch.split(ohl, [None, rr] if isinstance(rr, int) else rr)
-        owo, owi = sch.split(owl, [None, tw] if isinstance(tw, int) else tw)
-        co_chunks = parallel_chunks(spec.cout, spec.batch, spec.out_h, rr, self.cores)
-        coo, col = sch.split(col, [co_chunks, None])
-        sch.reorder(bl, oho, coo, owo, col, el, ohi, owi)
-        sch.parallel(sch.fuse(bl, oho, coo))
+        oho, ohi = sch.split(ohl, [None, factor(sch, knobs["rows"], min(spec.out_h, self.budget))])
+        owv, owl_ = sch.split(owl, [None, lanes])  # structure independent of the samples
+        owo, owm = sch.split(owv, [None, factor(sch, knobs["vecs"], min(4, self.owp // lanes))])
+        cp, co, ci = row_split(sch, col, knobs["split"])
+        sch.reorder(bl, oho, cp, co, owo, ci, el, ohi, owm, owl_)
+        sch.parallel(sch.fuse(bl, oho, cp))
         sch.set_scope(blk, 0, "local")
-        sch.reverse_compute_at(sch.get_sblock("out"), col)
-        sch.vectorize(owi)
-        if unroll:
-            sch.unroll(ohi)
+        sch.reverse_compute_at(sch.get_sblock("out"), ci)
+        sch.vectorize(owl_)
+        unroll(sch, ohi, knobs["unroll"])
         sch.annotate(el, SPARSE_ROW_ANN, 1)
         sch.decompose_reduction(blk, el)
-        schedule_channel_major_input(sch, spec.cin, self.lanes)
-        return ohi
+        schedule_channel_major_input(sch, spec.cin, lanes)
 
     def default(self, sch: Any) -> None:
-        self.apply(sch, self.width, self.rows, True)
+        self.apply(sch, self.default_knobs())
         shrink_sparse_loops(sch)
 
     def space(self, sch: Any) -> None:
-        loops = sch.get_loops(sch.get_sblock("acc"))
-        rr = sch.sample_perfect_tile(loops[2], n=2, max_innermost_factor=max(1, self.budget))
-        tw = sch.sample_perfect_tile(loops[3], n=2, max_innermost_factor=4 * self.lanes)  # over OW rounded up
-        ohi = self.apply(sch, tw, rr, False)
-        unroll = sch.sample_categorical([0, 1], [0.2, 0.8])
-        sch.annotate(ohi, "pragma_unroll_explicit", unroll)
-        sch.annotate(ohi, "pragma_auto_unroll_max_step", 64)
+        self.apply(sch, dict.fromkeys(self.default_knobs()))
 
 
 def direct_sparse_conv2d(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | None, target: Any) -> KernelInstance:

@@ -45,7 +45,8 @@ from .padding import pad_input
 from .placeholders import sparse_conv_kernel, sparse_conv_placeholders
 from .sparse_loops import SPARSE_ROW_ANN, shrink_sparse_loops
 from .target_params import n_vector_registers, resolve_target
-from .tiling import pick_tile
+from .sparse_space import factor, row_split, unroll
+from .tiling import parallel_chunks, pick_tile
 
 if TYPE_CHECKING:
     from ..plan.layer import LayerInfo
@@ -87,59 +88,63 @@ def _bsr_conv_compute(spec: ConvSpec, bufs: tuple, n: int, n_block_rows: int, ma
 
 @dataclass(frozen=True)
 class _BsrConvSchedule:
-    """Schedules of the 1xN conv: ``tile`` output pixels x ``n`` channels of accumulators per
-    task row (default ``tile``; tuning samples it up to ``t_max``)."""
+    """Schedules of the 1xN conv. A task row is a 2-D tile of ``rows x cols`` output pixels x
+    ``n`` channels of accumulators (``rows * cols * ceil(n/lanes)`` registers); the block-row loop
+    is split ``[parallel chunks, outside the pixel tiles, inside]`` (:func:`.sparse_space.row_split`).
+    The default (``rows = 1``, ``cols`` = the largest divisor of OW within the register budget
+    ``t_max``, all block rows inside the pixel tile loop, full explicit unroll) is one point of the
+    space; the space samples every knob (see :mod:`.sparse_space`)."""
 
     spec: ConvSpec
     n: int
+    n_block_rows: int
     lanes: int
+    cores: int
     tile: int
     t_max: int
 
     @classmethod
-    def for_target(cls, spec: ConvSpec, n: int, t: "NamedTarget") -> "_BsrConvSchedule":
+    def for_target(cls, spec: ConvSpec, n: int, n_block_rows: int, t: "NamedTarget") -> "_BsrConvSchedule":
         regs_per_px = -(-n // t.vector_lanes)
         t_max = max(1, (n_vector_registers(t) * 3 // 4) // regs_per_px)
-        return cls(spec, n, t.vector_lanes, pick_tile(spec.out_w, t_max), t_max)
+        return cls(spec, n, n_block_rows, t.vector_lanes, t.cores, pick_tile(spec.out_w, t_max), t_max)
 
-    def apply(self, sch: Any, tile: Any, unroll_inner: bool) -> Any:
-        """The loop nest; ``tile`` is an int or two sampled factors. Returns the parallel loop."""
+    def default_knobs(self) -> dict:
+        chunks = parallel_chunks(self.n_block_rows, self.spec.batch, self.spec.out_h, 1, self.cores)
+        return {"rows": 1, "cols": self.tile, "split": (chunks, 1, self.n_block_rows // chunks), "unroll": (512, 1)}
+
+    def apply(self, sch: Any, knobs: dict) -> None:
+        """The loop nest; each knob is a concrete value or None (sampled)."""
+        spec = self.spec
         blk = sch.get_sblock("acc")
         bl, ohl, owl, rl, il, el = sch.get_loops(blk)
-        owo, owi = sch.split(owl, [None, tile] if isinstance(tile, int) else tile)
-        sch.reorder(bl, ohl, owo, rl, el, owi, il)
-        fused = sch.fuse(bl, ohl)
-        sch.parallel(fused)
+        oho, ohi = sch.split(ohl, [None, factor(sch, knobs["rows"], min(spec.out_h, 4))])
+        owo, owi = sch.split(owl, [None, factor(sch, knobs["cols"], min(spec.out_w, self.t_max))])
+        rp, ro, ri = row_split(sch, rl, knobs["split"])
+        sch.reorder(bl, oho, rp, ro, owo, ri, el, ohi, owi, il)
+        sch.parallel(sch.fuse(bl, oho, rp))
         sch.set_scope(blk, 0, "local")
-        sch.reverse_compute_at(sch.get_sblock("out"), rl)
+        sch.reverse_compute_at(sch.get_sblock("out"), ri)
         sch.vectorize(il)
-        if unroll_inner:
-            sch.unroll(owi)
+        unroll(sch, ohi, knobs["unroll"])
         sch.annotate(el, SPARSE_ROW_ANN, 1)
         sch.decompose_reduction(blk, el)
         ol = sch.get_loops(sch.get_sblock("out"))
         # inner loops of the epilogue: (ow_i, c); vectorize c when it is a whole block
-        if self.spec.cout % self.n == 0:
+        if spec.cout % self.n == 0:
             sch.vectorize(ol[-1])
-        if any(self.spec.padding):
+        if any(spec.padding):
             pl = sch.get_loops(sch.get_sblock("pad"))
             sch.parallel(sch.fuse(pl[0], pl[1]))
-            if self.spec.cin % self.lanes == 0:
+            if spec.cin % self.lanes == 0:
                 sch.vectorize(pl[-1])
-        return fused
 
     def default(self, sch: Any) -> None:
-        self.apply(sch, self.tile, True)
+        self.apply(sch, self.default_knobs())
         shrink_sparse_loops(sch)
 
     def space(self, sch: Any) -> None:
-        owl = sch.get_loops(sch.get_sblock("acc"))[2]
-        tiles = sch.sample_perfect_tile(owl, n=2, max_innermost_factor=self.t_max)
-        self.apply(sch, tiles, False)
-        owi = sch.get_loops(sch.get_sblock("acc_update"))[-2]
-        unroll = sch.sample_categorical([0, 1], [0.2, 0.8])
-        sch.annotate(owi, "pragma_unroll_explicit", unroll)
-        sch.annotate(owi, "pragma_auto_unroll_max_step", 512)
+        self.apply(sch, dict.fromkeys(self.default_knobs()))
 
 
 def sparse_conv2d_1xn(
@@ -161,7 +166,7 @@ def sparse_conv2d_1xn(
 
     bufs = sparse_conv_placeholders(spec, w_data, w_idx, w_ptr, "w_indices", bias_np)
     out = _bsr_conv_compute(spec, bufs, n, bsr.n_block_rows, maxlen)
-    sched = _BsrConvSchedule.for_target(spec, n, t)
+    sched = _BsrConvSchedule.for_target(spec, n, bsr.n_block_rows, t)
     name = symbol_name("sparse_conv2d_1xn", spec, n, w_idx.tobytes(), w_ptr.tobytes())
     return sparse_conv_kernel(
         spec, Format.BSR, name, bufs, out, arrays, bias_np, sched,

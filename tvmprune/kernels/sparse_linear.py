@@ -25,6 +25,7 @@ from .format import Format, LayerOp
 from .identity import symbol_name
 from .formats import kernel_arrays, matrix_to_bsr
 from .sparse_loops import SPARSE_ROW_ANN, shrink_sparse_loops
+from .sparse_space import row_split, unroll
 from .target_params import resolve_target
 
 if TYPE_CHECKING:
@@ -75,32 +76,38 @@ def _linear_compute(bufs: tuple, batch: int, in_f: int, out_features: int, bn: i
 
 @dataclass(frozen=True)
 class _LinearSchedule:
-    """Schedules of the sparse linear layer: parallel over block rows, the ``bn`` outputs of a
-    block the vector axis."""
+    """Schedules of the sparse linear layer: the ``bn`` outputs of a block the vector axis, the
+    block-row loop split ``[parallel chunks, outside the batch loop, inside]``
+    (:func:`.sparse_space.row_split`). The default (every block row its own parallel iteration,
+    the batch inside it) is one point of the space; the space also samples the unroll of the
+    inner rows (see :mod:`.sparse_space`)."""
 
     bn: int
+    n_block_rows: int
 
-    def apply(self, sch: Any) -> Any:
+    def default_knobs(self) -> dict:
+        return {"split": (self.n_block_rows, 1, 1), "unroll": (0, 0)}
+
+    def apply(self, sch: Any, knobs: dict) -> None:
         blk = sch.get_sblock("acc")
         bl, rl, il, el = sch.get_loops(blk)
-        sch.reorder(rl, bl, el, il)
-        sch.parallel(rl)
+        rp, ro, ri = row_split(sch, rl, knobs["split"])
+        sch.reorder(rp, ro, bl, ri, el, il)
+        sch.parallel(rp)
         sch.set_scope(blk, 0, "local")
-        sch.reverse_compute_at(sch.get_sblock("out"), bl)
+        sch.reverse_compute_at(sch.get_sblock("out"), ri)
         if self.bn > 1:
             sch.vectorize(il)
+        unroll(sch, ri, knobs["unroll"])
         sch.annotate(el, SPARSE_ROW_ANN, 1)
         sch.decompose_reduction(blk, el)
-        return bl
 
     def default(self, sch: Any) -> None:
-        self.apply(sch)
+        self.apply(sch, self.default_knobs())
         shrink_sparse_loops(sch)
 
     def space(self, sch: Any) -> None:
-        bl = self.apply(sch)
-        unroll = sch.sample_categorical([0, 16, 64], [0.4, 0.3, 0.3])
-        sch.annotate(bl, "pragma_auto_unroll_max_step", unroll)
+        self.apply(sch, dict.fromkeys(self.default_knobs()))
 
 
 def sparse_linear(
@@ -143,7 +150,7 @@ def sparse_linear(
     name = symbol_name(f"sparse_linear_{fmt_name}", weight.shape, bn, batch, activation, bias is not None,
                        w_idx.tobytes(), w_ptr.tobytes())
     func = te.create_prim_func(args).with_attr("global_symbol", name)
-    sched = _LinearSchedule(bn)
+    sched = _LinearSchedule(bn, bsr.n_block_rows)
     return KernelInstance(
         name=name,
         format=fmt,

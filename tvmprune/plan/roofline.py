@@ -131,27 +131,34 @@ def sparse_ms(c: LayerCost, alpha: float, n: int, lanes_fill: float = 1.0) -> fl
     return max(t_c, t_m) * 1e3
 
 
-def spatial_ms(spec: "ConvSpec", c: LayerCost, n: int, target: NamedTarget, alpha: float) -> float:
+def spatial_ms(spec: "ConvSpec", c: LayerCost, n: int, target: NamedTarget, alpha: float,
+               flat: bool = False) -> float:
     """Spatially vectorised sparse conv (1xN-spatial, and CSR with ``n`` = 1), in ms.
 
-    Block FMAs over the output width rounded up to whole vectors (full lanes whatever N
-    is), bounded by traffic, plus the channel-major copy of the input (read NHWC, write the
-    padded copy), which runs before as its own pass.
+    Block FMAs over the pixels the kernel computes -- whole vectors per output row, or with
+    ``flat`` the flat-pixel grid of :func:`~tvmprune.kernels.channel_major.flat_geometry` (full
+    lanes whatever N is) -- bounded by traffic, plus the channel-major copy of the input (read
+    NHWC, write the padded copy), which runs before as its own pass; ``flat`` adds the pass of
+    its NHWC epilogue over the accumulators.
     """
-    from ..kernels.channel_major import channel_major_geometry
+    from ..kernels.channel_major import channel_major_geometry, computed_pixels, flat_geometry
 
     lanes = target.vector_lanes
-    hp, owp, wx = channel_major_geometry(spec, lanes)
+    geo = flat_geometry(spec, lanes) if flat else None
+    hp, owp, wx = channel_major_geometry(spec, lanes) if geo is None else geo
+    pixels = computed_pixels(spec, lanes, geo is not None)
+    tile_vecs = owp // lanes if geo is None else max(1, min(4, owp // lanes))
     nnz_per_row = max(c.density * spec.cin * spec.kh * spec.kw, 1e-3)
-    overhead = 1.0 + NONZERO_OVERHEAD_FMAS / (n * (owp // lanes)) + ROW_OVERHEAD_FMAS / (n * nnz_per_row)
+    overhead = 1.0 + NONZERO_OVERHEAD_FMAS / (n * tile_vecs) + ROW_OVERHEAD_FMAS / (n * nnz_per_row)
     if spec.stride[1] > 1:
         overhead *= STRIDE_PENALTY
-    t_c = alpha * c.density * c.flops * (owp / spec.out_w) * overhead / c.peak
+    t_c = alpha * c.density * c.flops * (pixels / (spec.out_h * spec.out_w)) * overhead / c.peak
     in_bytes = 4 * spec.batch * spec.in_h * spec.in_w * spec.cin
     copy_bytes = 4 * spec.batch * spec.cin * hp * wx
     out_bytes = 4 * spec.batch * spec.out_h * spec.out_w * spec.cout
+    epilogue_bytes = 0 if geo is None else 4 * spec.batch * pixels * spec.cout * 2  # write + read acc
     t_m = (copy_bytes + out_bytes + c.w_bytes * c.density * (1 + 1 / n)) / c.bw
-    return (max(t_c, t_m) + (in_bytes + copy_bytes) / c.bw) * 1e3
+    return (max(t_c, t_m) + (in_bytes + copy_bytes + epilogue_bytes) / c.bw) * 1e3
 
 
 def probe_cost(spec: "ConvSpec", density: float, target: NamedTarget, peak: float) -> LayerCost:

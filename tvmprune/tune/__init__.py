@@ -8,6 +8,13 @@
 * :mod:`.board_runner` -- MetaSchedule runner over the pool; unmeasured candidates kept out of the database;
 * :mod:`.interrupt` -- Ctrl-C / SIGTERM: stop soon, no worker process left;
 * :mod:`.db`      -- the JSON tuning database in a log directory (sanitising, counting, best records);
+* :mod:`.builder` -- a MetaSchedule builder whose worker processes live across batches;
+* :mod:`.measurer` -- the builder and runner of one run (local or on boards);
+* :mod:`.allot`   -- trials per task by estimated gain, given back by exhausted tasks;
+* :mod:`.budget`  -- ``--time-budget``: when the search stops so the run ends in time;
+* :mod:`.console` -- native stderr to the log directory, progress bar / one line per task / quiet;
+* :mod:`.curve`   -- the best-so-far curve (``curve.json``, ``curve.png``);
+* :mod:`.end_to_end` -- the whole model, default vs tuned, built and timed by ``tune``;
 * :mod:`.tuner`   -- the tuning loop (XGBoost cost model, evolutionary search, resume, report);
 * :mod:`.apply`   -- replay the best records in ``compile`` (``schedule_source_for``);
 * :mod:`.command` -- ``tvmprune tune``.

@@ -8,7 +8,9 @@ Lookup, per kernel:
 2. similar (``family``): a record of a kernel of the same kind, block size and input /
    output shapes but another sparsity (a different pruned model of the same network, or a
    shipped schedule); its trace only decides tile sizes and unrolling, so it replays on the
-   new kernel -- if the replay fails, the kernel keeps its default schedule.
+   new kernel -- if the replay fails, the kernel keeps its default schedule. Only records
+   that beat their own default schedule (``speedup`` >= :data:`MIN_FAMILY_SPEEDUP`, timed
+   side by side when they were tuned and stored with them) are used this way, best first.
 
 A kernel whose own record was re-timed (``tasks.json``) slower than its default schedule keeps
 the default schedule (no family fallback either). Sources: ``--tuning-log DIR`` first, then the shipped ``schedules/<target>/`` database.
@@ -70,6 +72,18 @@ def apply_record(kernel: KernelInstance, contents: dbm.LogContents, rec: dbm.Rec
     return sch.mod["main"].with_attr("global_symbol", kernel.name)
 
 
+#: a record is applied to another sparsity of its family only when it beat its own default by this much
+MIN_FAMILY_SPEEDUP = 1.02
+
+
+def recorded_speedup(entry: dict[str, Any]) -> float | None:
+    """Default ÷ tuned time of a manifest entry, as re-timed side by side when it was tuned (None: not timed)."""
+    if entry.get("speedup"):
+        return float(entry["speedup"])
+    d, tt = entry.get("default_vs_tuned_s"), entry.get("tuned_s")
+    return float(d) / float(tt) if d and tt else None
+
+
 class _Source:
     """Best records of one log directory, indexed by workload hash and by kernel family."""
 
@@ -80,14 +94,16 @@ class _Source:
             log(f"warning: {label}: skipping damaged line: {b}")
         manifest = dbm.read_manifest(path)
         self.slower: set[str] = set()
-        self.family: dict[str, list[str]] = {}
+        family: dict[str, list[tuple[float, str]]] = {}
         for e in manifest.get("tasks", {}).values():
             d, tt = e.get("default_vs_tuned_s") or e.get("default_s"), e.get("tuned_s")
             if d and tt and tt > d * 1.02:
                 self.slower.add(e.get("shash"))
-            fam = e.get("family")
-            if fam and e.get("shash"):
-                self.family.setdefault(fam, []).append(e["shash"])
+            fam, gain = e.get("family"), recorded_speedup(e)
+            if fam and e.get("shash") and gain is not None and gain >= MIN_FAMILY_SPEEDUP:
+                family.setdefault(fam, []).append((gain, e["shash"]))
+        # the records that beat their default schedule most, first
+        self.family = {f: [h for _, h in sorted(v, reverse=True)] for f, v in family.items()}
 
     def __len__(self) -> int:
         return len(self.contents.records)

@@ -60,6 +60,9 @@ def add_tune_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
                    help="layer formats, as in `compile` (tune what you will compile): auto (default), dense, sparse")
     p.add_argument("--dense", action="store_true", help=argparse.SUPPRESS)  # old spelling of --formats dense
     p.add_argument("--no-e2e", action="store_true", help="skip compiling and timing the whole model default vs tuned")
+    p.add_argument("--sparse-only", action="store_true",
+                   help="tune only the sparse kernels (1xN, CSR, interspace), as before every kernel was a task; "
+                        "dense / depthwise / grouped / linear layers keep their default schedules")
     p.add_argument("--seed", type=int, default=0)
     return run_tune
 
@@ -72,85 +75,92 @@ def default_log_dir(model: str, pattern: str, target: str) -> Path:
     return Path("tuning_logs") / f"{safe(model)}-{safe(pattern)}-{safe(target)}"
 
 
-def _e2e(planned: Any, log_dir: Path, say: Callable[[str], None]) -> tuple[float, float]:
-    """Build the planned model with default schedules and with the tuning log; median ms of each."""
-    import tvm
-    from tvm import relax
+def _is_sparse(kernel: Any) -> bool:
+    from ..kernels.format import Format
 
-    from ..measure.model import time_vm
-    from ..compiler import build, schedule
-    from .apply import schedule_source_for
+    return kernel.format in (Format.BSR, Format.BSR_SPATIAL, Format.CSR, Format.INTERSPACE)
 
-    target = planned.target
-    out = []
-    for label, src in (("default", None), ("tuned", schedule_source_for(log_dir, target, use_shipped=False, log=None))):
-        t0 = time.time()
-        cm = build(schedule(planned, src))
-        vm = relax.VirtualMachine(cm.executable, tvm.cpu())
-        ms = time_vm(vm, tvm.cpu(), planned.lowered.input_shape, warmup=3, repeat=15)["median_ms"]
-        say(f"  end to end, {label} schedules: {ms:.3f} ms (compiled in {time.time() - t0:.0f} s)")
-        out.append(ms)
-    return out[0], out[1]
+
+def _remote_from_args(args: argparse.Namespace) -> Any:
+    """The RemoteSpec of ``--tracker/--key`` (checked: the tracker answers, boards counted), or a local one."""
+    from ..errors import TuningError
+    from .measure import RemoteSpec, check_tracker, parse_hostport
+
+    if not (args.tracker or args.key):
+        return RemoteSpec()
+    if not (args.tracker and args.key):
+        raise TuningError("give both --tracker HOST:PORT and --key KEY to measure on an RPC board")
+    host, port = parse_hostport(args.tracker)
+    if args.rpc_timeout <= 0 or (args.run_timeout is not None and args.run_timeout <= 0):
+        raise TuningError("--rpc-timeout and --run-timeout must be positive (seconds)")
+    remote = RemoteSpec(host, port, args.key, session_timeout_sec=args.session_timeout,
+                        rpc_timeout=args.rpc_timeout, run_timeout=args.run_timeout)
+    info = check_tracker(remote, timeout=args.connect_timeout)
+    remote.boards = max(1, int(info["servers"]))
+    print(f"RPC: tracker {host}:{port}, {info['servers']} server(s) with key {args.key}: {info['device']}"
+          f"; {remote.boards} candidate(s) measured at once")
+    return remote
+
+
+def _summary(args: argparse.Namespace, req: Any, target: Any, report: Any) -> dict[str, Any]:
+    return {"model": req.spec, "pattern": req.pattern, "target": target.to_json(), "trials": args.trials,
+            "sparse_only": bool(args.sparse_only), **report.to_json(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
 def run_tune(args: argparse.Namespace) -> int:
     from ..errors import TuningError
     from ..model_request import resolve_model
     from ..target import get_target
-    from .measure import RemoteSpec, check_tracker, parse_hostport
     from ..compiler import lower, plan
     from ..plan.planners import PLANNERS
+    from .console import stderr_to_file
     from .tasks import extract_tasks
     from .tuner import format_report, tune_tasks
 
+    t0 = time.time()
+    deadline = t0 + args.time_budget if args.time_budget else None
+    quiet = bool(getattr(args, "quiet", False))
+    say = (lambda s: None) if quiet else print
     if args.trials <= 0:
         raise TuningError("--trials must be positive")
     target = get_target(args.target)
-    remote = RemoteSpec()
-    if args.tracker or args.key:
-        if not (args.tracker and args.key):
-            raise TuningError("give both --tracker HOST:PORT and --key KEY to measure on an RPC board")
-        host, port = parse_hostport(args.tracker)
-        if args.rpc_timeout <= 0 or (args.run_timeout is not None and args.run_timeout <= 0):
-            raise TuningError("--rpc-timeout and --run-timeout must be positive (seconds)")
-        remote = RemoteSpec(host, port, args.key, session_timeout_sec=args.session_timeout,
-                            rpc_timeout=args.rpc_timeout, run_timeout=args.run_timeout)
-        info = check_tracker(remote, timeout=args.connect_timeout)
-        remote.boards = max(1, int(info["servers"]))
-        print(f"RPC: tracker {host}:{port}, {info['servers']} server(s) with key {args.key}: {info['device']}")
+    remote = _remote_from_args(args)
     emulated = args.emulated or bool(args.key and "emul" in args.key)
     req = resolve_model(args.model, args.input_shape, args.pruned, args.prune, target=target)
     log_dir = Path(args.log) if args.log else default_log_dir(req.spec, req.pattern, target.name)
-    print(f"tuning {req.spec} ({req.pattern}) for {target.name}: {args.trials} trials"
-          + (f", time budget {args.time_budget:.0f} s" if args.time_budget else "") + f"; log {log_dir}")
-    formats = "dense" if args.dense else args.formats
-    t0 = time.time()
-    planned = plan(lower(req.model, req.input_shape), target, PLANNERS[formats])
-    plans = planned.plans
-    tasks = extract_tasks(plans)
-    print(f"  {len(plans)} conv/linear layers -> {len(tasks)} distinct kernel(s) ({time.time() - t0:.0f} s)")
-    report = tune_tasks(tasks, target, log_dir, args.trials, time_budget=args.time_budget, remote=remote,
-                        trials_per_iter=args.trials_per_iter, population=args.population, seed=args.seed,
-                        emulated=emulated)
-    report.emulated = emulated
-    if not args.no_e2e:
-        if target.runs_on_host and not remote.is_rpc:
+    say(f"tuning {req.spec} ({req.pattern}) for {target.name}: {args.trials} trials"
+        + (f", time budget {args.time_budget:.0f} s" if args.time_budget else "") + f"; log {log_dir}")
+    from .db import open_log_dir
+
+    with stderr_to_file(open_log_dir(log_dir)):
+        planned = plan(lower(req.model, req.input_shape), target, PLANNERS["dense" if args.dense else args.formats])
+        tasks = extract_tasks(planned.plans, kinds=_is_sparse if args.sparse_only else None)
+        if not tasks and args.sparse_only:
+            raise TuningError("--sparse-only: the model has no sparse kernels (prune it, or tune without the flag)")
+        say(f"  {len(planned.plans)} conv/linear layers -> {len(tasks)} distinct kernel(s)"
+            + (" (sparse only)" if args.sparse_only else "") + f" ({time.time() - t0:.0f} s)")
+        e2e = None
+        if not args.no_e2e and target.runs_on_host and not remote.is_rpc:
+            from .end_to_end import EndToEnd
+
+            e2e = EndToEnd(planned, say)
+        elif not args.no_e2e:
+            say("  end-to-end timing skipped: the target does not run on this machine (compile with "
+                f"--tuning-log {log_dir} and run `tvmprune bench` on the board)")
+        report = tune_tasks(tasks, target, log_dir, args.trials, remote=remote, trials_per_iter=args.trials_per_iter,
+                            population=args.population, seed=args.seed, emulated=emulated, quiet=quiet,
+                            deadline=deadline, reserve_s=e2e.reserve_s if e2e else 0.0)
+        report.emulated, report.time_budget_s = emulated, args.time_budget
+        if e2e is not None:
             try:
-                report.model_default_ms, report.model_tuned_ms = _e2e(planned, log_dir, print)
+                report.model_default_ms, report.model_tuned_ms = e2e.compare(log_dir)
             except Exception as e:  # noqa: BLE001 - the tuning itself succeeded
                 print(f"  warning: end-to-end timing failed: {str(e).strip().splitlines()[-1]}")
-        else:
-            print("  end-to-end timing skipped: the target does not run on this machine (compile with "
-                  f"--tuning-log {log_dir} and run `tvmprune bench` on the board)")
-    print()
-    print(format_report(report))
-    summary = {
-        "model": req.spec, "pattern": req.pattern, "target": target.to_json(), "trials": args.trials,
-        "wall_s": report.wall_s, "new_trials": report.new_trials, "emulated": emulated,
-        "model_default_ms": report.model_default_ms, "model_tuned_ms": report.model_tuned_ms,
-        "tasks": [r.to_json() for r in report.tasks],
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
-    (log_dir / "report.json").write_text(json.dumps(summary, indent=1), encoding="utf-8")
-    print(f"\napply with: tvmprune compile ... --target {args.target} --tuning-log {log_dir}")
+    report.wall_s = time.time() - t0
+    (log_dir / "report.json").write_text(json.dumps(_summary(args, req, target, report), indent=1), encoding="utf-8")
+    if not quiet:
+        print()
+        print(format_report(report))
+        print(f"\napply with: tvmprune compile ... --target {args.target} --tuning-log {log_dir}")
     return 0

@@ -265,6 +265,9 @@ class TaskEntry:
     exhausted_at: int | None = None  # record count at which the search found nothing new
     tuned_s: float | None = None  # the best record, re-timed next to the default schedule
     default_vs_tuned_s: float | None = None  # the default schedule in that side-by-side timing
+    speedup: float | None = None  # default_vs_tuned_s / tuned_s: what the record gained when it was tuned
+    points: int | None = None  # distinct points sampled from the task's space (see tuner.SPACE_SAMPLES)
+    space_complete: bool | None = None  # sampling saw the whole space (points is its size)
 
     @classmethod
     def from_json(cls, obj: Any) -> "TaskEntry":

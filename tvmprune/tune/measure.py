@@ -57,6 +57,16 @@ class ExportSO:
         return path
 
 
+def build_candidate(mod: Any, target: Any, cross_compiler: str | None) -> str:
+    """Build one candidate and export its shared object (runs in a builder worker); returns its path."""
+    return ExportSO(cross_compiler)(build_module(mod, target))
+
+
+def warm_worker() -> None:
+    """Import what building needs (a builder worker's first job, so the first batch does not pay for it)."""
+    import tvm.driver  # noqa: F401
+
+
 def make_builder(cross_compiler: str | None, timeout_sec: float = 300.0, max_workers: int | None = None) -> Any:
     """A MetaSchedule LocalBuilder with :func:`build_module` and :class:`ExportSO`."""
     from tvm.s_tir import meta_schedule as ms

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -101,7 +102,9 @@ def request_session(addr: BoardAddress, budget_s: float | None = None) -> Any:
         raise BoardError(SESSION, f"the RPC tracker refused a session for key {addr.key!r}: {value}")
     url, port, matchkey = value[1]
     try:
-        return rpc.connect(url, port, matchkey, session_timeout=int(addr.session_timeout))
+        sess = rpc.connect(url, port, matchkey, session_timeout=int(addr.session_timeout))
+        sess.tvmprune_board = f"{url}:{port}"  # which board served: for the worker's log
+        return sess
     except Exception as e:  # noqa: BLE001 - a dead server shows as a TVM error
         raise BoardError(SESSION, f"the board at {url}:{port} (key {addr.key!r}) did not open a session "
                                   f"({_short(e)})") from None
@@ -137,6 +140,9 @@ def measure_artifacts(addr: BoardAddress, report: Report, artifacts: list[str], 
     except Exception as e:  # noqa: BLE001
         raise BoardError(UPLOAD, _short(e)) from None
     out: list[list[float]] = [[] for _ in artifacts]
+    # one line per measurement in the worker's log (logs/rpc.log): which board served it
+    print(f"{time.strftime('%H:%M:%S')} measure {len(artifacts)} kernel(s) on board "
+          f"{getattr(sess, 'tvmprune_board', '?')}", file=sys.stderr, flush=True)
     try:
         for _ in range(rounds):
             for i, m in enumerate(mods):

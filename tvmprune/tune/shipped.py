@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from . import db as dbm
-from .apply import shipped_dir
+from .apply import recorded_speedup, shipped_dir
 
 
 def export_best(log_dirs: list[Path], out_dir: Path, max_workloads: int = 40, min_speedup: float = 1.02) -> int:
@@ -61,6 +61,7 @@ def export_best(log_dirs: list[Path], out_dir: Path, max_workloads: int = 40, mi
         rec_lines.append(json.dumps([i, rec.raw]))
         e = {k: entry.get(k) for k in ("name", "desc", "kind", "shash", "family", "default_s", "default_vs_tuned_s",
                                          "tuned_s", "weight")}
+        e["speedup"] = recorded_speedup(entry)  # what the record gained when it was tuned (family use needs it)
         tasks[entry.get("name") or shash] = e
     (out_dir / dbm.WORKLOAD_FILE).write_text("".join(x + "\n" for x in wl_lines), encoding="utf-8")
     (out_dir / dbm.RECORD_FILE).write_text("".join(x + "\n" for x in rec_lines), encoding="utf-8")

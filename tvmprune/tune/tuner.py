@@ -1,20 +1,24 @@
 """The tuning loop: MetaSchedule per task, resumable, with a progress display and a report.
 
-For each task (kernel), in order:
+Every conv / linear kernel of the model is a task (:func:`.tasks.extract_tasks`; layers with the
+same ``workload_key`` share one task and its measurements, weight = their number). In order:
 
-1. its default-schedule time is measured once (kept in ``tasks.json``, so resuming does not
-   re-measure), which also sizes the task's share of the trial budget: half of ``--trials``
-   is spread evenly, half in proportion to ``weight x default time`` (where the model spends
-   its time);
-2. records already in the database count against the task's trials; a task that reached
-   its count, or whose search space is exhausted, is skipped;
-3. otherwise MetaSchedule tunes it (``ScheduleFn`` over the kernel's space, evolutionary
-   search, XGBoost cost model) for the remaining trials; every measured candidate is
-   appended to the JSON database when its batch returns;
-4. the best record is replayed and timed again, next to the default schedule.
+1. each task's default-schedule time is measured once and its space's size sampled (both kept
+   in ``tasks.json``, so resuming does not redo them);
+2. ``--trials`` are allotted by estimated gain (:mod:`.allot`: weight x default time x how much
+   the space can offer), and tasks run most expensive first;
+3. records already in the database count against a task's trials; a task that reached its
+   count, or whose search space is exhausted, is skipped -- an exhausted task gives its unused
+   trials to the tasks after it;
+4. otherwise MetaSchedule tunes it (``ScheduleFn`` over the kernel's space, evolutionary
+   search, XGBoost cost model); every measured candidate is appended to the JSON database
+   when its batch returns;
+5. every task's best record is replayed and timed again, next to the default schedule.
 
-``time_budget`` stops the search (between measurement batches) when it is spent; what was
-measured stays in the database and the next run continues from there.
+``time_budget`` bounds the whole call (:mod:`.budget`: the search stops early enough for step
+5 and the caller's reserve); what was measured stays in the database and the next run
+continues from there. The display is :mod:`.console`; the best-so-far curve goes to
+``curve.json`` / ``curve.png`` (:mod:`.curve`).
 """
 
 from __future__ import annotations
@@ -23,9 +27,7 @@ import contextlib
 import io
 import math
 import os
-import shutil
 import sys
-import tempfile
 import time
 import types
 from dataclasses import dataclass, field
@@ -35,10 +37,15 @@ from typing import Any, Callable
 from ..errors import BoardLostError, TuningError
 from ..target import NamedTarget
 from . import db as dbm
+from .allot import TaskCost, allot, give_back
 from .apply import family_key
+from .budget import TimeBudget
+from .console import TuneConsole, stderr_to_file
+from .curve import CURVE_PNG, BestCurve, plot_curve
+from .interrupt import InterruptGuard
 from .logs import metaschedule_logs
-from .interrupt import InterruptGuard, kill_workers
-from .measure import RemoteSpec, make_builder, make_runner, point_to, save_consts, time_kernel, time_side_by_side
+from .measure import RemoteSpec
+from .measurer import Measurer
 from .tasks import TuneTask, space_generator
 
 Log = Callable[[str], None]
@@ -78,6 +85,8 @@ class TaskResult:
 
 @dataclass
 class TuneReport:
+    """What one tuning run did (JSON-serialisable through :meth:`to_json`; times in ms where named so)."""
+
     tasks: list[TaskResult] = field(default_factory=list)
     wall_s: float = 0.0
     new_trials: int = 0
@@ -85,6 +94,15 @@ class TuneReport:
     emulated: bool = False
     model_default_ms: float | None = None
     model_tuned_ms: float | None = None
+    time_budget_s: float | None = None
+    curve_json: str = ""
+    curve_png: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tasks": [r.to_json() for r in self.tasks], "wall_s": self.wall_s, "new_trials": self.new_trials,
+                "log_dir": self.log_dir, "emulated": self.emulated, "model_default_ms": self.model_default_ms,
+                "model_tuned_ms": self.model_tuned_ms, "time_budget_s": self.time_budget_s,
+                "curve_json": self.curve_json, "curve_png": self.curve_png}
 
 
 @contextlib.contextmanager
@@ -105,16 +123,12 @@ def _no_tensor_intrin():
 
 
 def allocate_trials(total: int, tasks: list[TuneTask], default_s: dict[str, float], minimum: int = 4) -> dict[str, int]:
-    """Split ``total`` trials: half evenly, half by ``weight x default time`` (at least ``minimum``)."""
-    if not tasks:
-        return {}
-    cost = {t.key: t.weight * max(default_s.get(t.key) or 0.0, 1e-9) for t in tasks}
-    s = sum(cost.values())
-    out = {}
-    for t in tasks:
-        share = 0.5 * total / len(tasks) + 0.5 * total * cost[t.key] / s
-        out[t.key] = max(minimum, int(round(share)))
-    return out
+    """Split ``total`` trials by ``weight x default time`` (spaces assumed large; see :func:`.allot.allot`)."""
+    return allot(total, [TaskCost(t.key, t.weight, default_s.get(t.key), 10**6, False) for t in tasks], minimum)
+
+
+#: draws of a task's space when its size is estimated for the allotment
+SPACE_SAMPLES = 32
 
 
 @dataclass
@@ -127,134 +141,93 @@ class TuneSettings:
     builder_timeout: float = 300.0
     measure_tuned: bool = True
     emulated: bool = False
-    deadline: float | None = None  # time.time() at which the search stops (between batches)
+    deadline: float | None = None  # time.time() by which the whole tune_tasks call ends
+    reserve_s: float = 0.0  # kept back from the deadline for the caller's work after tuning
+    quiet: bool = False  # no progress bar, no per-task lines
 
 
 @dataclass
 class TaskProgress:
     """What the progress callback knows and counts while one task is searched (times in seconds)."""
 
+    key: str
     label: str
     done0: int  # records of this task before this run
     target: int  # the task's trial target
     default_s: float | None
     best_s: float = math.inf
+    remaining: int = 0  # trials asked of MetaSchedule in this run (it ends the task itself at that count)
     new: int = 0  # candidates that came back this run (measured or failed)
     failed: int = 0
     unmeasured: int = 0  # lost with a board: not recorded, measured again by a rerun
     first_error: str | None = None
     stopped: str = ""  # why the task was ended early
     t0: float = field(default_factory=time.time)
+    t_batch: float = field(default_factory=time.time)  # when the last batch came back
 
-    def line(self, n_ok: int, n_batch: int, emulated: bool) -> str:
+    def line(self, desc: str, weight: int, emulated: bool) -> str:
+        """The task's one line when it ends."""
         rel = f" ({self.default_s / self.best_s:.2f}x default)" if self.default_s and self.best_s < math.inf else ""
-        return (f"    [{self.label}] trials {self.done0 + self.new}/{self.target}  batch ok {n_ok}/{n_batch}"
-                f"  best {self.best_s * 1e3:.4f} ms{rel}{' (EMULATED, not a real time)' if emulated else ''}"
-                f"  elapsed {time.time() - self.t0:.0f} s")
+        best = f"best {self.best_s * 1e3:.4f} ms" if self.best_s < math.inf else "nothing measured"
+        before = f", {self.done0} in the log" if self.done0 else ""
+        stop = f"; {self.stopped}" if self.stopped else ""
+        return (f"  task {self.label} {desc} (x{weight}): trials {self.done0 + self.new}/{self.target}{before}, "
+                f"{self.failed} failed, {best}{rel}{' (EMULATED, not a real time)' if emulated else ''}"
+                f", {time.time() - self.t0:.0f} s{stop}")
 
 
-class Measurer:
-    """Where candidates are built and run: the builder, the runner (local, or on the boards of
-    ``remote`` through a :class:`.board_pool.BoardPool`), and each task's consts for the runner."""
+def _count_batch(progress: TaskProgress, builder_results: Any, runner_results: Any) -> int:
+    """Count a batch into ``progress``; returns how many candidates came back (measured or failed)."""
+    from .board_runner import UNMEASURED
 
-    def __init__(self, target: NamedTarget, remote: RemoteSpec, log_dir: Path, settings: TuneSettings,
-                 guard: InterruptGuard, log: Log) -> None:
-        self.target, self.remote, self.settings = target, remote, settings
-        self.builder = make_builder(target.cross_compiler, timeout_sec=settings.builder_timeout)
-        self.cons_dir = Path(tempfile.mkdtemp(prefix="tvmprune_consts_"))
-        self.pointer = str(self.cons_dir / "current")
-        self.run_budget_s = remote.run_timeout or 10.0
-        self.pool: Any = None
-        self._runner: Any = None
-        self._threads: Any = None
-        if remote.is_rpc:
-            from .board_pool import BoardPool
-
-            self.pool = BoardPool(remote.address(), workers=max(1, remote.boards),
-                                  log_path=log_dir / "logs" / "rpc.log", abort=lambda: guard.interrupted, log=log)
-
-    @property
-    def lost(self) -> str | None:
-        return self.pool.lost if self.pool is not None else None
-
-    def time_default(self, task: TuneTask) -> float:
-        return time_kernel(task.kernel.scheduled(), task.kernel.consts, self.target, self.remote, pool=self.pool)
-
-    def side_by_side(self, task: TuneTask, funcs: list[Any]) -> list[float]:
-        return time_side_by_side(funcs, task.kernel.consts, self.target, self.remote, pool=self.pool)
-
-    def runner_for(self, task: TuneTask, entry: dbm.TaskEntry) -> Any:
-        """The runner, pointed at ``task``'s consts and run budget."""
-        point_to(self.pointer, save_consts(task.kernel.consts, str(self.cons_dir / task.key)))
-        if self.pool is not None:
-            from .board_pool import Evaluation
-
-            self.run_budget_s = self.remote.run_timeout or Evaluation().budget_s(entry.default_s, 10.0)
-        if self._runner is None:
-            if self.pool is not None:
-                from .board_pool import Evaluation
-                from .board_runner import make_board_runner
-
-                self._runner, self._threads = make_board_runner(self.pool, self.pointer, Evaluation(),
-                                                                lambda: self.run_budget_s)
-            else:
-                self._runner = make_runner(self.pointer)
-        return self._runner
-
-    def close(self) -> None:
-        """Stop every worker process; remove the consts."""
-        if self.pool is not None:
-            self.pool.close()
-        if self._threads is not None:
-            self._threads.shutdown(wait=False, cancel_futures=True)
-        for pool in (getattr(self._runner, "pool", None), getattr(self.builder, "pool", None)):
-            with contextlib.suppress(Exception):
-                pool.shutdown(wait=False)
-        kill_workers()
-        shutil.rmtree(self.cons_dir, ignore_errors=True)
+    n_ok = n_back = 0
+    for br, rr in zip(builder_results, runner_results):
+        if rr.error_msg and str(rr.error_msg).startswith(UNMEASURED):
+            progress.unmeasured += 1
+            continue
+        n_back += 1
+        secs = [float(x) for x in (rr.run_secs or [])] if rr.error_msg is None and br.error_msg is None else []
+        progress.new += 1
+        if secs:
+            n_ok += 1
+            progress.best_s = min(progress.best_s, sum(secs) / len(secs))
+        elif progress.first_error is None:
+            progress.first_error = str(br.error_msg or rr.error_msg or "")
+    progress.failed += n_back - n_ok
+    return n_back
 
 
-def _make_progress_callback(progress: TaskProgress, settings: TuneSettings, stop_now: Callable[[], str],
-                            log: Log) -> Any:
+def _make_progress_callback(progress: TaskProgress, env: "_Run") -> Any:
     from tvm.ir.utils import derived_object
     from tvm.s_tir.meta_schedule.measure_callback import PyMeasureCallback
 
     @derived_object
     class Progress(PyMeasureCallback):
-        """Prints one line per measured batch; ends the task when the time budget is spent,
-        on an interrupt, or when the boards are lost."""
+        """Moves the display and the curve per measured batch; ends the task when the next batch
+        would not fit the time budget, on an interrupt, or when the boards are lost."""
 
         def apply(self, task_scheduler: Any, task_id: int, measure_candidates: Any, builder_results: Any,
                   runner_results: Any) -> None:
             if progress.stopped:  # already ended; a batch still in flight came back
                 return
-            why = stop_now()
+            why = env.stop_reason()
             if why:
                 progress.stopped = why
-                task_scheduler.terminate_task(task_id)
+                if progress.new + progress.unmeasured < progress.remaining:
+                    task_scheduler.terminate_task(task_id)
                 return
             if not runner_results:
                 return
-            from .board_runner import UNMEASURED
-
-            n_ok = n_back = 0
-            for br, rr in zip(builder_results, runner_results):
-                if rr.error_msg and str(rr.error_msg).startswith(UNMEASURED):
-                    progress.unmeasured += 1
-                    continue
-                n_back += 1
-                secs = [float(x) for x in (rr.run_secs or [])] if rr.error_msg is None and br.error_msg is None else []
-                progress.new += 1
-                if secs:
-                    n_ok += 1
-                    progress.best_s = min(progress.best_s, sum(secs) / len(secs))
-                elif progress.first_error is None:
-                    progress.first_error = str(br.error_msg or rr.error_msg or "")
-            progress.failed += n_back - n_ok
-            log(progress.line(n_ok, n_back, settings.emulated))
-            if settings.deadline is not None and time.time() > settings.deadline:
+            n_back = _count_batch(progress, builder_results, runner_results)
+            now = time.time()
+            env.budget.note_batch(now - progress.t_batch, len(runner_results))
+            progress.t_batch = now
+            env.console.batch(n_back, progress.default_s, progress.best_s)
+            env.curve.batch(progress.key, n_back, progress.done0 + progress.new, progress.best_s)
+            if not env.budget.may_start_batch():
                 progress.stopped = "time budget spent"
-                task_scheduler.terminate_task(task_id)
+                if progress.new + progress.unmeasured < progress.remaining:  # else MetaSchedule ends it itself
+                    task_scheduler.terminate_task(task_id)
 
     return Progress()
 
@@ -290,16 +263,20 @@ def _search(task: TuneTask, index: int, remaining: int, progress: TaskProgress, 
 
     callbacks = [make_keep_measured(list(ms.measure_callback.MeasureCallback.create("default")),
                                     lambda: env.guard.interrupted),
-                 _make_progress_callback(progress, env.settings, env.stop_reason, env.log)]
+                 _make_progress_callback(progress, env)]
+    per_iter = env.budget.batch_size(min(env.settings.trials_per_iter, remaining))
+    progress.t_batch = time.time()
     with env.guard.deferred():
         try:
             ms.task_scheduler.RoundRobin().tune(
                 tasks=[ctx], task_weights=[1.0], max_trials_global=remaining, max_trials_per_task=remaining,
-                num_trials_per_iter=min(env.settings.trials_per_iter, remaining), builder=env.measurer.builder,
+                num_trials_per_iter=per_iter, builder=env.measurer.builder,
                 runner=runner, measure_callbacks=callbacks, database=env.database, cost_model=cost_model)
         except BaseException as ex:  # noqa: BLE001 - Ctrl-C can arrive as a TVM RuntimeError
             if env.guard.interrupted or isinstance(ex, KeyboardInterrupt):
                 raise KeyboardInterrupt from None
+            if progress.stopped and "is_terminated" in str(ex) and not env.measurer.lost:
+                return  # we ended the task and MetaSchedule tried to end it too (its space ran out)
             if env.measurer.lost:
                 raise _board_lost(task, env) from None
             msg = str(ex).strip().splitlines()
@@ -327,12 +304,14 @@ class _Run:
     log_dir: Path
     settings: TuneSettings
     guard: InterruptGuard
-    log: Log
+    console: TuneConsole
+    budget: TimeBudget
     manifest: dbm.Manifest = field(default_factory=dbm.Manifest)
     contents: dbm.LogContents = field(default_factory=dbm.LogContents)
     measurer: Any = None
     database: Any = None
     ms_logs: Any = None  # logs.MetaScheduleLogs of this run
+    curve: BestCurve = field(default_factory=BestCurve)
 
     def kept(self) -> int:
         return len(dbm.read_log(self.log_dir, validate=False).records)
@@ -345,53 +324,79 @@ class _Run:
         return ""
 
 
+def _space_size(t: TuneTask, e: dbm.TaskEntry) -> None:
+    """Sample the task's space once (kept in the manifest): ``e.points``, ``e.space_complete``."""
+    if e.points is not None:
+        return
+    from .space_points import count_points
+
+    if t.kernel.schedule_space is None:
+        e.points, e.space_complete = 1, True
+        return
+    try:
+        n = count_points(t.kernel, SPACE_SAMPLES)
+    except Exception:  # noqa: BLE001 - a space that cannot be sampled here: let MetaSchedule judge
+        n = SPACE_SAMPLES
+    e.points, e.space_complete = n, n < SPACE_SAMPLES // 2
+
+
 def _time_defaults(tasks: list[TuneTask], env: _Run) -> None:
-    """Step 1: each task's manifest entry, and its default-schedule time (once; kept for resume)."""
+    """Step 1: each task's manifest entry, its default-schedule time and its space size (once; kept for resume)."""
     for t in tasks:
         e = env.manifest.tasks.setdefault(t.key, dbm.TaskEntry())
         e.name, e.desc, e.weight, e.kind = t.name, t.desc, t.weight, t.kernel.kind
         e.shash, e.layers, e.family = t.shash(), t.layers[:8], family_key(t.kernel)
+        took = None
         if e.default_s is None:
+            t0 = time.time()
             try:
                 e.default_s = env.measurer.time_default(t)
+                took = time.time() - t0
             except BoardLostError:
                 raise
             except Exception as ex:  # noqa: BLE001 - reported; the task is still tuned
-                env.log(f"  warning: could not time the default schedule of {t.desc}: {str(ex).splitlines()[-1]}")
+                env.console.warn(f"  warning: could not time the default schedule of {t.desc}: "
+                                 f"{str(ex).splitlines()[-1]}")
+        env.budget.note_default_timing(t.key, took)
+    env.measurer.warm()  # after the timings: importing TVM in the workers would distort them
+    for t in tasks:
+        _space_size(t, env.manifest.tasks[t.key])
+    env.measurer.wait_warm()  # the setup is paid before the budget decides anything
     env.manifest.save(env.log_dir)
     total = sum((env.manifest.tasks[t.key].default_s or 0) * t.weight for t in tasks)
     if total:
-        env.log(f"  default schedules: {total * 1e3:.2f} ms per inference over these kernels"
-                + (" (EMULATED board: not a real time)" if env.settings.emulated else ""))
+        env.console.note(f"  default schedules: {total * 1e3:.2f} ms per inference over these kernels"
+                         + (" (EMULATED board: not a real time)" if env.settings.emulated else ""))
 
 
-def _why_skip(e: dbm.TaskEntry, done0: int, deadline: float | None) -> str:
+def _why_skip(key: str, e: dbm.TaskEntry, done0: int, budget: TimeBudget) -> str:
     if e.target_trials - done0 <= 0:
         return f"done ({done0} records)"
     if e.exhausted_at is not None and done0 >= int(e.exhausted_at):
         return f"search space exhausted at {done0} records"
-    if deadline is not None and time.time() > deadline:
+    if budget.deadline is not None and not budget.may_start_task(key):
         return "time budget spent"
     return ""
 
 
 def _tune_one(i: int, n: int, t: TuneTask, target_n: int, env: _Run) -> TaskResult:
-    """Step 2-3 for one task: skip it, or search it; update its manifest entry."""
+    """Step 3-4 for one task: skip it, or search it; update its manifest entry."""
     e = env.manifest.tasks[t.key]
     done0 = env.contents.count(e.shash)
     e.target_trials = target_n
-    label = f"{i + 1}/{n} {t.desc}"
+    label = f"{i + 1}/{n}"
     res = TaskResult(key=t.key, name=t.name, desc=t.desc, weight=t.weight, trials=done0, target_trials=target_n,
                      default_s=e.default_s)
-    res.skipped = _why_skip(e, done0, env.settings.deadline)
+    best = env.contents.best(e.shash)
+    res.skipped = _why_skip(t.key, e, done0, env.budget)
     if res.skipped:
-        env.log(f"  task {label}: {res.skipped}, skipped")
+        env.console.task_done(f"  task {label} {t.desc}: {res.skipped}, skipped")
         return res
     remaining = target_n - done0
-    env.log(f"  task {label} (x{t.weight}): {remaining} trial(s) to go" + (f", {done0} in the log" if done0 else "")
-            + (f"; default {e.default_s * 1e3:.4f} ms" if e.default_s else ""))
-    best = env.contents.best(e.shash)
-    progress = TaskProgress(f"{i + 1}/{n}", done0, target_n, e.default_s, best.mean_sec if best else math.inf)
+    env.budget.with_records.add(t.key)  # it will have records to re-time
+    progress = TaskProgress(t.key, label, done0, target_n, e.default_s, best.mean_sec if best else math.inf,
+                            remaining)
+    env.console.task(f"{label} {t.desc} x{t.weight}", t.weight, e.default_s, progress.best_s)
     try:
         _search(t, i, remaining, progress, env)
     finally:
@@ -402,20 +407,21 @@ def _tune_one(i: int, n: int, t: TuneTask, target_n: int, env: _Run) -> TaskResu
         res.skipped = progress.stopped
     elif res.trials < target_n and not progress.unmeasured:
         e.exhausted_at = res.trials  # the search found no new candidates: resuming must not retry forever
+    env.console.task_done(progress.line(t.desc, t.weight, env.settings.emulated))
     if progress.failed and progress.failed == progress.new:
-        env.log(f"    warning: every candidate of this task failed; first error: "
-                f"{(progress.first_error or '').strip().splitlines()[-1:] or ['?']}")
+        env.console.warn(f"    warning: every candidate of this task failed; first error: "
+                         f"{(progress.first_error or '').strip().splitlines()[-1:] or ['?']}")
     env.manifest.save(env.log_dir)
     return res
 
 
 def _retime_best(tasks: list[TuneTask], results: list[TaskResult], env: _Run) -> None:
-    """Step 4: re-time the best record of every task next to its default schedule."""
+    """Step 5: re-time the best record of every task next to its default schedule."""
     from .apply import apply_record
 
     contents = dbm.read_log(env.log_dir, validate=False)
     if env.settings.measure_tuned:
-        env.log("  timing default vs tuned schedules side by side ...")
+        env.console.note("  timing default vs tuned schedules side by side ...")
     for t, res in zip(tasks, results):
         e = env.manifest.tasks[t.key]
         res.trials = contents.count(e.shash)
@@ -432,8 +438,9 @@ def _retime_best(tasks: list[TuneTask], results: list[TaskResult], env: _Run) ->
         except BoardLostError:
             raise
         except Exception as ex:  # noqa: BLE001
-            env.log(f"  warning: could not replay the best record of {t.desc}: {str(ex).splitlines()[-1]}")
+            env.console.warn(f"  warning: could not replay the best record of {t.desc}: {str(ex).splitlines()[-1]}")
         e.tuned_s, e.default_vs_tuned_s = res.tuned_s, res.default_s
+        e.speedup = (res.default_s / res.tuned_s) if res.default_s and res.tuned_s else None
     env.manifest.save(env.log_dir)
 
 
@@ -452,6 +459,10 @@ def tune_tasks(
     measure_tuned: bool = True,
     emulated: bool = False,
     log: Log = print,
+    quiet: bool = False,
+    deadline: float | None = None,
+    reserve_s: float = 0.0,
+    bar: bool | None = None,
 ) -> TuneReport:
     """Tune ``tasks`` for ``target``, appending to the database in ``log_dir``.
 
@@ -460,12 +471,17 @@ def tune_tasks(
         target: compilation target (measured locally, or on ``remote``'s RPC board).
         log_dir: database directory (created; resumed when it holds records).
         trials: total measurement budget over all tasks (existing records count).
-        time_budget: seconds after which the search stops (between batches).
+        time_budget: seconds this call may take, re-timing included (the search stops early enough).
         remote: RPC tracker / key; None or a non-RPC spec measures on this machine.
         trials_per_iter: candidates built and measured per batch.
         population: evolutionary search population size.
         measure_tuned: re-time the best record of every task next to the default schedule.
         emulated: the board is emulated: progress lines say their times mean nothing.
+        log: where lines go (one per task when there is no progress bar).
+        quiet: no progress bar and no per-task lines (warnings still go to ``log``).
+        deadline: absolute ``time.time()`` end instead of ``time_budget`` (the caller's clock).
+        reserve_s: seconds kept back from the deadline for the caller's work afterwards.
+        bar: force the progress bar on / off (None: on when stderr is a terminal).
 
     Raises:
         TuningError: no tasks, unusable log directory, or nothing could be measured.
@@ -482,41 +498,79 @@ def tune_tasks(
         )
     d = dbm.open_log_dir(log_dir)
     t_start = time.time()
+    if deadline is None and time_budget:
+        deadline = t_start + float(time_budget)
     settings = TuneSettings(trials_per_iter, population, seed, builder_timeout, measure_tuned, emulated,
-                            None if not time_budget else t_start + float(time_budget))
-    report = TuneReport(log_dir=str(d), emulated=emulated)
-    with dbm.LogLock(d), InterruptGuard() as guard, metaschedule_logs(d) as ms_logs:
-        env = _Run(target, remote, d, settings, guard, log, ms_logs=ms_logs)
+                            deadline, reserve_s, quiet)
+    report = TuneReport(log_dir=str(d), emulated=emulated, time_budget_s=time_budget)
+    with dbm.LogLock(d), stderr_to_file(d) as terminal, InterruptGuard() as guard, metaschedule_logs(d) as ms_logs:
+        console = TuneConsole(log, quiet=quiet, stream=terminal, bar=bar, emulated=emulated)
+        env = _Run(target, remote, d, settings, guard, console, TimeBudget(deadline, reserve_s), ms_logs=ms_logs)
         try:
             _tune_all(tasks, trials, env, report)
         except KeyboardInterrupt:
+            console.close()
             log(f"interrupted: {env.kept()} record(s) kept in {d}; run the same command again to resume")
             raise
         finally:
+            console.close()
             if env.measurer is not None:
                 env.measurer.close()
     report.wall_s = time.time() - t_start
-    if not any(r.trials for r in report.tasks):
+    if not any(r.trials for r in report.tasks) and not any(r.skipped == "time budget spent" for r in report.tasks):
         raise TuningError(f"no candidate could be measured; see the MetaSchedule logs in {d}/logs")
     return report
 
 
+def _costs(tasks: list[TuneTask], mt: dict[str, dbm.TaskEntry]) -> list[TaskCost]:
+    return [TaskCost(t.key, t.weight, mt[t.key].default_s, mt[t.key].points or SPACE_SAMPLES,
+                     bool(mt[t.key].space_complete)) for t in tasks]
+
+
 def _tune_all(tasks: list[TuneTask], trials: int, env: _Run, report: TuneReport) -> None:
-    env.contents = dbm.sanitize(env.log_dir, log=env.log)
+    env.contents = dbm.sanitize(env.log_dir, log=env.console.warn)
     env.manifest = dbm.Manifest.load(env.log_dir)
     env.manifest.target = env.target.to_json()
-    env.measurer = Measurer(env.target, env.remote, env.log_dir, env.settings, env.guard, env.log)
-    env.log(f"{len(tasks)} tuning task(s) for {env.target.name}; log {env.log_dir}")
+    env.measurer = Measurer(env.target, env.remote, env.log_dir, env.settings.builder_timeout, env.guard,
+                            env.console.warn)
+    env.console.note(f"{len(tasks)} tuning task(s) for {env.target.name}; log {env.log_dir}")
     _time_defaults(tasks, env)
     mt = env.manifest.tasks
-    alloc = allocate_trials(trials, tasks, {k: (v.default_s or 0.0) for k, v in mt.items()})
-    env.database = dbm.open_database(env.log_dir)
     # the most expensive kernels first, so that a time budget is spent where it matters
     tasks = sorted(tasks, key=lambda t: -(mt[t.key].default_s or 0.0) * t.weight)
+    costs = _costs(tasks, mt)
+    alloc = allot(trials, costs)
+    env.database = dbm.open_database(env.log_dir)
+    for t in tasks:
+        best = env.contents.best(mt[t.key].shash)
+        if best is not None:
+            env.budget.with_records.add(t.key)
+        env.curve.add_task(t.key, t.desc, t.weight, mt[t.key].default_s, best.mean_sec if best else math.inf)
+    if env.budget.deadline is not None:
+        env.console.note(f"  time budget: {max(0.0, env.budget.search_left()):.0f} s left for the search "
+                         f"({env.budget.reserve_s:.0f} s kept back for re-timing"
+                         + (" and the end-to-end build)" if env.budget.extra_s else ")"))
+    to_go = sum(max(0, alloc[t.key] - env.contents.count(mt[t.key].shash)) for t in tasks)
+    env.console.start(to_go, env.budget.deadline)
     for i, t in enumerate(tasks):
-        report.tasks.append(_tune_one(i, len(tasks), t, alloc[t.key], env))
-        report.new_trials += report.tasks[-1].new_trials
+        res = _tune_one(i, len(tasks), t, alloc[t.key], env)
+        report.tasks.append(res)
+        report.new_trials += res.new_trials
+        e = mt[t.key]
+        if e.exhausted_at is not None and res.trials < alloc[t.key]:
+            alloc = give_back(alloc, alloc[t.key] - res.trials, costs[i + 1:])
+    env.console.close()
     _retime_best(tasks, report.tasks, env)
+    _save_curve(env, report)
+
+
+def _save_curve(env: _Run, report: TuneReport) -> None:
+    report.curve_json = str(env.curve.save(env.log_dir))
+    try:
+        report.curve_png = str(plot_curve(env.curve.to_json(), env.log_dir / CURVE_PNG,
+                                          f"tuning {env.target.name}: best so far"))
+    except Exception as ex:  # noqa: BLE001 - the plot is a convenience
+        env.console.warn(f"  warning: could not plot the best-so-far curve: {str(ex).strip()[:200]}")
 
 
 def format_report(report: TuneReport) -> str:
@@ -541,7 +595,10 @@ def format_report(report: TuneReport) -> str:
     if tot_d:
         lines.append(f"kernels, weighted by layers: default {tot_d * 1e3:.3f} ms -> tuned {tot_t * 1e3:.3f} ms "
                      f"({tot_d / tot_t:.2f}x)")
-    lines.append(f"{report.new_trials} new trial(s) in {report.wall_s:.0f} s; database: {report.log_dir}")
+    budget = f" (time budget {report.time_budget_s:.0f} s)" if report.time_budget_s else ""
+    lines.append(f"{report.new_trials} new trial(s) in {report.wall_s:.0f} s{budget}; database: {report.log_dir}")
+    if report.curve_png:
+        lines.append(f"best-so-far curve: {report.curve_json}, {report.curve_png}")
     if report.model_default_ms is not None and report.model_tuned_ms is not None:
         lines.append(f"end to end: default {report.model_default_ms:.3f} ms -> tuned {report.model_tuned_ms:.3f} ms "
                      f"({report.model_default_ms / report.model_tuned_ms:.2f}x)")
