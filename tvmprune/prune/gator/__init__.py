@@ -6,7 +6,9 @@ at most ``RATIO`` of the dense model's (:mod:`.train`; lambda is steered automat
 The cost is the latency of tvmprune's own kernels measured on the compile target
 (:mod:`.latency_table`, default), FLOPs, or weight memory (:mod:`.cost`).  The gated model
 is then sliced into a physically smaller dense model, removing whole residual blocks whose
-inner channels all closed (:mod:`.slicing`), and fine-tuned.
+inner channels all closed (:mod:`.slicing`), and fine-tuned.  Edges through grouped convs
+(ResNeXt, RegNet) keep the same number of open channels in every group
+(:meth:`.gates.ChannelGates.even_strata`, applied after training), so the slices are valid.
 
 Entry point: :func:`gator_prune`.  Saved models are rebuilt by :func:`rebuild_gator`.
 """
