@@ -6,7 +6,9 @@ at most ``RATIO`` of the dense model's (:mod:`.train`; lambda is steered automat
 The cost is the latency of tvmprune's own kernels measured on the compile target
 (:mod:`.latency_table`, default), FLOPs, or weight memory (:mod:`.cost`).  The gated model
 is then sliced into a physically smaller dense model, removing whole residual blocks whose
-inner channels all closed (:mod:`.slicing`), and fine-tuned.
+inner channels all closed (:mod:`.slicing`), and fine-tuned.  Edges through grouped convs
+(ResNeXt, RegNet) keep the same number of open channels in every group
+(:meth:`.gates.ChannelGates.even_strata`, applied after training), so the slices are valid.
 
 Entry point: :func:`gator_prune`.  Saved models are rebuilt by :func:`rebuild_gator`.
 """
@@ -178,6 +180,7 @@ def apply_gator(model: nn.Module, graph: DependencyGraph, opts: GatorOptions, ex
                                                                     progress))
     quantum = channel_quantum(opts.cost, target)
     gates.quantize(quantum)
+    gates.even_strata(quantum)  # grouped convs: the same number of channels in each group
     keep, dead = gate_keep_indices(gates)
     small = slice_by_gates(model, graph, keep, dead)
     if opts.finetune_epochs:

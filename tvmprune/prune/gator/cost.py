@@ -6,8 +6,9 @@ spatial sizes.  A :class:`CostModel` turns expected open-channel counts per edge
 tensors, differentiable through the straight-through gates) into the model's cost as a
 fraction of the dense model's:
 
-* ``flops``: ``2 * KH*KW * H_out*W_out * open_in * open_out`` (depthwise: ``* open``);
-* ``memory``: weights, ``KH*KW * open_in * open_out`` (depthwise: ``KH*KW * open``);
+* ``flops``: ``2 * KH*KW * H_out*W_out * open_in * open_out`` (depthwise: ``* open``;
+  a grouped conv: ``/ groups``);
+* ``memory``: weights, ``KH*KW * open_in * open_out`` (depthwise: ``KH*KW * open``; grouped: ``/ groups``);
 * ``latency``: a fit of times measured with tvmprune's own kernels on the target
   (:mod:`.latency_table`): ``a + b*open_in*open_out + c*open_in + d*open_out`` per conv.
 
@@ -54,6 +55,7 @@ class LayerGeometry:
     fixed_in: int = 0
     out_edge: int | None = None
     fixed_out: int = 0
+    groups: int = 1  # a grouped (not depthwise) conv: each output reads cin / groups inputs
 
     @property
     def k2(self) -> int:
@@ -95,7 +97,7 @@ def layer_geometries(model: nn.Module, graph: DependencyGraph, edges: list[Hyper
             kind = "depthwise" if is_depthwise(mod) else "conv"
             lg = LayerGeometry(name, kind, mod.in_channels, mod.out_channels, tuple(mod.kernel_size),
                                tuple(mod.stride), tuple(mod.padding) if not isinstance(mod.padding, str) else (0, 0),
-                               in_hw, out_hw)
+                               in_hw, out_hw, groups=1 if kind == "depthwise" else mod.groups)
         else:
             lg = LayerGeometry(name, "linear", mod.in_features, mod.out_features, (1, 1), (1, 1), (0, 0),
                                (1, 1), (1, 1))
@@ -127,13 +129,13 @@ def flops_cost(lg: LayerGeometry, n_in: torch.Tensor, n_out: torch.Tensor) -> to
     hw = lg.out_hw[0] * lg.out_hw[1]
     if lg.kind == "depthwise":
         return 2.0 * lg.k2 * hw * n_out
-    return 2.0 * lg.k2 * hw * n_in * n_out
+    return 2.0 * lg.k2 * hw * n_in * n_out / lg.groups
 
 
 def memory_cost(lg: LayerGeometry, n_in: torch.Tensor, n_out: torch.Tensor) -> torch.Tensor:
     if lg.kind == "depthwise":
         return lg.k2 * n_out * 1.0
-    return lg.k2 * n_in * n_out * 1.0
+    return lg.k2 * n_in * n_out / lg.groups
 
 
 class CostModel:

@@ -5,6 +5,8 @@ the gate is ``g = 1[s > 0.5]`` in the forward pass and ``ds/dtheta`` in the back
 (straight-through).  In eval mode ``g = 1[theta > 0]``.  A channel whose
 ``sigmoid(theta)`` falls below 0.5 is *closed for good* (:meth:`ChannelGates.close_settled`):
 its gate is 0 in every later forward pass, and its logit gets no gradient.
+After training, edges through grouped convs get the same open count in every group
+(:meth:`ChannelGates.even_strata`).
 
 Gates multiply the *inputs* of the consumers of each hyper-edge (forward pre-hooks, see
 :func:`attach_gates`), so a closed channel is removed from the network's function exactly.
@@ -12,6 +14,7 @@ Gates multiply the *inputs* of the consumers of each hyper-edge (forward pre-hoo
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -117,6 +120,34 @@ class ChannelGates(nn.Module):
                 keep = torch.zeros_like(open_)
                 if want:
                     keep[torch.tensor(ranked[:want], dtype=torch.long)] = True
+            self.closed(i).copy_(~keep)
+            theta[keep] = torch.clamp(theta[keep], min=1e-3)
+
+    @torch.no_grad()
+    def even_strata(self, quantum: int = 1) -> None:
+        """Give every stratum of an edge with ``strata > 1`` (grouped convs) the same open count.
+
+        Rule: ``k = round(open / strata)`` channels stay open in each stratum, rounded to a
+        multiple of ``quantum / gcd(quantum, strata)`` when that fits in a stratum (so the
+        total stays a multiple of ``quantum``); a non-removable edge keeps at least one per
+        stratum.  In each stratum the open channels rank first, then by logit; the top ``k``
+        are open afterwards, the rest closed.  Applied once after training (gates are free
+        during training), so the sliced model is valid and equals the gated one.
+        """
+        for i, (e, theta) in enumerate(zip(self.edges, self.logits)):
+            if e.strata <= 1:
+                continue
+            per = e.size // e.strata
+            open_ = self.open_mask(i)
+            step = quantum // math.gcd(quantum, e.strata) if quantum > 1 else 1
+            step = step if step <= per else 1
+            k = int(round(int(open_.sum()) / e.strata / step)) * step
+            k = min(max(k, 0 if e.removable else 1), per)
+            rank = (theta + open_.float() * 1e6).reshape(e.strata, per)
+            keep = torch.zeros(e.strata, per, dtype=torch.bool)
+            if k:
+                keep.scatter_(1, torch.topk(rank, k, dim=1).indices, True)
+            keep = keep.reshape(-1)
             self.closed(i).copy_(~keep)
             theta[keep] = torch.clamp(theta[keep], min=1e-3)
 

@@ -42,6 +42,8 @@ class HyperEdge:
 
     ``index`` is the position of the edge's gate vector in :class:`~.gates.ChannelGates`;
     ``gid`` the group id in the dependency graph; ``name`` its first producer.
+    ``strata``: the channels form that many equal consecutive blocks (the groups of a grouped
+    conv, :attr:`ChannelGroup.strata`); each block must keep the same number of channels.
     """
 
     index: int
@@ -53,6 +55,7 @@ class HyperEdge:
     depthwise: list[str] = field(default_factory=list)
     removable: bool = False
     why_not_removable: str | None = None
+    strata: int = 1
 
     @property
     def is_highway(self) -> bool:
@@ -73,7 +76,7 @@ def find_hyper_edges(model: nn.Module, graph: DependencyGraph) -> list[HyperEdge
         if not consumers:
             continue
         e = HyperEdge(len(edges), g.gid, g.name, g.size, list(g.producers), consumers,
-                      [m.module for m in g.members if m.role == "dw"])
+                      [m.module for m in g.members if m.role == "dw"], strata=g.strata)
         e.why_not_removable = removal_check(model, graph, g.gid)
         e.removable = e.why_not_removable is None
         edges.append(e)

@@ -1,7 +1,9 @@
 """Per-layer latency table measured with tvmprune's own dense conv kernels on the target.
 
 For each conv of the model, the kernel the compiler would use for it
-(:func:`tvmprune.kernels.dense_conv2d.dense_conv2d`, default schedule, bias + ReLU epilogue)
+(:func:`tvmprune.kernels.dense_conv2d.dense_conv2d`, or
+:func:`tvmprune.kernels.grouped_conv2d.grouped_conv2d` for a grouped conv, whose channel
+counts are then multiples of its groups; default schedule, bias + ReLU epilogue)
 is built and timed at several (input, output) channel counts:
 ``(1, 1), (1, .5), (.5, 1), (.5, .5), (.25, .25)`` of the layer's channels (depthwise:
 ``1, .5, .25``).  A least-squares fit ``t = a + b*cin*cout + c*cin + d*cout`` (depthwise
@@ -16,6 +18,7 @@ timed (timing on a board over RPC is not implemented here: use ``+flops`` for th
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -78,14 +81,15 @@ def latency_cache_dir(target: NamedTarget) -> Path:
 
 
 def _shape_key(lg: LayerGeometry, batch: int) -> str:
-    dw = "_dw" if lg.kind == "depthwise" else ""
+    dw = "_dw" if lg.kind == "depthwise" else (f"_g{lg.groups}" if lg.groups > 1 else "")
     return (f"conv{dw}_b{batch}_{lg.in_hw[0]}x{lg.in_hw[1]}_{lg.cin}to{lg.cout}_k{lg.kernel[0]}x{lg.kernel[1]}"
             f"_s{lg.stride[0]}x{lg.stride[1]}_p{lg.padding[0]}x{lg.padding[1]}")
 
 
 def _points(lg: LayerGeometry, quantum: int = 1) -> list[tuple[int, int]]:
-    def n(f: float, c: int) -> int:
-        q = quantum if c >= quantum else 1
+    def n(f: float, c: int) -> int:  # grouped convs: a multiple of the groups (each keeps as many)
+        q = math.lcm(quantum, lg.groups)
+        q = q if c >= q and (lg.groups == 1 or c % q == 0) else lg.groups
         return max(q, int(round(f * c / q)) * q)
     if lg.kind == "depthwise":
         return sorted({(n(f, lg.cin), n(f, lg.cout)) for f in DEPTHWISE_FRACTIONS})
@@ -95,15 +99,17 @@ def _points(lg: LayerGeometry, quantum: int = 1) -> list[tuple[int, int]]:
 def _time_conv(lg: LayerGeometry, cin: int, cout: int, batch: int, target: NamedTarget) -> float:
     from ...kernels.base import ConvSpec
     from ...kernels.dense_conv2d import dense_conv2d
+    from ...kernels.grouped_conv2d import grouped_conv2d
     from ...measure.kernel import time_kernel
 
     dw = lg.kind == "depthwise"
     ph, pw = lg.padding
     spec = ConvSpec(batch, lg.in_hw[0], lg.in_hw[1], cin, cout, lg.kernel[0], lg.kernel[1], lg.stride,
-                    (ph, pw, ph, pw), groups=cin if dw else 1, bias=True, activation="relu")
+                    (ph, pw, ph, pw), groups=cin if dw else lg.groups, bias=True, activation="relu")
     rng = np.random.default_rng(0)
     w = rng.standard_normal(spec.weight_shape).astype(np.float32)
-    inst = dense_conv2d(spec, w, np.zeros(cout, np.float32), target)
+    build = grouped_conv2d if lg.groups > 1 and not dw else dense_conv2d
+    inst = build(spec, w, np.zeros(cout, np.float32), target)
     return time_kernel(inst, spec.in_shape, target, repeat=3, min_repeat_ms=5)
 
 
