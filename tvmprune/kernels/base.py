@@ -143,8 +143,11 @@ class KernelInstance:
 def apply_activation(x: Any, activation: str | None) -> Any:
     """One of :data:`ACTIVATIONS` on a TIR expression, as PyTorch defines it (``gelu``: erf form,
     ``gelu_tanh``: the tanh approximation, ``hardswish``: ``x * clamp(x + 3, 0, 6) / 6``,
-    ``hardsigmoid``: ``clamp(x + 3, 0, 6) / 6``); None leaves ``x`` as it is."""
+    ``hardsigmoid``: ``clamp(x + 3, 0, 6) / 6``); None leaves ``x`` as it is. exp / erf / tanh are
+    the vectorising forms of :mod:`.fast_math` (libm calls per lane cost 12-50x the epilogue)."""
     from tvm import te, tirx
+
+    from . import fast_math
 
     f32 = lambda v: tirx.const(v, "float32")  # noqa: E731
     if activation in ("hardswish", "hardsigmoid"):
@@ -152,14 +155,14 @@ def apply_activation(x: Any, activation: str | None) -> Any:
         return x * gate if activation == "hardswish" else gate
     if activation == "gelu_tanh":
         inner = f32(0.7978845608028654) * (x + f32(0.044715) * x * x * x)
-        return f32(0.5) * x * (f32(1.0) + tirx.tanh(inner))
+        return f32(0.5) * x * (f32(1.0) + fast_math.tanh(inner))
     if activation == "silu":
-        return x * tirx.sigmoid(x)
+        return x * fast_math.sigmoid(x)
     if activation == "sigmoid":
-        return tirx.sigmoid(x)
+        return fast_math.sigmoid(x)
     if activation == "gelu":
         half, one = tirx.const(0.5, "float32"), tirx.const(1.0, "float32")
-        return half * x * (one + tirx.erf(x * tirx.const(0.7071067811865476, "float32")))
+        return half * x * (one + fast_math.erf(x * tirx.const(0.7071067811865476, "float32")))
 
     if activation == "relu":
         return te.max(x, tirx.const(0.0, "float32"))
