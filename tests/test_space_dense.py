@@ -18,9 +18,9 @@ from tvmprune.kernels.register_tile import pick_register_tile  # noqa: E402
 from tvmprune.target import get_target  # noqa: E402
 from tvmprune.tune.space_points import count_points, sample_point  # noqa: E402
 
+from conv_reference import ACTS, conv_arrays, torch_conv  # noqa: E402
+
 X86 = get_target("x86")
-ACTS = {None: lambda y: y, "relu": lambda y: y.relu(), "silu": torch.nn.functional.silu,
-        "gelu": torch.nn.functional.gelu}
 SEEDS = range(6)
 
 
@@ -32,19 +32,9 @@ def _run(func, args: list[np.ndarray], out_shape: tuple[int, ...]) -> np.ndarray
 
 
 def _conv_case(spec: ConvSpec, seed: int) -> tuple:
-    rng = np.random.default_rng(seed)
-    w = rng.standard_normal(spec.weight_shape).astype("float32")
-    b = rng.standard_normal(spec.cout).astype("float32") if spec.bias else None
-    x = rng.standard_normal(spec.in_shape).astype("float32")
-    res = rng.standard_normal(spec.out_shape).astype("float32") if spec.residual else None
-    pt, pl, pb, pr = spec.padding
-    xt = torch.nn.functional.pad(torch.from_numpy(x).permute(0, 3, 1, 2), (pl, pr, pt, pb))
-    y = torch.nn.functional.conv2d(xt, torch.from_numpy(w), None if b is None else torch.from_numpy(b),
-                                   stride=spec.stride).permute(0, 2, 3, 1)
-    if res is not None:
-        y = y + torch.from_numpy(res)
+    w, b, x, res = conv_arrays(spec, seed)
     kernel = dense_conv2d(spec, w, b, X86)
-    return kernel, [x, *kernel.consts] + ([res] if res is not None else []), ACTS[spec.activation](y).numpy()
+    return kernel, [x, *kernel.consts] + ([res] if res is not None else []), torch_conv(spec, w, b, x, res)
 
 
 @pytest.mark.parametrize("cin,cout,k,stride,hw,act,residual", [

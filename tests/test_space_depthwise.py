@@ -17,35 +17,17 @@ from tvmprune.kernels.grouped_conv2d import grouped_conv2d, pack_grouped_weight,
 from tvmprune.target import get_target  # noqa: E402
 from tvmprune.tune.space_points import count_points, sample_point  # noqa: E402
 
+from conv_reference import conv_arrays, torch_conv  # noqa: E402
+
 X86 = get_target("x86")
 AVX2 = get_target("x86-avx2")
-ACTS = {None: lambda y: y, "relu": torch.relu, "relu6": lambda y: y.clamp(0, 6), "silu": torch.nn.functional.silu}
-
-
-def _arrays(spec: ConvSpec, seed: int) -> tuple:
-    rng = np.random.default_rng(seed)
-    w = rng.standard_normal(spec.weight_shape).astype("float32")
-    b = rng.standard_normal(spec.cout).astype("float32") if spec.bias else None
-    x = rng.standard_normal(spec.in_shape).astype("float32")
-    res = rng.standard_normal(spec.out_shape).astype("float32") if spec.residual else None
-    return w, b, x, res
-
-
-def _reference(spec: ConvSpec, w, b, x, res) -> np.ndarray:
-    pt, pl, pb, pr = spec.padding
-    xt = torch.nn.functional.pad(torch.from_numpy(x).permute(0, 3, 1, 2), (pl, pr, pt, pb))
-    y = torch.nn.functional.conv2d(xt, torch.from_numpy(w), None if b is None else torch.from_numpy(b),
-                                   stride=spec.stride, groups=spec.groups).permute(0, 2, 3, 1)
-    if res is not None:
-        y = y + torch.from_numpy(res)
-    return ACTS[spec.activation](y).numpy()
 
 
 def _check(make, spec: ConvSpec, seeds: tuple[int | None, ...] = (None,), target=X86) -> None:
     """The kernel's default schedule (seed None) and the sampled points ``seeds`` equal PyTorch."""
-    w, b, x, res = _arrays(spec, spec.cin + spec.kh)
+    w, b, x, res = conv_arrays(spec, spec.cin + spec.kh)
     kernel = make(spec, w, b, target)
-    ref = _reference(spec, w, b, x, res)
+    ref = torch_conv(spec, w, b, x, res)
     ins = [tvm.runtime.tensor(a) for a in [x, *kernel.consts] + ([res] if res is not None else [])]
     for seed in seeds:
         func = kernel.scheduled() if seed is None else sample_point(kernel, seed)[0]
