@@ -116,6 +116,57 @@ def test_pooling_schedule_is_parallel_and_vectorised():
     assert pools and all(r.rule == "channel-reduction" and r.parallel >= 2 and r.vector >= 4 for r in pools), pools
 
 
+class ConcatNet(nn.Module):
+    """DenseNet's pre-activation concat: cat(x, conv(x), conv(x)) -> BN -> ReLU -> conv (NHWC: channel concat)."""
+
+    def __init__(self, widths: tuple[int, ...]):
+        super().__init__()
+        self.stem = nn.Conv2d(3, widths[0], 3, padding=1)
+        self.branches = nn.ModuleList(nn.Conv2d(widths[0], w, 1) for w in widths[1:])
+        self.bn = nn.BatchNorm2d(sum(widths))
+        self.head = nn.Conv2d(sum(widths), 8, 1)
+
+    def forward(self, x):
+        x = self.stem(x)
+        return self.head(torch.relu(self.bn(torch.cat([x] + [b(x) for b in self.branches], 1))))
+
+
+def _lowered_concat_funcs(cm) -> list:
+    """The concat PrimFuncs with blocks lowered and simplified (where a proven-true condition disappears)."""
+    import tvm
+    from tvm import s_tir, tirx
+
+    passes = tvm.transform.Sequential([
+        s_tir.transform.LowerInitBlock(), s_tir.transform.ConvertBlocksToOpaque(),
+        s_tir.transform.LowerOpaqueBlock(), tirx.transform.FlattenBuffer(), tirx.transform.StmtSimplify()])
+    return [passes(tvm.IRModule({"main": f}))["main"] for gv, f in cm.relax_mod.functions_items()
+            if isinstance(f, tirx.PrimFunc) and "concatenate" in gv.name_hint]
+
+
+@pytest.mark.parametrize("widths,branch_free", [((32, 16, 48), True), ((24, 8, 8, 16), True), ((5, 3, 8), False)])
+def test_channel_concat_is_partitioned_per_input(widths, branch_free):
+    """The concat + BN + ReLU PrimFunc gets one vectorised, branch-free loop per input when the input
+    boundaries share a vector width (no per-lane select over all inputs), and stays correct otherwise."""
+    import tvm_ffi
+    from tvm.ir.expr import Call
+
+    torch.manual_seed(0)
+    model = randomize_batchnorm(ConcatNet(widths), 0).eval()
+    x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype("float32")
+    cm = compile_model(model, x.shape, "x86")
+    assert np.abs(cm.run(x) - _torch_ref(model, x)).max() <= 1e-5
+    funcs = _lowered_concat_funcs(cm)
+    assert len(funcs) == 1
+    selects = []
+    tvm_ffi.structural_walk(funcs[0].body, [(Call, lambda c: selects.append(c) if str(c.op.name).endswith(
+        "if_then_else") else None)])
+    facts = loop_facts(funcs[0])
+    assert facts.parallel >= 2 and facts.vector >= 2
+    assert (selects == []) == branch_free
+    if branch_free:
+        assert facts.loops >= len(widths) + 1  # a vector loop per input + the parallel loop
+
+
 ZOO_DEFAULT = ["mobilenet_v3_small", "regnet_x_400mf"]
 ZOO_SLOW = ["resnet18", "efficientnet_b0", "convnext_tiny"]
 
