@@ -1,0 +1,108 @@
+#!/usr/bin/env python
+"""Why 1xN sparse 1x1 convs lose to the dense kernel: per layer, interleaved in one process.
+
+For each 1x1 layer (mobilenet_v2 expand / project, resnet bottleneck) and density, times the
+dense kernel, the 1xN BSR kernel (vector over the N output channels of a block) and the
+1xN-spatial kernel (vector over output pixels, on a channel-major copy of the input), all in
+the same round-robin, best of ``--rounds``. ``fixed`` is the 1xN-spatial kernel at a
+near-empty weight (one nonzero block per block row): what it pays whatever the density --
+the channel-major input copy, zeroing the accumulators and the NHWC epilogue that transposes
+them back. ``--asm`` prints the vector width of each kernel's FMAs (xmm = 4 lanes, ymm = 8,
+zmm = 16).
+
+Usage::
+
+    TVM_NUM_THREADS=1 nice python scripts/bench_sparse_1x1.py --densities 0.5,0.3,0.2 --ns 4
+    nice python scripts/bench_sparse_1x1.py --layers 24x144@56,96x576@14 --asm
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import re
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from bench_kernels import build_layer_kernel, make_spec, sparse_weight  # noqa: E402
+
+# cin x cout @ output size: mobilenet_v2 expands and projects, resnet bottleneck 1x1s
+LAYERS = ("24x144@56,32x192@28,64x384@14,96x576@14,160x960@7,144x24@56,384x64@14,960x160@7,"
+          "64x256@56,256x64@56,256x1024@14,1024x256@14")
+
+
+def parse_layer(text: str) -> tuple[int, int, int]:
+    """``"24x144@56"`` -> ``(cin, cout, hw)``."""
+    chans, hw = text.split("@")
+    cin, cout = chans.split("x")
+    return int(cin), int(cout), int(hw)
+
+
+def fma_widths(lib) -> dict[str, int]:
+    """FMA instructions of a compiled kernel by register width (``x`` / ``y`` / ``z`` mm)."""
+    asm = lib.mod.inspect_source("asm")
+    return dict(collections.Counter(m.group(1) for m in re.finditer(r"vfmadd\w+\s+[^\n]*%([xyz])mm\d+$", asm, re.M)))
+
+
+def one_block_per_row(spec) -> np.ndarray:
+    """A weight with one 1xN block per block row (the kernels' fixed costs)."""
+    w = np.zeros(spec.weight_shape, np.float32)
+    w[:, 0] = 1.0
+    return w
+
+
+def bench_layer(layer, densities, ns, target, rounds: int, asm: bool, rng) -> None:
+    from tvmprune.measure.kernel import compile_kernel, time_compiled
+
+    cin, cout, hw = layer
+    spec = make_spec(cin, cout, hw, 1, 1)
+    kernels = {"dense": build_layer_kernel("dense", spec, rng.standard_normal(spec.weight_shape).astype(np.float32),
+                                           0, target)}
+    for n in ns:
+        kernels[f"fixed 1x{n}-sp"] = build_layer_kernel("1xN-spatial", spec, one_block_per_row(spec), n, target)
+        for d in densities:
+            w = sparse_weight(spec, d, n, rng)
+            for kind in ("1xN", "1xN-spatial"):
+                kernels[f"1x{n}{kind[3:]}@{d}"] = build_layer_kernel(kind, spec, w, n, target)
+    libs = {k: compile_kernel(v, target) for k, v in kernels.items()}
+    times: dict[str, list[float]] = {k: [] for k in kernels}
+    for _ in range(rounds):
+        for k, inst in kernels.items():
+            times[k].append(time_compiled(libs[k], inst, spec.in_shape, number=5, repeat=5))
+    dense = min(times["dense"])
+    cells = [f"{k} {min(v) * 1e3:.0f}us ({dense / min(v):.2f}x)" for k, v in times.items() if k != "dense"]
+    print(f"{cin}->{cout}@{hw}: dense {dense * 1e3:.0f}us | " + " | ".join(cells), flush=True)
+    if asm:
+        print("   FMAs by register width: " + ", ".join(f"{k}: {fma_widths(libs[k])}" for k in libs
+                                                        if not k.startswith("fixed")), flush=True)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--layers", default=LAYERS, help="comma-separated CINxCOUT@HW (1x1, stride 1)")
+    ap.add_argument("--densities", default="0.5,0.3,0.2")
+    ap.add_argument("--ns", default="4,8")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--asm", action="store_true", help="print the FMA register widths of each kernel")
+    args = ap.parse_args(argv)
+
+    from tvmprune.target import get_target, with_cores
+
+    threads = int(os.environ.get("TVM_NUM_THREADS", "1"))
+    os.environ["TVM_NUM_THREADS"] = str(threads)
+    target = with_cores(get_target("x86"), threads)
+    rng = np.random.default_rng(0)
+    print(f"threads {threads}; ratios are dense time / kernel time (> 1: faster than dense)")
+    for text in args.layers.split(","):
+        bench_layer(parse_layer(text), [float(d) for d in args.densities.split(",")],
+                    [int(n) for n in args.ns.split(",")], target, args.rounds, args.asm, rng)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
