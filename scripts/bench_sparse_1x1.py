@@ -7,7 +7,7 @@ dense kernel, the 1xN BSR kernel (vector over the N output channels of a block) 
 the same round-robin, best of ``--rounds``. ``fixed`` is the 1xN-spatial kernel at a
 near-empty weight (one nonzero block per block row): what it pays whatever the density --
 the channel-major input copy, zeroing the accumulators and the NHWC epilogue that transposes
-them back. ``--asm`` prints the vector width of each kernel's FMAs (xmm = 4 lanes, ymm = 8,
+them back; ``copy`` is that input copy alone. ``--asm`` prints the vector width of each kernel's FMAs (xmm = 4 lanes, ymm = 8,
 zmm = 16).
 
 Usage::
@@ -56,7 +56,28 @@ def one_block_per_row(spec) -> np.ndarray:
     return w
 
 
+def channel_major_copy(spec, target):
+    """The 1xN-spatial kernel's channel-major input copy alone (its TE stage and schedule, 1x1):
+    ``(compiled module, its two argument tensors)``."""
+    import tvm
+    from tvm import te
+
+    from tvmprune.kernels.channel_major import channel_major_geometry, channel_major_input, \
+        schedule_channel_major_input
+
+    hp, _, wx = channel_major_geometry(spec, target.vector_lanes)
+    data = te.placeholder(spec.in_shape, name="data")
+    xt = channel_major_input(data, spec, hp, wx)
+    sch = tvm.s_tir.Schedule(te.create_prim_func([data, xt]))
+    schedule_channel_major_input(sch, spec.cin, target.vector_lanes, vector_channels=True)
+    args = [tvm.runtime.tensor(np.zeros(spec.in_shape, np.float32)),
+            tvm.runtime.tensor(np.zeros([int(x) for x in xt.shape], np.float32))]
+    return tvm.compile(sch.mod, target=target.tvm_target), args
+
+
 def bench_layer(layer, densities, ns, target, rounds: int, asm: bool, rng) -> None:
+    import tvm
+
     from tvmprune.measure.kernel import compile_kernel, time_compiled
 
     cin, cout, hw = layer
@@ -70,10 +91,14 @@ def bench_layer(layer, densities, ns, target, rounds: int, asm: bool, rng) -> No
             for kind in ("1xN", "1xN-spatial"):
                 kernels[f"1x{n}{kind[3:]}@{d}"] = build_layer_kernel(kind, spec, w, n, target)
     libs = {k: compile_kernel(v, target) for k, v in kernels.items()}
+    copy_lib, copy_args = channel_major_copy(spec, target)
+    copy_ev = copy_lib.mod.time_evaluator("main", tvm.cpu(), number=5, repeat=5, min_repeat_ms=20)
     times: dict[str, list[float]] = {k: [] for k in kernels}
+    times["copy of 1xN-sp"] = []
     for _ in range(rounds):
         for k, inst in kernels.items():
             times[k].append(time_compiled(libs[k], inst, spec.in_shape, number=5, repeat=5))
+        times["copy of 1xN-sp"].append(float(np.median(copy_ev(*copy_args).results)) * 1e3)
     dense = min(times["dense"])
     cells = [f"{k} {min(v) * 1e3:.0f}us ({dense / min(v):.2f}x)" for k, v in times.items() if k != "dense"]
     print(f"{cin}->{cout}@{hw}: dense {dense * 1e3:.0f}us | " + " | ".join(cells), flush=True)
