@@ -7,13 +7,16 @@ dense kernel, the 1xN BSR kernel (vector over the N output channels of a block) 
 the same round-robin, best of ``--rounds``. ``fixed`` is the 1xN-spatial kernel at a
 near-empty weight (one nonzero block per block row): what it pays whatever the density --
 the channel-major input copy, zeroing the accumulators and the NHWC epilogue that transposes
-them back; ``copy`` is that input copy alone. ``--asm`` prints the vector width of each kernel's FMAs (xmm = 4 lanes, ymm = 8,
+them back; ``copy`` is that input copy alone. ``--mobilenet-v2`` instead times every conv of
+torchvision's mobilenet_v2 @224 alone (dense / depthwise kernel, and 1x4-spatial at
+``--densities``' first value for the 1x1s) and sums them by kind: the Amdahl bound of the 1x1s. ``--asm`` prints the vector width of each kernel's FMAs (xmm = 4 lanes, ymm = 8,
 zmm = 16).
 
 Usage::
 
     TVM_NUM_THREADS=1 nice python scripts/bench_sparse_1x1.py --densities 0.5,0.3,0.2 --ns 4
     nice python scripts/bench_sparse_1x1.py --layers 24x144@56,96x576@14 --asm
+    TVM_NUM_THREADS=1 nice python scripts/bench_sparse_1x1.py --mobilenet-v2 --densities 0.5
 """
 
 from __future__ import annotations
@@ -107,6 +110,54 @@ def bench_layer(layer, densities, ns, target, rounds: int, asm: bool, rng) -> No
                                                         if not k.startswith("fixed")), flush=True)
 
 
+def mobilenet_v2_convs() -> list:
+    """:class:`ConvSpec` of every conv of torchvision's mobilenet_v2 at 224x224 (forward hooks)."""
+    import torch
+    import torchvision
+
+    from tvmprune.kernels.base import ConvSpec
+
+    model, specs = torchvision.models.mobilenet_v2().eval(), []
+
+    def hook(mod, inp, _out):
+        k, s, p = mod.kernel_size[0], mod.stride[0], mod.padding[0]
+        specs.append(ConvSpec(1, inp[0].shape[2], inp[0].shape[3], mod.in_channels, mod.out_channels, k, k,
+                              (s, s), (p, p, p, p), groups=mod.groups))
+
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.Conv2d):
+            mod.register_forward_hook(hook)
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 224, 224))
+    return specs
+
+
+def bench_mobilenet_v2(density: float, target, rounds: int, rng) -> None:
+    """Each conv alone, dense vs 1x4-spatial (1x1s), summed by kind (stem, depthwise, 1x1 @ size)."""
+    from tvmprune.kernels.block_direct_conv2d import block_direct_sparse_conv2d
+    from tvmprune.kernels.dense_conv2d import dense_conv2d
+    from tvmprune.measure.kernel import compile_kernel, time_compiled
+
+    dense_sum: dict[str, float] = collections.defaultdict(float)
+    best_sum: dict[str, float] = collections.defaultdict(float)
+    for spec in mobilenet_v2_convs():
+        w = rng.standard_normal(spec.weight_shape).astype(np.float32)
+        insts = [dense_conv2d(spec, w, None, target)]
+        if spec.kh == 1 and spec.groups == 1:
+            insts.append(block_direct_sparse_conv2d(spec, sparse_weight(spec, density, 4, rng), None, 4, target))
+        libs = [compile_kernel(i, target) for i in insts]
+        times = [min(time_compiled(lib, i, spec.in_shape, number=3, repeat=3) for _ in range(rounds))
+                 for i, lib in zip(insts, libs)]
+        kind = "depthwise" if spec.groups > 1 else f"{spec.kh}x{spec.kw} @{spec.out_h}"
+        dense_sum[kind] += times[0]
+        best_sum[kind] += min(times)
+    total, best = sum(dense_sum.values()), sum(best_sum.values())
+    for kind in dense_sum:
+        print(f"{kind:<12} dense {dense_sum[kind] * 1e3:7.0f}us ({dense_sum[kind] / total:4.0%})  better of dense / "
+              f"1x4-spatial@{density}: {best_sum[kind] * 1e3:7.0f}us")
+    print(f"all convs: dense {total * 1e3:.0f}us, better of the two per 1x1 layer {best * 1e3:.0f}us ({total / best:.2f}x)")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--layers", default=LAYERS, help="comma-separated CINxCOUT@HW (1x1, stride 1)")
@@ -114,6 +165,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ns", default="4,8")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--asm", action="store_true", help="print the FMA register widths of each kernel")
+    ap.add_argument("--mobilenet-v2", action="store_true", help="every mobilenet_v2 conv, summed by kind")
     args = ap.parse_args(argv)
 
     from tvmprune.target import get_target, with_cores
@@ -122,6 +174,9 @@ def main(argv=None) -> int:
     os.environ["TVM_NUM_THREADS"] = str(threads)
     target = with_cores(get_target("x86"), threads)
     rng = np.random.default_rng(0)
+    if args.mobilenet_v2:
+        bench_mobilenet_v2(float(args.densities.split(",")[0]), target, args.rounds, rng)
+        return 0
     print(f"threads {threads}; ratios are dense time / kernel time (> 1: faster than dense)")
     for text in args.layers.split(","):
         bench_layer(parse_layer(text), [float(d) for d in args.densities.split(",")],
