@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench_sparse_1x1.py"
 sys.path.insert(0, str(SCRIPT.parent))
 
@@ -24,6 +26,7 @@ def test_parse_layer_and_fixed_cost_weight():
     assert bsr.n_block_rows == 36 and bsr.nnz_blocks == 36  # one block per block row
 
 
+@pytest.mark.slow
 def test_bench_sparse_1x1_reports_times_and_fma_widths():
     from tvmprune.target import get_target
 
