@@ -34,7 +34,8 @@ class ImportedModel:
         input_shape: the NCHW input shape.
         layer_names: PyTorch module names of the weights of conv / linear ops, in graph
             order (``layer1.0.conv1``, ...), used to label layers in reports.
-        bn_folded: whether no BatchNorm is left as an op of its own (all folded into convs).
+        bn_folded: whether no BatchNorm is left as an op of its own (folded into convs, or a constant
+            per-channel scale and shift where no conv precedes it).
     """
 
     mod: object
@@ -94,12 +95,52 @@ def _drop_transposes_around_elementwise(mod):
     return relax.transform.DeadCodeElimination()(mod)
 
 
+def _batch_norm_to_scale_shift(mod):
+    """An inference BatchNorm that no conv could absorb (DenseNet's pre-activation BN of a concat,
+    ResNet-v2 style blocks) becomes ``x * scale + shift`` with constant per-channel ``scale`` and
+    ``shift``: legalised as is, it evaluates ``(x - mean) / sqrt(var + eps) * gamma + beta`` for
+    every element. Only BNs whose four statistics are constants are rewritten."""
+    import numpy as np
+    from tvm import relax
+    from tvm.relax.dpl import is_const, is_op, is_tuple_get_item, wildcard, rewrite_call
+
+    x = wildcard()
+    stats = [is_const() for _ in range(4)]
+    bn = is_op("relax.nn.batch_norm")(x, *stats)
+    out = is_tuple_get_item(bn, 0)
+
+    def rewriter(expr, matches):
+        call = matches[bn]
+        attrs = call.attrs
+        rank = int(call.ty.fields[0].ndim)
+        if bool(attrs.training) or rank == 0:
+            return expr
+        g, b, mean, var = (matches[c].value.numpy().astype("float64") for c in stats)
+        if not bool(attrs.scale):
+            g = np.ones_like(g)
+        if not bool(attrs.center):
+            b = np.zeros_like(b)
+        scale = g / np.sqrt(var + float(attrs.epsilon))
+        shape = [1] * rank
+        shape[int(attrs.axis) % rank] = scale.size
+        dtype = str(call.ty.fields[0].dtype)
+        s_c = relax.const(scale.reshape(shape).astype(dtype))
+        t_c = relax.const((b - mean * scale).reshape(shape).astype(dtype))
+        return relax.op.add(relax.op.multiply(matches[x], s_c), t_c)
+
+    for gv, f in list(mod.functions.items()):
+        if isinstance(f, relax.Function):
+            mod[gv] = rewrite_call(out, rewriter, f)
+    return relax.transform.DeadCodeElimination()(mod)
+
+
 def to_kernel_conventions(mod):
     """Bring an imported Relax module (NCHW, constants bound) to what the chain matcher expects.
 
     conv2d -> batch_norm pairs with constant operands are folded into the conv's weight and a
-    bias add; then NHWC / OHWI layout, elementwise ops without layout transposes around them,
-    constants folded (permuted weights and biases become plain constants).
+    bias add; then NHWC / OHWI layout, elementwise ops without layout transposes around them, the
+    remaining constant BatchNorms as a per-channel scale and shift, constants folded (permuted
+    weights and biases become plain constants).
     """
     from tvm import relax
 
@@ -109,6 +150,7 @@ def to_kernel_conventions(mod):
     mod = relax.transform.FoldConstant()(mod)
     mod = relax.transform.ConvertLayout({"relax.nn.conv2d": ["NHWC", "OHWI"]})(mod)
     mod = _drop_transposes_around_elementwise(mod)
+    mod = _batch_norm_to_scale_shift(mod)
     mod = relax.transform.FoldConstant()(mod)
     return relax.transform.Normalize()(mod)
 
