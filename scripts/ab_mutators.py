@@ -89,7 +89,7 @@ def _tune_arm(kernel: Any, desc: str, arm: str, seed: int, trials: int, target: 
     return {"records": len(recs), "wall_s": rep.wall_s, "best_ms": best * 1e3, "curve_ms": curve}
 
 
-def _retime(kernel: Any, dirs: list[Path], target: Any) -> list[float]:
+def _retime(kernel: Any, dirs: list[Path], target: Any, rounds: int = 5) -> list[float]:
     """Default schedule + each directory's best record, timed side by side (ms)."""
     from tvmprune.tune import db as dbm
     from tvmprune.tune.apply import apply_record
@@ -100,7 +100,7 @@ def _retime(kernel: Any, dirs: list[Path], target: Any) -> list[float]:
     for d in dirs:
         c = dbm.read_log(d, validate=False)
         funcs.append(apply_record(kernel, c, c.best(shash)))
-    return [s * 1e3 for s in time_side_by_side(funcs, kernel.consts, target, rounds=5)]
+    return [s * 1e3 for s in time_side_by_side(funcs, kernel.consts, target, rounds=rounds)]
 
 
 def main() -> None:
@@ -112,6 +112,8 @@ def main() -> None:
                     choices=["before", "stock", "categorical"])
     ap.add_argument("--only", default="", help="substring of the kernel description to run only those")
     ap.add_argument("--out", type=Path, default=Path("/tmp/ab_mutators"))
+    ap.add_argument("--rounds", type=int, default=5, help="side-by-side rounds of the re-timing (best of them)")
+    ap.add_argument("--retime-only", action="store_true", help="re-time the databases already in --out")
     a = ap.parse_args()
     from tvmprune.target import get_target
 
@@ -124,16 +126,19 @@ def main() -> None:
         for seed in a.seeds:
             for arm in a.arms:
                 d = a.out / f"{kernel.name}_{arm}_s{seed}"
-                runs[f"{arm}/s{seed}"] = _tune_arm(kernel, desc, arm, seed, a.trials, target, d)
+                if a.retime_only:
+                    runs[f"{arm}/s{seed}"] = {}
+                else:
+                    runs[f"{arm}/s{seed}"] = _tune_arm(kernel, desc, arm, seed, a.trials, target, d)
+                    print(desc, arm, seed, json.dumps(runs[f"{arm}/s{seed}"]), flush=True)
                 dirs.append(d)
-                print(desc, arm, seed, json.dumps(runs[f"{arm}/s{seed}"]), flush=True)
-        times = _retime(kernel, dirs, target)
+        times = _retime(kernel, dirs, target, a.rounds)
         result[desc] = {"default_ms": times[0], "runs": runs,
                         "retimed_ms": dict(zip(runs, times[1:]))}
         print(desc, "re-timed side by side (ms):", json.dumps(result[desc]["retimed_ms"]),
               f"default {times[0]:.4f}", flush=True)
         a.out.mkdir(parents=True, exist_ok=True)
-        (a.out / "ab.json").write_text(json.dumps(result, indent=1))
+        (a.out / ("retime.json" if a.retime_only else "ab.json")).write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
 
 
