@@ -86,9 +86,27 @@ class ReplaySafeSchedule:
         return self._sch.reverse_compute_at(block, loop, preserve_unit_loops=True, index=index)
 
 
+def design_trace(kernel: KernelInstance, seed: int = 0) -> Any | None:
+    """One sampled trace of ``kernel.schedule_space`` (as the search samples it), None when the
+    kernel has no space or it cannot be sampled here."""
+    from tvm import s_tir
+
+    if kernel.schedule_space is None:
+        return None
+    sch = s_tir.Schedule(kernel.func, seed=seed + 1)  # TVM seeds start at 1
+    try:
+        kernel.schedule_space(ReplaySafeSchedule(sch))
+    except Exception:  # noqa: BLE001 - MetaSchedule reports a space that fails; the mutators just fall back
+        return None
+    return sch.trace
+
+
 def space_generator(kernel: KernelInstance) -> Any:
-    """``ScheduleFn`` over ``kernel.schedule_space`` (or its default schedule when it has none)."""
+    """``ScheduleFn`` over ``kernel.schedule_space`` (or its default schedule when it has none),
+    with the mutators of :func:`.mutators.mutator_probs` for its sampled trace."""
     from tvm.s_tir import meta_schedule as ms
+
+    from .mutators import mutator_probs
 
     fn = kernel.schedule_space or kernel.schedule_default
 
@@ -99,7 +117,7 @@ def space_generator(kernel: KernelInstance) -> Any:
         space_fn,
         sch_rules=[],
         postprocs=safe_postprocs(),
-        mutator_probs={ms.mutator.MutateTileSize(): 0.9, ms.mutator.MutateUnroll(): 0.1},
+        mutator_probs=mutator_probs(design_trace(kernel)),
     )
 
 

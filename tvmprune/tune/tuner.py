@@ -10,9 +10,10 @@ same ``workload_key`` share one task and its measurements, weight = their number
 3. records already in the database count against a task's trials; a task that reached its
    count, or whose search space is exhausted, is skipped -- an exhausted task gives its unused
    trials to the tasks after it;
-4. otherwise MetaSchedule tunes it (``ScheduleFn`` over the kernel's space, evolutionary
-   search, XGBoost cost model); every measured candidate is appended to the JSON database
-   when its batch returns;
+4. otherwise MetaSchedule tunes it (``ScheduleFn`` over the kernel's space with the mutators of
+   :mod:`.mutators`, evolutionary search, XGBoost cost model steering from the second batch on,
+   batches sized by :mod:`.search_settings`); every measured candidate is appended to the JSON
+   database when its batch returns;
 5. every task's best record is replayed and timed again, next to the default schedule.
 
 ``time_budget`` bounds the whole call (:mod:`.budget`: the search stops early enough for step
@@ -37,6 +38,7 @@ from typing import Any, Callable
 from ..errors import BoardLostError, TuningError
 from ..target import NamedTarget
 from . import db as dbm
+from . import search_settings
 from .allot import TaskCost, allot, give_back
 from .apply import family_key
 from .budget import TimeBudget
@@ -257,14 +259,15 @@ def _search(task: TuneTask, index: int, remaining: int, progress: TaskProgress, 
 
     ctx = _tune_context(task, index, env.target, env.ms_logs.task_logger(task.name), env.settings)
     runner = env.measurer.runner_for(task, env.manifest.tasks[task.key])
+    per_iter = env.budget.batch_size(search_settings.batch_size(env.settings.trials_per_iter, remaining))
     cost_model = ms.cost_model.XGBModel(extractor=ms.feature_extractor.PerStoreFeature(), adaptive_training=True,
-                                        num_tuning_cores=max(1, os.cpu_count() or 1))
+                                        num_tuning_cores=max(1, os.cpu_count() or 1),
+                                        num_warmup_samples=search_settings.warmup_samples(per_iter))
     from .board_runner import make_keep_measured
 
     callbacks = [make_keep_measured(list(ms.measure_callback.MeasureCallback.create("default")),
                                     lambda: env.guard.interrupted),
                  _make_progress_callback(progress, env)]
-    per_iter = env.budget.batch_size(min(env.settings.trials_per_iter, remaining))
     progress.t_batch = time.time()
     with env.guard.deferred():
         try:
