@@ -222,3 +222,69 @@ def test_filter_03_prunes_every_channel_axis_but_the_model_input_and_output(spec
     assert kept <= 0.49 * (1 - share) + 0.70 * share + 0.02, (kept, share)
     with torch.no_grad():
         assert res.model(X64).shape == (1, 1000)
+
+
+# --- modules reached only in train mode ---------------------------------------------------------
+def _train_mode_without_dropout(model: nn.Module) -> nn.Module:
+    """Train mode (BatchNorm on batch statistics, auxiliary heads on) but deterministic: dropout off."""
+    model.train()
+    for mod in model.modules():
+        if isinstance(mod, nn.Dropout):
+            mod.eval()
+    return model
+
+
+class TrainOnlyHead(nn.Module):
+    """A head on the trunk that runs only in train mode (as GoogLeNet's / Inception's aux heads)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 8, 3), nn.Conv2d(8, 8, 3)
+        self.aux, self.fc = nn.Conv2d(8, 4, 1), nn.Linear(8, 5)
+
+    def forward(self, x):
+        y = torch.relu(self.a(x))
+        out = self.fc(self.b(y).mean((2, 3)))
+        if self.training:
+            return out, self.aux(y).mean((2, 3))
+        return out
+
+
+def test_module_reached_only_in_train_mode_follows_pruned_channels():
+    m = TrainOnlyHead().eval()
+    g = build_graph(m, X64)
+    assert [mem.role for gr, mem in g.entries("aux")] == ["in", "out"] and g.out_group("aux").frozen
+    assert g.layers == ["a", "b", "fc", "aux"] and not m.training
+    small = filter_prune(m, g, filter_keep_indices(m, g, 0.5))
+    assert small.aux.in_channels == small.a.out_channels == 4
+    out, aux = small.train()(X64)
+    assert out.shape == (1, 5) and aux.shape == (1, 4)
+
+
+def test_googlenet_aux_heads_follow_pruned_channels_in_train_mode():
+    """The aux heads run only in training: their input convs must read the pruned inception outputs."""
+    model = randomize_norms(load_model("googlenet"))
+    assert model.aux_logits and model.aux1 is not None
+    g = build_graph(model, X64)
+    assert model.training is False
+    branches = ["inception4a.branch1.conv"] + [f"inception4a.branch{i}.{1}.conv" for i in (2, 3, 4)]
+    assert [(gr.gid, mem.offset) for gr, mem in g.entries("aux1.conv.conv") if mem.role == "in"] == \
+        [(g.out_group(b).gid, off) for b, off in zip(branches, (0, 192, 400, 448))]
+    assert g.out_group("aux1.fc2").frozen and g.out_group("aux1.fc1").prunable
+    keep = filter_keep_indices(model, g, 0.3)
+    small, masked = filter_prune(model, g, keep), filter_mask(model, g, keep)
+    assert small.aux1.conv.conv.in_channels == small.inception4a.branch1.conv.out_channels \
+        + small.inception4a.branch2[1].conv.out_channels + small.inception4a.branch3[1].conv.out_channels \
+        + small.inception4a.branch4[1].conv.out_channels < 512
+    xb = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    out = _train_mode_without_dropout(small)(xb)
+    ref = _train_mode_without_dropout(masked)(xb)
+    assert [tuple(o.shape) for o in out] == [(2, 1000)] * 3
+    for o, r in zip(out, ref):
+        torch.testing.assert_close(o, r, rtol=1e-4, atol=1e-4)
+    sum(o.sum() for o in out).backward()
+    assert all(p.grad is not None for p in small.parameters())
+    with torch.no_grad():
+        assert small.eval()(X64).shape == (1, 1000)
+    kept = n_params(small) / n_params(model)
+    assert kept <= 0.55, kept

@@ -231,13 +231,42 @@ class DependencyGraph:
 def build_graph(model: nn.Module, example_input: torch.Tensor | None = None) -> DependencyGraph:
     """Trace ``model`` with ``torch.fx`` and build its channel dependency graph.
 
+    The model is traced in eval mode and, when its forward differs there, in train mode too
+    (GoogLeNet's and Inception's auxiliary heads run only in training): the groups hold the
+    constraints of both forwards, so a pruned model runs (and fine-tunes) in either mode.
+
     Raises:
         TraceError: the model cannot be traced symbolically (data-dependent control flow...).
         InvalidInputShapeError: ``example_input`` does not fit the model.
     """
+    if example_input is None:
+        example_input = default_example_input(model)
+    was_training = model.training
+    try:
+        gms = [_shape_propagated(model, example_input, training=False)]
+        try:
+            train_gm = _shape_propagated(model, example_input, training=True)
+        except (TraceError, InvalidInputShapeError):  # eval is what is compiled; train mode is a bonus
+            train_gm = None
+        if train_gm is not None and train_gm.code != gms[0].code:
+            gms.append(train_gm)
+    finally:
+        model.train(was_training)
+    from .channel_trace import trace_channels
+
+    return trace_channels(model, gms)
+
+
+def _shape_propagated(model: nn.Module, example_input: torch.Tensor, training: bool):
+    """``symbolic_trace`` of ``model`` in train / eval mode, shapes propagated in eval mode.
+
+    The GraphModule shares ``model``'s submodules; shapes are propagated with every module in
+    eval mode, so BatchNorm statistics are not updated.  Leaves ``model`` in eval mode.
+    """
     from torch.fx import symbolic_trace
     from torch.fx.passes.shape_prop import ShapeProp
 
+    model.train(training)
     try:
         gm = symbolic_trace(model)
     except Exception as e:
@@ -246,10 +275,8 @@ def build_graph(model: nn.Module, example_input: torch.Tensor | None = None) -> 
             f"cannot trace model {type(model).__name__} with torch.fx.symbolic_trace: {type(e).__name__}: {msg}. "
             "Pruning needs a traceable forward (no data-dependent Python control flow on tensor values)."
         ) from None
-    if example_input is None:
-        example_input = default_example_input(model)
-    was_training = model.training
     gm.eval()
+    model.eval()
     try:
         with torch.no_grad():
             ShapeProp(gm).propagate(example_input)
@@ -259,8 +286,4 @@ def build_graph(model: nn.Module, example_input: torch.Tensor | None = None) -> 
             f"example input of shape {'x'.join(map(str, example_input.shape))} does not fit model "
             f"{type(model).__name__}: {type(e).__name__}: {msg}"
         ) from None
-    finally:
-        model.train(was_training)
-    from .channel_trace import trace_channels
-
-    return trace_channels(model, gm)
+    return gm
