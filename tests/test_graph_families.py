@@ -53,9 +53,8 @@ def check_compiled_equal(model: nn.Module, shape=(1, 3, 64, 64)) -> None:
 
 # --- kept parameters and shapes, every family of the issue --------------------------------------
 # (model, kept fraction at most, conv / linear layers left without any channel removed)
-# shufflenet: the trunk through the channel shuffle stays (see the docstring of channel_trace):
-# 3 branch1 convs on it and the depthwise conv feeding the first (nothing of its own to remove)
-FAMILIES = [("mobilenet_v3_small", 0.59, 0), ("efficientnet_b0", 0.551, 0), ("shufflenet_v2_x1_0", 0.72, 4),
+# shufflenet: the trunk through the channel shuffle is followed by shuffle_region (was 0.710 with it dense)
+FAMILIES = [("mobilenet_v3_small", 0.59, 0), ("efficientnet_b0", 0.551, 0), ("shufflenet_v2_x1_0", 0.59, 0),
             ("convnext_tiny", 0.50, 0), ("resnext50_32x4d", 0.51, 0)]
 
 
@@ -191,6 +190,61 @@ def test_chunk_split_pieces():
     small, masked = filter_prune(m, g, keep), filter_mask(m, g, keep)
     with torch.no_grad():
         torch.testing.assert_close(small(X64), masked(X64), rtol=1e-4, atol=1e-5)
+
+
+class MiniShuffle(nn.Module):
+    """Stem, two ShuffleNet-V2 stages (a stride-2 block, then stride-1 blocks: chunk / cat / channel shuffle)."""
+
+    def __init__(self, repeats=(3, 2), widths=(24, 40, 56)):
+        super().__init__()
+        from torchvision.models.shufflenetv2 import InvertedResidual
+
+        self.stem = nn.Sequential(nn.Conv2d(3, widths[0], 3, 2, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU())
+        blocks, c = [], widths[0]
+        for n, w in zip(repeats, widths[1:]):
+            blocks += [InvertedResidual(c, w, 2)] + [InvertedResidual(w, w, 1) for _ in range(n)]
+            c = w
+        self.stages = nn.Sequential(*blocks)
+        self.head = nn.Conv2d(c, 64, 1)
+        self.fc = nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.head(self.stages(self.stem(x)))).mean((2, 3)))
+
+
+def test_channel_shuffle_trunk_pruned_equals_masked_and_restores():
+    from tvmprune.prune.filter import kept_channels_config, kept_indices_of
+
+    m = randomize_norms(MiniShuffle())
+    g = build_graph(m, X64)
+    assert len(g.regions) == 1
+    region = g.regions[0]
+    assert "stages.0.branch1.2" in region.producers and "stages.4.branch2.5" in region.producers
+    assert region.readers["head"] == "in" and region.readers["stages.4.branch1.0"] == "dw"
+    keep = filter_keep_indices(m, g, 0.3)
+    assert all(region.producers[p] in keep for p in region.producers)
+    small, masked = filter_prune(m, g, keep), filter_mask(m, g, keep)
+    assert small.head.in_channels == 40 and small.stages[1].branch2[0].in_channels == 14  # trunks 40 -> 28, 56 -> 40
+    with torch.no_grad():
+        out = small(X64)
+        torch.testing.assert_close(out, masked(X64), rtol=1e-4, atol=1e-5)
+        assert (out - m(X64)).abs().max() > 1e-3  # something was removed
+    restored = filter_prune(m, g, kept_indices_of(g, kept_channels_config(g, keep), str, str))
+    with torch.no_grad():
+        torch.testing.assert_close(restored(X64), out)
+
+
+def test_channel_shuffle_region_stays_dense_when_output_reads_the_trunk():
+    class TrunkOut(MiniShuffle):
+        def forward(self, x):
+            return self.stages(self.stem(x)).mean((2, 3))
+
+    m = TrunkOut(repeats=(1,), widths=(24, 40)).eval()
+    g = build_graph(m, X64)
+    assert g.regions == []
+    small = filter_prune(m, g, filter_keep_indices(m, g, 0.3))
+    with torch.no_grad():
+        assert small(X64).shape == m(X64).shape == (1, 40)
 
 
 # --- families at the bound of a per-layer rate ---------------------------------------------------

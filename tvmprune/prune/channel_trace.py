@@ -8,11 +8,10 @@ consecutive entries (``H*W`` after ``flatten``).  Each op either passes descript
 records which module parameters the channels index (members), or -- when it is not
 understood -- freezes the spaces of its inputs and starts a fresh frozen one.
 
-Not followed: a reshape that splits the channel axis, e.g. ShuffleNet's channel shuffle
-(``view(N, 2, C/2, H, W)`` / ``transpose`` / ``view``).  Pruning through it exactly would
-tie every trunk channel of a stage to an interleaving of all earlier blocks' (the next
-block's ``chunk`` keeps half of the shuffled channels); the trunk stays dense and the convs
-inside the branches are pruned.
+A reshape that splits the channel axis, e.g. ShuffleNet's channel shuffle (``view(N, 2, C/2, H, W)`` /
+``transpose`` / ``view``), freezes the spaces it touches here: where a trunk channel lands depends on
+the trunk's width.  :mod:`.shuffle_region` then follows those frozen groups exactly, by running the
+graph on channel labels at the original and at the pruned widths.
 """
 
 from __future__ import annotations

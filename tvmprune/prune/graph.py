@@ -23,7 +23,8 @@ model input, an unknown op).  Following the traced graph (:mod:`.channel_trace`)
   freezes that space: the pieces start fresh frozen spaces);
 * ``flatten`` / ``view`` / ``reshape`` from ``[N, C, H, W]`` to ``[N, C*H*W]`` maps channel
   ``c`` to features ``c*H*W .. c*H*W + H*W - 1`` (multiplicity ``H*W``; 1 after a global pool);
-  a reshape that splits the channel axis (ShuffleNet's channel shuffle) is not understood;
+  a reshape that splits the channel axis (ShuffleNet's channel shuffle) freezes its spaces here;
+  :mod:`.shuffle_region` follows them (``DependencyGraph.regions``);
 * conv / linear layers consume their input description (their weight *columns* follow).
 
 A *channel group* is a set of unified spaces.  A group is *frozen* (never permuted or
@@ -152,6 +153,7 @@ class DependencyGraph:
         self.input_consumers = input_consumers
         self.output_groups = output_groups
         self.modules = dict(model.named_modules())
+        self.regions: list = []  # ShuffleRegions (.shuffle_region): groups followed through channel shuffles
         self._by_module: dict[str, list[tuple[ChannelGroup, Member]]] = {}
         for g in groups:
             for m in g.members:
@@ -181,6 +183,17 @@ class DependencyGraph:
     def prunable_groups(self) -> list[ChannelGroup]:
         return [g for g in self.groups if g.prunable]
 
+    def region_of(self, gid: int):
+        """The :class:`~.shuffle_region.ShuffleRegion` whose producer owns group ``gid``, or None."""
+        for r in self.regions:
+            if gid in r.producers.values():
+                return r
+        return None
+
+    def reindexable(self, gid: int) -> bool:
+        """Prunable, or a producer group of a channel-shuffle region."""
+        return self.groups[gid].prunable or self.region_of(gid) is not None
+
     def is_depthwise(self, module: str) -> bool:
         return is_depthwise(self.modules[module])
 
@@ -202,11 +215,15 @@ class DependencyGraph:
         BatchNorms, LayerNorms, depthwise convs, consumers' weight columns and ``param``
         members (along their ``dim``) are re-indexed; modules
         whose sizes change are resized (``in_channels`` etc. updated) by the per-module-type
-        re-indexers of :mod:`.channel_index`.  Returns ``model``.
+        re-indexers of :mod:`.channel_index`.  A producer group of a channel-shuffle region
+        (:mod:`.shuffle_region`) takes its kept rows in the order the region's ``select`` gave;
+        the region re-indexes its readers.  Returns ``model``.
         """
         mods = dict(model.named_modules())
         touched: set[str] = set()
         params: dict[tuple[str, int], list] = {}
+        regional = {gid: idx for gid, idx in index.items() if self.region_of(gid) is not None}
+        index = {gid: idx for gid, idx in index.items() if gid not in regional}
         for gid in index:
             g = self.groups[gid]
             for m in g.members:
@@ -224,6 +241,10 @@ class DependencyGraph:
                     continue
                 (in_entries if m.role == "in" else out_entries).append((m.offset, m.mult, g.size, index[g.gid]))
             reindex_module(name, mod, out_entries, in_entries)
+        for region in self.regions:
+            rows = {p: regional[gid] for p, gid in region.producers.items() if gid in regional}
+            if rows:
+                region.apply(model, rows)
         return model
 
 
@@ -253,8 +274,11 @@ def build_graph(model: nn.Module, example_input: torch.Tensor | None = None) -> 
     finally:
         model.train(was_training)
     from .channel_trace import trace_channels
+    from .shuffle_region import find_regions
 
-    return trace_channels(model, gms)
+    graph = trace_channels(model, gms)
+    graph.regions = find_regions(graph, gms[0])
+    return graph
 
 
 def _shape_propagated(model: nn.Module, example_input: torch.Tensor, training: bool):
