@@ -342,3 +342,15 @@ def test_googlenet_aux_heads_follow_pruned_channels_in_train_mode():
         assert small.eval()(X64).shape == (1, 1000)
     kept = n_params(small) / n_params(model)
     assert kept <= 0.55, kept
+
+
+def test_channel_shuffle_rows_routed_elsewhere_are_refused():
+    from tvmprune.errors import PruneConfigError
+
+    m = MiniShuffle(repeats=(2,), widths=(24, 40)).eval()
+    g = build_graph(m, X64)
+    keep = filter_keep_indices(m, g, 0.3)
+    gid = g.regions[0].producers["stages.0.branch2.5"]
+    keep[gid] = torch.arange(keep[gid].numel())  # the first channels, whatever their route
+    with pytest.raises(PruneConfigError, match="routed by the channel shuffle"):
+        filter_prune(m, g, keep)

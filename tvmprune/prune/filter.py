@@ -12,7 +12,10 @@ pruned per *channel group* of the dependency graph (:mod:`tvmprune.prune.graph`)
 * frozen groups (model output, ops the graph does not understand) are never pruned;
 * the input and output channels of a grouped conv lose the same number of channels in
   each of its groups (``groups`` is kept); ConvNeXt's channels-last LayerNorm / Linear
-  blocks and layer scale follow their channels.
+  blocks and layer scale follow their channels;
+* channels through a channel shuffle (ShuffleNet's trunk, :mod:`.shuffle_region`) are kept per
+  producer at the layer-wise rate, chosen so that the smaller model routes them as the original
+  does (not in global mode, with ``skip_coupled`` or a ``groups`` subset: there they stay dense).
 
 ``rate`` is the fraction of channels removed per group: ``round(rate * C)`` but at least
 one channel is kept.  Global mode (``+global``) ranks channels of all groups by their

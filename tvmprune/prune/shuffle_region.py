@@ -179,6 +179,10 @@ class ShuffleRegion:
         for v in pruned.long().tolist():
             code, i = v >> _BITS, (v & ((1 << _BITS) - 1)) - 1
             j = int(by_code[code][i]) if code in by_code else i
+            if (code << _BITS) + j + 1 not in pos:
+                raise PruneConfigError(f"kept channel {j} of a producer is routed by the channel shuffle to where "
+                                       "the model does not route it: the kept rows must come from "
+                                       "ShuffleRegion.select (or a pruning.json written with them)")
             out.append(pos[(code << _BITS) + j + 1])
         return torch.tensor(out, dtype=torch.long)
 
@@ -194,7 +198,9 @@ def find_regions(graph, gm: fx.GraphModule) -> list[ShuffleRegion]:
             elif m.role in ("in", "bn", "dw"):
                 readers[m.module] = m.role
     mods = dict(gm.named_modules())
-    if not producers or not all(isinstance(mods.get(p), nn.Conv2d) for p in producers):
+    if not producers or not all(isinstance(mods.get(p), nn.Conv2d) and mods[p].groups == 1 for p in producers):
+        return []  # grouped producers / readers would need their rows kept evenly per group
+    if any(role == "in" and getattr(mods.get(name), "groups", 1) != 1 for name, role in readers.items()):
         return []
     if any(m.mult != 1 or m.role in ("param", "ln") for g in groups for m in g.members):
         return []
