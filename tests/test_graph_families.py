@@ -315,6 +315,7 @@ def test_module_reached_only_in_train_mode_follows_pruned_channels():
     assert out.shape == (1, 5) and aux.shape == (1, 4)
 
 
+@pytest.mark.slow
 def test_googlenet_aux_heads_follow_pruned_channels_in_train_mode():
     """The aux heads run only in training: their input convs must read the pruned inception outputs."""
     model = randomize_norms(load_model("googlenet"))
@@ -354,3 +355,25 @@ def test_channel_shuffle_rows_routed_elsewhere_are_refused():
     keep[gid] = torch.arange(keep[gid].numel())  # the first channels, whatever their route
     with pytest.raises(PruneConfigError, match="routed by the channel shuffle"):
         filter_prune(m, g, keep)
+
+
+def test_channel_shuffle_width_the_deep_stage_cannot_take_is_widened():
+    """shufflenet_v2_x0_5 at 0.5: stage 3 (7 shuffles deep) cannot route 24 of 48 channels per producer as the
+    original does; the region keeps the nearest wider width that it can route (not the whole trunk dense)."""
+    from tvmprune.prune.shuffle_region import RegionInfeasible
+
+    m = randomize_norms(load_model("shufflenet_v2_x0_5"))
+    g = build_graph(m, X64)
+    region = g.regions[0]
+    mods = dict(m.named_modules())
+    scores = {p: mods[p].weight.detach().abs().flatten(1).sum(1) for p in region.producers}
+    half = {p: s.numel() // 2 for p, s in scores.items()}
+    with pytest.raises(RegionInfeasible, match="stage3"):
+        region.select(scores, half)
+    keep = filter_keep_indices(m, g, 0.5)
+    widths = {p: keep[gid].numel() for p, gid in region.producers.items()}
+    assert widths["stage2.1.branch2.5"] == 12 and widths["stage4.1.branch2.5"] == 48
+    assert 24 < widths["stage3.1.branch2.5"] < 48
+    small, masked = filter_prune(m, g, keep), filter_mask(m, g, keep)
+    with torch.no_grad():
+        torch.testing.assert_close(small(X64), masked(X64), rtol=1e-4, atol=1e-5)

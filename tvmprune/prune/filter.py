@@ -105,7 +105,7 @@ def _region_keep(model: nn.Module, graph: DependencyGraph, rate: float,
             r = check_rate(layer_rates.get(graph.groups[gid].name, rate), f"filter pruning rate for layer {p}")
             kept[p] = n - max(0, min(int(round(r * n)), n - 1))
         try:
-            rows = region.select(scores, kept)
+            rows = region.select_nearest(scores, kept)
         except RegionInfeasible:
             continue
         keep.update({region.producers[p]: r for p, r in rows.items() if r.numel() < scores[p].numel()})

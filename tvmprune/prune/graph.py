@@ -264,13 +264,13 @@ def build_graph(model: nn.Module, example_input: torch.Tensor | None = None) -> 
         example_input = default_example_input(model)
     was_training = model.training
     try:
-        gms = [_shape_propagated(model, example_input, training=False)]
+        gms = [_propagated(_traced(model, training=False), model, example_input)]
         try:
-            train_gm = _shape_propagated(model, example_input, training=True)
-        except (TraceError, InvalidInputShapeError):  # eval is what is compiled; train mode is a bonus
-            train_gm = None
-        if train_gm is not None and train_gm.code != gms[0].code:
-            gms.append(train_gm)
+            train_gm = _traced(model, training=True)
+            if train_gm.code != gms[0].code:  # eval is what is compiled; train mode is a bonus
+                gms.append(_propagated(train_gm, model, example_input))
+        except (TraceError, InvalidInputShapeError):
+            pass
     finally:
         model.train(was_training)
     from .channel_trace import trace_channels
@@ -281,24 +281,26 @@ def build_graph(model: nn.Module, example_input: torch.Tensor | None = None) -> 
     return graph
 
 
-def _shape_propagated(model: nn.Module, example_input: torch.Tensor, training: bool):
-    """``symbolic_trace`` of ``model`` in train / eval mode, shapes propagated in eval mode.
-
-    The GraphModule shares ``model``'s submodules; shapes are propagated with every module in
-    eval mode, so BatchNorm statistics are not updated.  Leaves ``model`` in eval mode.
-    """
+def _traced(model: nn.Module, training: bool):
+    """``symbolic_trace`` of ``model`` in train / eval mode (it shares ``model``'s submodules)."""
     from torch.fx import symbolic_trace
-    from torch.fx.passes.shape_prop import ShapeProp
 
     model.train(training)
     try:
-        gm = symbolic_trace(model)
+        return symbolic_trace(model)
     except Exception as e:
         msg = str(e).splitlines()[0] if str(e) else ""
         raise TraceError(
             f"cannot trace model {type(model).__name__} with torch.fx.symbolic_trace: {type(e).__name__}: {msg}. "
             "Pruning needs a traceable forward (no data-dependent Python control flow on tensor values)."
         ) from None
+
+
+def _propagated(gm, model: nn.Module, example_input: torch.Tensor):
+    """``gm`` with shapes propagated, every module in eval mode (BatchNorm statistics are not updated).
+    Leaves ``model`` in eval mode."""
+    from torch.fx.passes.shape_prop import ShapeProp
+
     gm.eval()
     model.eval()
     try:

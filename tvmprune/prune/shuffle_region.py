@@ -39,7 +39,11 @@ _PASS_MODULES = (nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.Hardswish, nn.SiLU, nn.Id
 
 
 class RegionInfeasible(Exception):
-    """The label pass shows the region cannot be pruned exactly."""
+    """The label pass shows the region cannot be pruned exactly; ``producer``: the one that failed, if known."""
+
+    def __init__(self, msg: str, producer: str | None = None) -> None:
+        super().__init__(msg)
+        self.producer = producer
 
 
 class _LabelPass(fx.Interpreter):
@@ -139,11 +143,30 @@ class ShuffleRegion:
                 cand = torch.tensor(have.get(d, []), dtype=torch.long)
                 if cand.numel() < len(pos):
                     raise RegionInfeasible(f"{p}: pruned structure routes {len(pos)} channels to {sorted(d)}, "
-                                      f"the model has {cand.numel()}")
+                                           f"the model has {cand.numel()}", p)
                 best = cand[torch.argsort(scores[p][cand], descending=True, stable=True)[:len(pos)]]
                 out[torch.tensor(pos)] = torch.sort(best).values
             rows[p] = out
         return rows
+
+    def select_nearest(self, scores: dict[str, torch.Tensor], kept: dict[str, int],
+                       tries: int = 32) -> dict[str, torch.Tensor]:
+        """:meth:`select`, keeping one channel more in every producer as wide as the failing one (a stage of
+        ShuffleNet) when the pruned structure does not fit, at most ``tries`` times."""
+        kept = dict(kept)
+        for _ in range(tries):
+            try:
+                return self.select(scores, kept)
+            except RegionInfeasible as e:
+                if e.producer is None:
+                    raise
+                width = scores[e.producer].numel()
+                same = [p for p in kept if scores[p].numel() == width and kept[p] < width]
+                if not same:
+                    raise
+                for p in same:
+                    kept[p] += 1
+        return self.select(scores, kept)
 
     def apply(self, model: nn.Module, rows: dict[str, torch.Tensor]) -> None:
         """Re-index producers' rows and readers' channels of ``model`` in place (``rows`` from :meth:`select`)."""
