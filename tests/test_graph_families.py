@@ -377,3 +377,13 @@ def test_channel_shuffle_width_the_deep_stage_cannot_take_is_widened():
     small, masked = filter_prune(m, g, keep), filter_mask(m, g, keep)
     with torch.no_grad():
         torch.testing.assert_close(small(X64), masked(X64), rtol=1e-4, atol=1e-5)
+
+
+def test_channel_shuffle_region_with_arithmetic_on_the_trunk_stays_dense():
+    class AddAfterShuffle(MiniShuffle):
+        def forward(self, x):
+            y = self.stages(self.stem(x))
+            return self.fc(torch.relu(self.head(y + 1.0)).mean((2, 3)))
+
+    m = AddAfterShuffle(repeats=(1,), widths=(24, 40)).eval()
+    assert build_graph(m, X64).regions == []

@@ -30,6 +30,7 @@ from torch import nn
 
 from ..errors import PruneConfigError
 from .channel_index import is_depthwise, reindex_module
+from .channel_trace import _BINARY_FUNCS, _BINARY_METHODS
 
 __all__ = ["ShuffleRegion", "RegionInfeasible", "find_regions"]
 
@@ -71,6 +72,23 @@ class _LabelPass(fx.Interpreter):
         if is_depthwise(mod) or isinstance(mod, _PASS_MODULES):
             return x
         return mod(x)
+
+    def call_function(self, target, args, kwargs):
+        if target in _BINARY_FUNCS:
+            self._refuse_arithmetic(target, args, kwargs)
+        return super().call_function(target, args, kwargs)
+
+    def call_method(self, target, args, kwargs):
+        if target in _BINARY_METHODS:
+            self._refuse_arithmetic(target, args, kwargs)
+        return super().call_method(target, args, kwargs)
+
+    @staticmethod
+    def _refuse_arithmetic(target, args, kwargs) -> None:
+        """Arithmetic on labels would make other labels: a region is permutations only."""
+        for t in torch.utils._pytree.tree_leaves((args, kwargs)):
+            if isinstance(t, torch.Tensor) and bool(((t.long() >> _BITS) > 0).any()):
+                raise RegionInfeasible(f"producer channels pass through {getattr(target, '__name__', target)}")
 
     def output(self, target, args, kwargs):
         for t in torch.utils._pytree.tree_leaves(args):
