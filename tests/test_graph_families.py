@@ -387,3 +387,16 @@ def test_channel_shuffle_region_with_arithmetic_on_the_trunk_stays_dense():
 
     m = AddAfterShuffle(repeats=(1,), widths=(24, 40)).eval()
     assert build_graph(m, X64).regions == []
+
+
+@pytest.mark.slow
+def test_filter_pruned_shufflenet_saves_and_loads(tmp_path):
+    """pruning.json holds the shuffle producers' kept rows in routing order; loading rebuilds the same model."""
+    from tvmprune.prune.storage import load_pruned, save_pruned
+
+    res = prune_model(load_model("shufflenet_v2_x0_5"), "filter@0.3", X64)
+    save_pruned(res, str(tmp_path), "shufflenet_v2_x0_5", (1, 3, 64, 64))
+    loaded, _ = load_pruned(str(tmp_path))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.eval()(X64), res.model(X64))
+    assert loaded.conv5[0].in_channels == res.model.conv5[0].in_channels < 192
