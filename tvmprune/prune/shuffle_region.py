@@ -47,6 +47,13 @@ class RegionInfeasible(Exception):
         self.producer = producer
 
 
+def _carries_labels(args) -> bool:
+    """Whether any tensor in the (nested) ``args`` holds a producer's label."""
+    tensors: list[torch.Tensor] = []
+    fx.node.map_aggregate(args, lambda a: tensors.append(a) if isinstance(a, torch.Tensor) else None)
+    return any(bool(((t.long() >> _BITS) > 0).any()) for t in tensors)
+
+
 class _LabelPass(fx.Interpreter):
     """Run ``gm`` on 1x1 label tensors; record the labels at the input of ``readers``.
 
@@ -86,14 +93,12 @@ class _LabelPass(fx.Interpreter):
     @staticmethod
     def _refuse_arithmetic(target, args, kwargs) -> None:
         """Arithmetic on labels would make other labels: a region is permutations only."""
-        for t in torch.utils._pytree.tree_leaves((args, kwargs)):
-            if isinstance(t, torch.Tensor) and bool(((t.long() >> _BITS) > 0).any()):
-                raise RegionInfeasible(f"producer channels pass through {getattr(target, '__name__', target)}")
+        if _carries_labels((args, kwargs)):
+            raise RegionInfeasible(f"producer channels pass through {getattr(target, '__name__', target)}")
 
     def output(self, target, args, kwargs):
-        for t in torch.utils._pytree.tree_leaves(args):
-            if isinstance(t, torch.Tensor) and bool(((t.long() >> _BITS) > 0).any()):
-                raise RegionInfeasible("producer channels reach the model output")
+        if _carries_labels(args):
+            raise RegionInfeasible("producer channels reach the model output")
         return super().output(target, args, kwargs)
 
     def run_labels(self) -> dict[str, torch.Tensor]:
@@ -109,7 +114,7 @@ class ShuffleRegion:
 
     gm: fx.GraphModule
     producers: dict[str, int]  # module -> group id of its output channels
-    readers: dict[str, str]  # module -> role: "in" (weight columns), "bn" / "dw" / "out" (rows)
+    readers: dict[str, str]  # module -> role: "in" (weight columns), "bn" / "dw" (rows)
 
     @property
     def codes(self) -> dict[str, int]:
