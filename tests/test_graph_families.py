@@ -77,7 +77,7 @@ def test_pruned_small_families_compile_equal_to_pytorch(spec):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("spec", ["efficientnet_b0", "convnext_tiny", "resnext50_32x4d"])
+@pytest.mark.parametrize("spec", ["efficientnet_b0", "convnext_tiny", "resnext50_32x4d", "googlenet"])
 def test_pruned_big_families_compile_equal_to_pytorch(spec):
     _, res = pruned(spec)
     check_compiled_equal(res.model)
