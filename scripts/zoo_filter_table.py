@@ -4,7 +4,7 @@ For every model: tvmprune's ``prune_model(model, "filter@RATE")`` on random weig
 fraction of parameters kept (of all, and of those the eval forward uses), how many conv / linear layers lost channels, and whether the
 output shape is unchanged.  When ``torch_pruning`` is importable (``pip install
 torch-pruning``; it is *not* a tvmprune dependency) the same per-layer L1 rate is applied with
-its ``MetaPruner`` and its kept fraction is printed beside ours.
+its ``MetaPruner`` and its kept fraction is printed beside ours (with its output shape when that changed).
 
     PYTHONPATH=$PWD python scripts/zoo_filter_table.py [--rate 0.3] [--size 64] [--models a,b]
 """
@@ -48,12 +48,13 @@ def tvmprune_row(model: nn.Module, x: torch.Tensor, rate: float) -> dict:
             "shape_ok": shape_ok, "seconds": time.perf_counter() - t0}
 
 
-def torch_pruning_kept(model: nn.Module, x: torch.Tensor, rate: float) -> float | None:
-    """Kept fraction with Torch-Pruning's MetaPruner (L1, per-layer rate), or None when unavailable."""
+def torch_pruning_kept(model: nn.Module, x: torch.Tensor, rate: float) -> str:
+    """Kept fraction with Torch-Pruning's MetaPruner (L1, per-layer rate, 1000-output classifiers ignored),
+    flagged when its pruned model's eval output shape differs; ``n/a`` when unavailable or failing."""
     try:
         import torch_pruning as tp
     except ImportError:
-        return None
+        return "n/a"
     m = copy.deepcopy(model)
     ignored = [mod for mod in m.modules() if isinstance(mod, nn.Linear) and mod.out_features == 1000]
     ignored += [mod for mod in m.modules() if isinstance(mod, nn.Conv2d) and mod.out_channels == 1000]
@@ -61,10 +62,13 @@ def torch_pruning_kept(model: nn.Module, x: torch.Tensor, rate: float) -> float 
         pruner = tp.pruner.MetaPruner(m, x, importance=tp.importance.MagnitudeImportance(p=1),
                                       pruning_ratio=rate, ignored_layers=ignored)
         pruner.step()
+        with torch.no_grad():
+            shape, want = tuple(m.eval()(x).shape), tuple(model.eval()(x).shape)
     except Exception as e:  # noqa: BLE001 - report, do not stop the table
         print(f"  torch-pruning failed: {type(e).__name__}: {str(e).splitlines()[0][:80]}")
-        return None
-    return n_params(m) / n_params(model)
+        return "n/a (fails)"
+    kept = f"{n_params(m) / n_params(model):.3f}"
+    return kept if shape == want else f"{kept} (output {'x'.join(map(str, shape))})"
 
 
 def main() -> None:
@@ -79,8 +83,7 @@ def main() -> None:
     for spec in args.models.split(","):
         model = load_model(spec).eval()
         row = tvmprune_row(model, x, args.rate)
-        tp_kept = torch_pruning_kept(model, x, args.rate)
-        tp_s = "n/a" if tp_kept is None else f"{tp_kept:.3f}"
+        tp_s = torch_pruning_kept(model, x, args.rate)
         print(f"| {spec} | {n_params(model) / 1e6:.2f}M | {row['kept']:.3f} | {row['kept_used']:.3f} | {row['layers']} | "
               f"{'yes' if row['shape_ok'] else 'NO'} | {tp_s} |", flush=True)
 

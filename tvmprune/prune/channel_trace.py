@@ -8,11 +8,10 @@ consecutive entries (``H*W`` after ``flatten``).  Each op either passes descript
 records which module parameters the channels index (members), or -- when it is not
 understood -- freezes the spaces of its inputs and starts a fresh frozen one.
 
-Not followed: a reshape that splits the channel axis, e.g. ShuffleNet's channel shuffle
-(``view(N, 2, C/2, H, W)`` / ``transpose`` / ``view``).  Pruning through it exactly would
-tie every trunk channel of a stage to an interleaving of all earlier blocks' (the next
-block's ``chunk`` keeps half of the shuffled channels); the trunk stays dense and the convs
-inside the branches are pruned.
+A reshape that splits the channel axis, e.g. ShuffleNet's channel shuffle (``view(N, 2, C/2, H, W)`` /
+``transpose`` / ``view``), freezes the spaces it touches here: where a trunk channel lands depends on
+the trunk's width.  :mod:`.shuffle_region` then follows those frozen groups exactly, by running the
+graph on channel labels at the original and at the pruned widths.
 """
 
 from __future__ import annotations
@@ -143,16 +142,18 @@ def _int_list(args) -> list | None:
     return list(args) if all(isinstance(a, int) for a in args) else None
 
 
-def trace_channels(model: nn.Module, gm) -> DependencyGraph:
-    """Channel groups of ``gm`` (a ``symbolic_trace`` of ``model`` after ``ShapeProp``)."""
-    return _Builder(model, gm).run()
+def trace_channels(model: nn.Module, gms) -> DependencyGraph:
+    """Channel groups of ``gms``: ``symbolic_trace``s of ``model`` after ``ShapeProp`` (one GraphModule or a
+    list, e.g. the eval- and the train-mode forward).  Every graph adds its constraints to the same groups: a
+    module reached in several graphs has one output space, its inputs there are coupled."""
+    return _Builder(model, gms if isinstance(gms, (list, tuple)) else [gms]).run()
 
 
 class _Builder:
-    def __init__(self, model: nn.Module, gm) -> None:
+    def __init__(self, model: nn.Module, gms: list) -> None:
         self.model = model
-        self.gm = gm
-        self.mods = dict(gm.named_modules())
+        self.gms = gms
+        self.mods: dict = {}
         self.uf = _UF()
         self.desc: dict = {}
         # (space, module, role, offset-in-features, mult, dim) records
@@ -237,7 +238,15 @@ class _Builder:
     # --- main loop -----------------------------------------------------------------------
     def run(self) -> DependencyGraph:
         out_descs: list[_Desc] = []
-        for node in self.gm.graph.nodes:
+        for gm in self.gms:
+            self.mods = dict(gm.named_modules())
+            self.desc = {}
+            self._run_graph(gm, out_descs)
+        self._freeze_params_used_elsewhere()
+        return self._finish(out_descs)
+
+    def _run_graph(self, gm, out_descs: list) -> None:
+        for node in gm.graph.nodes:
             if node.op == "placeholder":
                 d = self._fresh(node, "model input")
                 if d is not None:
@@ -259,8 +268,6 @@ class _Builder:
                 self.desc[node] = self._method(node)
             else:
                 self.desc[node] = self._unknown(node, node.op)
-        self._freeze_params_used_elsewhere()
-        return self._finish(out_descs)
 
     # --- modules -------------------------------------------------------------------------
     def _module(self, node) -> _Desc | None:

@@ -12,7 +12,10 @@ pruned per *channel group* of the dependency graph (:mod:`tvmprune.prune.graph`)
 * frozen groups (model output, ops the graph does not understand) are never pruned;
 * the input and output channels of a grouped conv lose the same number of channels in
   each of its groups (``groups`` is kept); ConvNeXt's channels-last LayerNorm / Linear
-  blocks and layer scale follow their channels.
+  blocks and layer scale follow their channels;
+* channels through a channel shuffle (ShuffleNet's trunk, :mod:`.shuffle_region`) are kept per
+  producer at the layer-wise rate, chosen so that the smaller model routes them as the original
+  does (not in global mode, with ``skip_coupled`` or a ``groups`` subset: there they stay dense).
 
 ``rate`` is the fraction of channels removed per group: ``round(rate * C)`` but at least
 one channel is kept.  Global mode (``+global``) ranks channels of all groups by their
@@ -80,7 +83,33 @@ def filter_keep_indices(model: nn.Module, graph: DependencyGraph, rate: float, g
     for g in cands:
         if g.strata > 1:  # grouped convs: the same number of channels from each of their groups
             pruned[g.name] = even_over_blocks(scores[g.name], int(pruned[g.name].sum()), g.strata)
-    return {g.gid: torch.nonzero(~pruned[g.name]).reshape(-1) for g in cands if pruned[g.name].any()}
+    keep = {g.gid: torch.nonzero(~pruned[g.name]).reshape(-1) for g in cands if pruned[g.name].any()}
+    if not global_ and not skip_coupled and groups is None:
+        keep.update(_region_keep(model, graph, rate, layer_rates or {}))
+    return keep
+
+
+def _region_keep(model: nn.Module, graph: DependencyGraph, rate: float,
+                 layer_rates: Mapping[str, float]) -> dict[int, torch.Tensor]:
+    """Kept rows of the producers of channel-shuffle regions (layer-wise rates; a region that cannot
+    take them exactly stays dense)."""
+    from .shuffle_region import RegionInfeasible
+
+    mods = dict(model.named_modules())
+    keep = {}
+    for region in graph.regions:
+        scores = {p: mods[p].weight.detach().abs().flatten(1).sum(1) for p in region.producers}
+        kept = {}
+        for p, gid in region.producers.items():
+            n = scores[p].numel()
+            r = check_rate(layer_rates.get(graph.groups[gid].name, rate), f"filter pruning rate for layer {p}")
+            kept[p] = n - max(0, min(int(round(r * n)), n - 1))
+        try:
+            rows = region.select_nearest(scores, kept)
+        except RegionInfeasible:
+            continue
+        keep.update({region.producers[p]: r for p, r in rows.items() if r.numel() < scores[p].numel()})
+    return keep
 
 
 def filter_prune(model: nn.Module, graph: DependencyGraph, keep: dict[int, torch.Tensor]) -> nn.Module:
@@ -116,7 +145,24 @@ def filter_mask(model: nn.Module, graph: DependencyGraph, keep: dict[int, torch.
                         mod.weight[idx] = 0
                     if getattr(mod, "bias", None) is not None:
                         mod.bias[idx] = 0
+        _mask_region_readers(mods, graph, keep)
     return m
+
+
+def _mask_region_readers(mods: dict, graph: DependencyGraph, keep: dict[int, torch.Tensor]) -> None:
+    """Zero what the readers of channel-shuffle regions index by removed producer channels."""
+    for region in graph.regions:
+        rows = {p: keep[gid] for p, gid in region.producers.items() if gid in keep}
+        if not rows:
+            continue
+        for name, idx in region.removed_positions(rows).items():
+            mod = mods[name]
+            if region.readers[name] == "in":
+                _zero_input_channels(mod, idx)
+                continue
+            for attr in ("weight", "bias"):
+                if getattr(mod, attr, None) is not None:
+                    getattr(mod, attr)[idx] = 0
 
 
 def _zero_input_channels(mod: nn.Module, idx: torch.Tensor) -> None:
@@ -191,7 +237,7 @@ def kept_indices_of(graph: DependencyGraph, entries: dict, mismatch: Callable[[s
     keep = {}
     for name, ent in entries.items():
         g = graph.group_by_name(name)
-        if g is None or g.size != ent.get("size") or not g.prunable:
+        if g is None or g.size != ent.get("size") or not graph.reindexable(g.gid):
             raise PruneConfigError(mismatch(name))
         idx = torch.tensor(ent["keep"], dtype=torch.long)
         if idx.numel() == 0 or int(idx.min()) < 0 or int(idx.max()) >= g.size:
@@ -228,6 +274,7 @@ class FilterMethod(PruningMethod):
         graph.apply_channel_index(model, keep)
         mods = dict(model.named_modules())
         touched = {mem.module for g in keep for mem in graph.groups[g].members}
+        touched |= {name for r in graph.regions if set(r.producers.values()) & set(keep) for name in r.readers}
         skipped = {n: _filter_skip_reason(graph, n, touched, ctx.skip_coupled) for n in graph.layers}
         density = {n: mods[n].weight.numel() / max(1, numel[n]) for n in graph.layers}
         layers = layer_reports(model, graph.layers, "filter", skipped, density)

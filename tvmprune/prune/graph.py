@@ -23,7 +23,8 @@ model input, an unknown op).  Following the traced graph (:mod:`.channel_trace`)
   freezes that space: the pieces start fresh frozen spaces);
 * ``flatten`` / ``view`` / ``reshape`` from ``[N, C, H, W]`` to ``[N, C*H*W]`` maps channel
   ``c`` to features ``c*H*W .. c*H*W + H*W - 1`` (multiplicity ``H*W``; 1 after a global pool);
-  a reshape that splits the channel axis (ShuffleNet's channel shuffle) is not understood;
+  a reshape that splits the channel axis (ShuffleNet's channel shuffle) freezes its spaces here;
+  :mod:`.shuffle_region` follows them (``DependencyGraph.regions``);
 * conv / linear layers consume their input description (their weight *columns* follow).
 
 A *channel group* is a set of unified spaces.  A group is *frozen* (never permuted or
@@ -152,6 +153,7 @@ class DependencyGraph:
         self.input_consumers = input_consumers
         self.output_groups = output_groups
         self.modules = dict(model.named_modules())
+        self.regions: list = []  # ShuffleRegions (.shuffle_region): groups followed through channel shuffles
         self._by_module: dict[str, list[tuple[ChannelGroup, Member]]] = {}
         for g in groups:
             for m in g.members:
@@ -181,6 +183,17 @@ class DependencyGraph:
     def prunable_groups(self) -> list[ChannelGroup]:
         return [g for g in self.groups if g.prunable]
 
+    def region_of(self, gid: int):
+        """The :class:`~.shuffle_region.ShuffleRegion` whose producer owns group ``gid``, or None."""
+        for r in self.regions:
+            if gid in r.producers.values():
+                return r
+        return None
+
+    def reindexable(self, gid: int) -> bool:
+        """Prunable, or a producer group of a channel-shuffle region."""
+        return self.groups[gid].prunable or self.region_of(gid) is not None
+
     def is_depthwise(self, module: str) -> bool:
         return is_depthwise(self.modules[module])
 
@@ -202,11 +215,15 @@ class DependencyGraph:
         BatchNorms, LayerNorms, depthwise convs, consumers' weight columns and ``param``
         members (along their ``dim``) are re-indexed; modules
         whose sizes change are resized (``in_channels`` etc. updated) by the per-module-type
-        re-indexers of :mod:`.channel_index`.  Returns ``model``.
+        re-indexers of :mod:`.channel_index`.  A producer group of a channel-shuffle region
+        (:mod:`.shuffle_region`) takes its kept rows in the order the region's ``select`` gave;
+        the region re-indexes its readers.  Returns ``model``.
         """
         mods = dict(model.named_modules())
         touched: set[str] = set()
         params: dict[tuple[str, int], list] = {}
+        regional = {gid: idx for gid, idx in index.items() if self.region_of(gid) is not None}
+        index = {gid: idx for gid, idx in index.items() if gid not in regional}
         for gid in index:
             g = self.groups[gid]
             for m in g.members:
@@ -224,6 +241,10 @@ class DependencyGraph:
                     continue
                 (in_entries if m.role == "in" else out_entries).append((m.offset, m.mult, g.size, index[g.gid]))
             reindex_module(name, mod, out_entries, in_entries)
+        for region in self.regions:
+            rows = {p: regional[gid] for p, gid in region.producers.items() if gid in regional}
+            if rows:
+                region.apply(model, rows)
         return model
 
 
@@ -231,25 +252,57 @@ class DependencyGraph:
 def build_graph(model: nn.Module, example_input: torch.Tensor | None = None) -> DependencyGraph:
     """Trace ``model`` with ``torch.fx`` and build its channel dependency graph.
 
+    The model is traced in eval mode and, when its forward differs there, in train mode too
+    (GoogLeNet's and Inception's auxiliary heads run only in training): the groups hold the
+    constraints of both forwards, so a pruned model runs (and fine-tunes) in either mode.
+
     Raises:
         TraceError: the model cannot be traced symbolically (data-dependent control flow...).
         InvalidInputShapeError: ``example_input`` does not fit the model.
     """
-    from torch.fx import symbolic_trace
-    from torch.fx.passes.shape_prop import ShapeProp
-
+    if example_input is None:
+        example_input = default_example_input(model)
+    was_training = model.training
     try:
-        gm = symbolic_trace(model)
+        gms = [_propagated(_traced(model, training=False), model, example_input)]
+        try:
+            train_gm = _traced(model, training=True)
+            if train_gm.code != gms[0].code:  # eval is what is compiled; train mode is a bonus
+                gms.append(_propagated(train_gm, model, example_input))
+        except (TraceError, InvalidInputShapeError):
+            pass
+    finally:
+        model.train(was_training)
+    from .channel_trace import trace_channels
+    from .shuffle_region import find_regions
+
+    graph = trace_channels(model, gms)
+    graph.regions = find_regions(graph, gms[0])
+    return graph
+
+
+def _traced(model: nn.Module, training: bool):
+    """``symbolic_trace`` of ``model`` in train / eval mode (it shares ``model``'s submodules)."""
+    from torch.fx import symbolic_trace
+
+    model.train(training)
+    try:
+        return symbolic_trace(model)
     except Exception as e:
         msg = str(e).splitlines()[0] if str(e) else ""
         raise TraceError(
             f"cannot trace model {type(model).__name__} with torch.fx.symbolic_trace: {type(e).__name__}: {msg}. "
             "Pruning needs a traceable forward (no data-dependent Python control flow on tensor values)."
         ) from None
-    if example_input is None:
-        example_input = default_example_input(model)
-    was_training = model.training
+
+
+def _propagated(gm, model: nn.Module, example_input: torch.Tensor):
+    """``gm`` with shapes propagated, every module in eval mode (BatchNorm statistics are not updated).
+    Leaves ``model`` in eval mode."""
+    from torch.fx.passes.shape_prop import ShapeProp
+
     gm.eval()
+    model.eval()
     try:
         with torch.no_grad():
             ShapeProp(gm).propagate(example_input)
@@ -259,8 +312,4 @@ def build_graph(model: nn.Module, example_input: torch.Tensor | None = None) -> 
             f"example input of shape {'x'.join(map(str, example_input.shape))} does not fit model "
             f"{type(model).__name__}: {type(e).__name__}: {msg}"
         ) from None
-    finally:
-        model.train(was_training)
-    from .channel_trace import trace_channels
-
-    return trace_channels(model, gm)
+    return gm
