@@ -3,23 +3,33 @@
 Each output channel ``co`` is one CSR row over ``(cin, kh, kw)``; every nonzero is
 multiplied straight into a tile of the output plane from the padded input -- no im2col::
 
-    xt = pad(data) transposed to [B, Cin, Hp, Wp]        # one pass over the input
-    parallel for (b, oh_o):                              # R output rows per task
-      for ow_o:  for co:                                 # all channels reuse the rows in cache
-        acc[R, Tw] = 0                                   # R * Tw/lanes SIMD registers
-        for e in indptr[co] .. indptr[co+1]:             # true row length
-          off = offsets[e]                               # = (cin*Hp + kh)*Wp + kw, pre-decoded
-          for r in R (unrolled): for w in Tw (vector):
-            acc[r, w] += value[e] * xt[b, oh*s + r*s, (ow_o*Tw + w)*s + off]
-        out[b, oh.., ow.., co] = act(acc + bias + residual)   # strided scalar stores
+    xt = pad(data) transposed to [B, Cin, Hp, Wx]        # blocked transpose
+    xs[b, kw, c, h, l] = xt[b, c, h, l*sw + kw]          # one aligned plane set per kernel column
+    parallel for (b, oh_o, co_chunk):                    # R output rows x a chunk of channels
+      for ow_o:  for co_block (16 channels):
+        for co in co_block:
+          acc[co, R, Tw] = 0                             # R * Tw/lanes SIMD registers
+          for e in indptr[co] .. indptr[co+1]:           # true row length
+            off = offsets[e]                             # = ((kw*Cin + cin)*Hp + kh)*OWp, pre-decoded
+            for r in R (unrolled): for w in Tw (vector):
+              acc[co, r, w] += value[e] * xs[b, 0, 0, oh*sh + r*sh, ow_o*Tw + w + off]
+        out[b, oh.., ow.., co_block] = act(acc + bias + residual)   # one vector store per pixel
 
 Why a channel-major copy of the input: the CSR row has one scalar weight per nonzero, so
 the vector axis must be spatial. In NHWC, consecutive output pixels of one input channel
-are ``Cin`` floats apart (a gather per vector); in the ``[Cin, Hp, Wp]`` copy they are
-contiguous (unit-stride loads for stride 1), at the price of one transposing copy of the
-input per call and strided stores of the output tile (``R*Tw`` scalars per output channel,
-amortised over the row's nonzeros). The nonzero offsets are pre-decoded into flat input
-offsets so the inner loop does no div/mod. Stride 2 uses strided vector loads.
+are ``Cin`` floats apart (a gather per vector); in the channel-major copy they are
+contiguous. The per-``kw`` phase copies (:mod:`.shifted_input`) make every input vector one
+aligned row vector: in ``[Cin, Hp, Wx]`` it started ``kw`` floats into a row and nearly every
+load straddled two cache lines (half the load throughput), and stride 2 needed strided loads.
+Each nonzero is one broadcast, one index load and ``R*Tw/lanes`` FMAs with a memory operand;
+the offsets are pre-decoded so the inner loop does no div/mod. The accumulators of a block of
+``lanes`` output channels are written out together (one vector store per output pixel): a
+strided scalar store per pixel and channel, 1-1.5 KB apart, thrashed a few L1 sets.
+
+Where the time goes (AlexNet conv3 at Park's density, AVX-512, one core): the nonzero loop,
+about 0.3 ns per FMA -- each FMA reads its own 64 B input vector, and the input (0.5 MB for
+conv3) lives in L2, so L2 -> L1 bandwidth bounds it; the copies and the output stage are
+10-15 %. Blocking input channels for L1 reuse loses (segments of a few nonzeros).
 
 Index arrays are arguments (``consts``) like in :mod:`.sparse_conv2d`; the row loop is
 shrunk to the true row length by :func:`.sparse_loops.shrink_sparse_loops`.
@@ -93,9 +103,11 @@ class _CsrConvSchedule:
     """Schedules of the CSR direct conv: a tile of ``rows`` output rows x ``vecs`` vectors of
     output pixels per output channel (``rows * vecs`` accumulator registers); the channel loop
     split ``[parallel chunks, outside the pixel tiles, inside]`` (:func:`.sparse_space.row_split`),
-    the parallel loop fusing (batch, row tiles, chunks). The default (up to 4 vectors, as many
-    rows as the register budget allows, about 4 tasks per core, full explicit unroll) is one
-    point of the space (see :mod:`.sparse_space`)."""
+    the inner part split again into blocks of ``cblock`` channels whose accumulators are written
+    out together (vectorised over channels), the parallel loop fusing (batch, row tiles, chunks).
+    The default (up to 4 vectors, as many rows as the register budget and the L2 share allow,
+    about 4 tasks per core in a multiple of the core count, blocks of ``lanes`` channels, full
+    explicit unroll) is one point of the space (see :mod:`.sparse_space`)."""
 
     spec: ConvSpec
     lanes: int
@@ -155,7 +167,7 @@ def direct_sparse_conv2d(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | 
     """CSR direct sparse conv (NHWC in/out), kind ``"csr"``.
 
     PrimFunc arguments: ``data [B,H,W,Cin]``, ``w_data [nnz+L]``, ``w_offsets [nnz+L]``
-    (flat offsets ``(cin*Hp + kh)*Wp + kw`` into the padded channel-major input),
+    (flat offsets ``((kw*Cin + cin)*Hp + kh)*OWp`` into the kernel-column phase copies ``xs``),
     ``w_indptr [Cout+1]``, ``[bias [Cout]]``, ``[residual]``, ``out [B,OH,OW,Cout]``.
     """
     t = resolve_target(target)
@@ -176,8 +188,8 @@ def direct_sparse_conv2d(spec: ConvSpec, weight: np.ndarray, bias: np.ndarray | 
         spec, Format.CSR, name, bufs, out, [w_data, w_off, w_ptr], bias_np, sched,
         flops=2 * csr.nnz * spec.batch * spec.out_h * spec.out_w,
         info={"density": csr.density, "nnz": csr.nnz, "max_row_length": maxlen,
-              "layout": f"channel-major padded input copy, vector along output width, tile {sched.rows}x{sched.width}",
-              "index_order": "(cin, kh, kw) as flat input offsets"})
+              "layout": f"per-kw aligned channel-major input copies, vector along output width, tile {sched.rows}x{sched.width}",
+              "index_order": "(cin, kh, kw) as flat offsets into the per-kw copies"})
 
 
 def _is_1x1(spec: ConvSpec) -> bool:
