@@ -47,7 +47,7 @@ from .base import ConvSpec, KernelInstance, conv_epilogue
 from .family import KernelFamily, Probe
 from .format import Format, LayerOp
 from .identity import symbol_name
-from .channel_major import channel_major_geometry, schedule_channel_major_input
+from .channel_major import channel_major_geometry
 from .shifted_input import schedule_shifted_input, shifted_input, shifted_offsets
 from .formats import conv_weight_to_csr, kernel_arrays
 from .conv_inputs import bias_array, check_conv
@@ -152,8 +152,7 @@ class _CsrConvSchedule:
         unroll(sch, ohi, knobs["unroll"])
         sch.annotate(el, SPARSE_ROW_ANN, 1)
         sch.decompose_reduction(blk, cv)
-        schedule_channel_major_input(sch, spec.cin, lanes)
-        schedule_shifted_input(sch, lanes)
+        schedule_shifted_input(sch, spec.cin, lanes)
 
     def default(self, sch: Any) -> None:
         self.apply(sch, self.default_knobs())

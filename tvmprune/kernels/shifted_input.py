@@ -44,10 +44,22 @@ def shifted_input(data, spec: ConvSpec, lanes: int):
     return xs, hp, owp
 
 
-def schedule_shifted_input(sch, lanes: int) -> None:
-    """The ``xs`` pass: parallel over (batch, kw, cin), a vector of ``lanes`` output columns
-    innermost (unit-stride loads from ``xt`` for stride 1, aligned stores)."""
-    xb, xk, xc, xh, xl = sch.get_loops(sch.get_sblock("xs"))
-    sch.parallel(sch.fuse(xb, xk, xc))
+def schedule_shifted_input(sch, cin: int, lanes: int) -> None:
+    """Both passes in one parallel loop over (batch, input rows), so one parallel region (one
+    barrier) per call: each task transposes its row of ``xt`` (blocked by ``lanes`` channels
+    when ``Cin`` allows: whole channel vectors read, rows written) and then writes that row of
+    every ``xs`` plane, a vector of ``lanes`` output columns innermost (unit-stride loads for
+    stride 1, aligned stores)."""
+    xs = sch.get_sblock("xs")
+    xb, xk, xc, xh, xl = sch.get_loops(xs)
+    sch.reorder(xb, xh, xk, xc, xl)
+    row = sch.fuse(xb, xh)
+    sch.parallel(row)
     lo, li = sch.split(xl, [None, lanes])
     sch.vectorize(li)
+    xt = sch.get_sblock("xt")
+    sch.compute_at(xt, row)
+    if cin % lanes == 0:
+        *_, tc, tw = sch.get_loops(xt)
+        tco, tci = sch.split(tc, [None, lanes])
+        sch.reorder(tco, tw, tci)
