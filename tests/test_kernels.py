@@ -113,6 +113,20 @@ def test_csr_conv_matches_torch(spec, density, n):
     assert inst.kind == "csr"
 
 
+# the CSR conv's own shapes: 5x5, AlexNet-conv1-like 11x11 stride 4 on 3 channels, and a
+# 384-channel 13x13 layer whose input rows exceed the L2 share (row tiles of 7 + 6, the last padded)
+CSR_CASES = [
+    (ConvSpec(1, 15, 15, 24, 40, 5, 5, (1, 1), (2, 2, 2, 2), bias=True, activation="relu"), 0.15),
+    (ConvSpec(1, 39, 39, 3, 24, 11, 11, (4, 4), (2, 2, 2, 2), bias=True), 0.3),
+    (ConvSpec(1, 13, 13, 384, 32, 3, 3, (1, 1), (1, 1, 1, 1), residual=True), 0.08),
+]
+
+
+@pytest.mark.parametrize("spec,density", CSR_CASES, ids=["5x5", "11x11s4", "rowtiles"])
+def test_csr_conv_own_shapes_match_torch(spec, density):
+    _check_conv(_csr, spec, density, 1)
+
+
 @pytest.mark.parametrize("make", [_1xn(16), _csr], ids=["1xN", "csr"])
 def test_all_zero_layer_gives_epilogue_only(make):
     spec = ConvSpec(1, 8, 8, 16, 32, 3, 3, (1, 1), (1, 1, 1, 1), bias=True, activation="relu", residual=True)

@@ -7,7 +7,8 @@
 * what the kernels share: :mod:`.target_params` (target, register file), :mod:`.tiling` (tile
   sizes), :mod:`.conv_inputs` (argument checks, bias), :mod:`.placeholders` (sparse conv
   signature), :mod:`.padding` (zero padding stage), :mod:`.sparse_loops` (the row loop and
-  ``shrink_sparse_loops``), :mod:`.channel_major` (channel-major input copy).
+  ``shrink_sparse_loops``), :mod:`.channel_major` (channel-major input copy), :mod:`.shifted_input`
+  (its per-``kw`` aligned phase copies).
 """
 
 from __future__ import annotations

@@ -32,3 +32,19 @@ def parallel_chunks(channels: int, batch: int, out_h: int, rows: Any, cores: int
         return 1
     n_par = batch * (out_h // rows)
     return pick_tile(channels, max(1, -(-4 * cores // n_par)))
+
+
+def balanced_chunks(channels: int, n_par: int, cores: int, lanes: int) -> int:
+    """Chunks of the channel loop for a parallel loop of ``n_par x chunks`` tasks: the fewest
+    with about 4 tasks per core such that the task count is a multiple of ``cores`` (the
+    runtime hands each thread one contiguous range of tasks, so 9 tasks on 2 threads run as 5)
+    and, where possible, each chunk a whole number of ``lanes`` channels (vector stores of the
+    output); falls back to the nearest divisor of ``channels``."""
+    want = max(1, -(-4 * cores // max(1, n_par)))
+    divisors = [d for d in range(want, channels + 1) if channels % d == 0]
+    for ok in (lambda d: (n_par * d) % cores == 0 and (channels // d) % lanes == 0,
+               lambda d: (n_par * d) % cores == 0):
+        for d in divisors:
+            if ok(d) and d <= 4 * want:
+                return d
+    return pick_tile(channels, want)
