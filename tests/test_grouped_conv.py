@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 tvm = pytest.importorskip("tvm")
 
@@ -14,25 +13,13 @@ from tvmprune.kernels.dense_conv2d import dense_conv2d  # noqa: E402
 from tvmprune.kernels.grouped_conv2d import grouped_conv2d  # noqa: E402
 from tvmprune.target import get_target  # noqa: E402
 
+from conv_reference import conv_arrays, torch_conv  # noqa: E402
+
 X86 = get_target("x86")
 
 
-def _torch_conv(spec: ConvSpec, x, w, b, res):
-    pt, pl, pb, pr = spec.padding
-    xt = torch.nn.functional.pad(torch.from_numpy(x).permute(0, 3, 1, 2), (pl, pr, pt, pb))
-    y = torch.nn.functional.conv2d(xt, torch.from_numpy(w), None if b is None else torch.from_numpy(b),
-                                   stride=spec.stride, groups=spec.groups).permute(0, 2, 3, 1).numpy()
-    if res is not None:
-        y = y + res
-    return np.maximum(y, 0) if spec.activation == "relu" else y
-
-
 def _check(make, spec: ConvSpec, seed: int = 0, space: bool = False) -> None:
-    rng = np.random.default_rng(seed)
-    w = rng.standard_normal(spec.weight_shape).astype("float32")
-    b = rng.standard_normal(spec.cout).astype("float32") if spec.bias else None
-    x = rng.standard_normal(spec.in_shape).astype("float32")
-    res = rng.standard_normal(spec.out_shape).astype("float32") if spec.residual else None
+    w, b, x, res = conv_arrays(spec, seed)
     k = make(spec, w, b, X86)
     if space:
         from tvm import s_tir
@@ -46,7 +33,7 @@ def _check(make, spec: ConvSpec, seed: int = 0, space: bool = False) -> None:
     out = tvm.runtime.tensor(np.zeros(spec.out_shape, "float32"))
     ins = [x] + k.consts + ([res] if res is not None else [])
     lib["main"](*[tvm.runtime.tensor(a) for a in ins], out)
-    ref = _torch_conv(spec, x, w, b, res)
+    ref = torch_conv(spec, w, b, x, res)
     assert np.abs(out.numpy() - ref).max() <= 1e-4 * max(np.abs(ref).max(), 1.0)
 
 

@@ -26,6 +26,8 @@ from tvmprune.kernels import (  # noqa: E402
 )
 from tvmprune.target import get_target  # noqa: E402
 
+from conv_reference import torch_conv  # noqa: E402
+
 X86 = get_target("x86")
 DEV = tvm.cpu()
 
@@ -38,21 +40,6 @@ def _weight(spec: ConvSpec, density: float, n: int, seed: int) -> np.ndarray:
     mask = rng.random((nb, spec.kh * spec.kw * spec.cin)) < density
     m = np.repeat(mask, n, axis=0)[: spec.cout].reshape(spec.cout, spec.kh, spec.kw, spec.cin)
     return (w * m.transpose(0, 3, 1, 2)).astype(np.float32)
-
-
-def _reference(spec: ConvSpec, x, w, b, res):
-    pt, pl, pb, pr = spec.padding
-    xt = torch.nn.functional.pad(torch.from_numpy(x).permute(0, 3, 1, 2), (pl, pr, pt, pb))
-    y = torch.nn.functional.conv2d(xt, torch.from_numpy(w), None if b is None else torch.from_numpy(b),
-                                   stride=spec.stride)
-    y = y.permute(0, 2, 3, 1).numpy()
-    if res is not None:
-        y = y + res
-    if spec.activation == "relu":
-        y = np.maximum(y, 0)
-    elif spec.activation == "relu6":
-        y = np.clip(y, 0, 6)
-    return y
 
 
 def _run(inst, func, inputs, out_shape, target=X86):
@@ -77,7 +64,7 @@ def _check_conv(make, spec, density, n, seed=0, space=False):
     else:
         func = inst.scheduled()
     got = _run(inst, func, [x, *inst.consts] + ([res] if res is not None else []), spec.out_shape)
-    np.testing.assert_allclose(got, _reference(spec, x, w, b, res), atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(got, torch_conv(spec, w, b, x, res), atol=1e-4, rtol=1e-4)
     return inst
 
 
@@ -144,7 +131,7 @@ def test_empty_rows(make):
     inst = make(spec, w, b)
     x = rng.standard_normal(spec.in_shape).astype(np.float32)
     got = _run(inst, inst.scheduled(), [x, *inst.consts], spec.out_shape)
-    np.testing.assert_allclose(got, _reference(spec, x, w, b, None), atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(got, torch_conv(spec, w, b, x, None), atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("make", [_1xn(16), _1xn(4), _csr], ids=["1x16", "1x4", "csr"])

@@ -18,10 +18,10 @@ from tvmprune.kernels.dense_linear import dense_linear, pick_vectors  # noqa: E4
 from tvmprune.kernels.register_tile import RegisterTile, max_pixels, pick_register_tile  # noqa: E402
 from tvmprune.target import get_target  # noqa: E402
 
+from conv_reference import ACTS, conv_arrays, torch_conv  # noqa: E402
+
 X86 = get_target("x86")
 AVX2 = get_target("x86-avx2")
-ACTS = {None: lambda y: y, "relu": lambda y: y.relu(), "relu6": lambda y: y.clamp(0, 6),
-        "silu": torch.nn.functional.silu, "gelu": torch.nn.functional.gelu, "sigmoid": torch.sigmoid}
 
 
 def _compiled(kernel, space: bool, target=X86):
@@ -35,22 +35,12 @@ def _compiled(kernel, space: bool, target=X86):
 
 
 def _check_conv(spec: ConvSpec, seed: int = 0, space: bool = False, target=X86, tile=None) -> dict:
-    rng = np.random.default_rng(seed)
-    w = rng.standard_normal(spec.weight_shape).astype("float32")
-    b = rng.standard_normal(spec.cout).astype("float32") if spec.bias else None
-    x = rng.standard_normal(spec.in_shape).astype("float32")
-    res = rng.standard_normal(spec.out_shape).astype("float32") if spec.residual else None
+    w, b, x, res = conv_arrays(spec, seed)
     k = dense_conv2d(spec, w, b, target, tile=tile) if tile else dense_conv2d(spec, w, b, target)
     out = tvm.runtime.tensor(np.zeros(spec.out_shape, "float32"))
     _compiled(k, space, target)(*[tvm.runtime.tensor(a) for a in [x, *k.consts] + ([res] if spec.residual else [])],
                                 out)
-    pt, pl, pb, pr = spec.padding
-    xt = torch.nn.functional.pad(torch.from_numpy(x).permute(0, 3, 1, 2), (pl, pr, pt, pb))
-    y = torch.nn.functional.conv2d(xt, torch.from_numpy(w), None if b is None else torch.from_numpy(b),
-                                   stride=spec.stride, groups=spec.groups).permute(0, 2, 3, 1)
-    if res is not None:
-        y = y + torch.from_numpy(res)
-    ref = ACTS[spec.activation](y).numpy()
+    ref = torch_conv(spec, w, b, x, res)
     np.testing.assert_allclose(out.numpy(), ref, rtol=1e-4, atol=1e-4 * max(np.abs(ref).max(), 1.0))
     return k.info
 
