@@ -49,6 +49,26 @@ def test_spatial_schedule_space_is_valid_and_correct(n):
         _check_conv(_sp(n), spec, 0.3, n, seed=seed, space=True)
 
 
+def _tile(inst) -> tuple[int, ...]:
+    return tuple(int(x) for x in inst.info["layout"].rsplit("tile ", 1)[1].split("x"))
+
+
+def test_spatial_short_rows_get_a_stack_tile_with_fused_epilogue():
+    """Short block rows: the accumulator tile stays under 1 KB (a stack buffer LLVM keeps in
+    registers, so the NHWC epilogue is register shuffles); long rows keep the wide tile."""
+    from tvmprune.kernels.block_direct_conv2d import STACK_ALLOCA_BYTES
+
+    avx512 = get_target("x86-avx512")
+    short = ConvSpec(1, 56, 56, 16, 64, 1, 1, bias=True, residual=True, activation="relu6")
+    rr, n, tw = _tile(block_direct_sparse_conv2d(short, _weight(short, 0.5, 4, 0), np.ones(64, np.float32), 4,
+                                                 avx512, flat=False))
+    assert (rr, n) == (1, 4) and rr * n * tw * 4 < STACK_ALLOCA_BYTES
+    long_ = ConvSpec(1, 56, 56, 256, 16, 1, 1)
+    assert _tile(block_direct_sparse_conv2d(long_, _weight(long_, 0.5, 4, 0), None, 4, avx512, flat=False)) \
+        == (1, 4, 64)
+    _check_conv(_sp(4), ConvSpec(1, 20, 40, 16, 24, 1, 1, bias=True, residual=True, activation="relu6"), 0.5, 4)
+
+
 def test_spatial_all_zero_layer_gives_epilogue_only():
     spec = ConvSpec(1, 6, 6, 8, 8, 3, 3, (1, 1), (1, 1, 1, 1), bias=True, activation="relu")
     _check_conv(_sp(4), spec, 0.0, 4)

@@ -63,9 +63,33 @@ if TYPE_CHECKING:
     from ..target import NamedTarget
 
 
-def _register_tile(n: int, lanes: int, owp: int, oh: int, budget: int) -> tuple[int, int]:
+# TVM keeps a per-task buffer on the stack only when it is under 1 KB (LowerTVMBuiltin's
+# kMaxStackAlloca) and in "global" scope; larger (or "local") ones become a
+# TVMBackendAllocWorkspace buffer, which LLVM cannot promote to registers
+STACK_ALLOCA_BYTES = 1024
+
+
+def stack_tile_vectors(lanes: int) -> int:
+    """Most fp32 vectors of ``lanes`` an accumulator tile may hold and stay a stack buffer."""
+    return (STACK_ALLOCA_BYTES - 1) // (4 * lanes)
+
+
+# the stack tile halves the 1x4 pixel tile at 56x56 (16 -> 8 accumulators), which costs the FMA
+# loop per nonzero: it pays where block rows are short (the epilogue a large share). 1x4 at 0.5,
+# 1 thread, loaded: rows of 12-48 blocks (24->144, 32->192, 64->256, 96->576) 1.2-1.4x faster,
+# rows of 72-128 (144->24@56, 256->64@56) 4-17% slower
+STACK_TILE_MAX_ROW = 64
+
+
+def _register_tile(n: int, lanes: int, owp: int, oh: int, budget: int, stack: bool) -> tuple[int, int]:
     """Default ``(R, Tw)``: as many output-width vectors as fit N accumulator rows (<= 4),
-    then as many output rows as the register budget allows."""
+    then as many output rows as the register budget allows; ``stack``: the tile (``R * n * Tw``
+    floats) stays under :data:`STACK_ALLOCA_BYTES`. A stack tile is promoted to registers by
+    LLVM, so the NHWC epilogue becomes register shuffles (``vpermt2ps`` / ``vunpck*``) instead
+    of one ``vmovss`` / ``vinsertps`` per output from memory (24->144@56 1x4 fixed cost 292 ->
+    198 us)."""
+    if stack:
+        budget = min(budget, stack_tile_vectors(lanes))
     vecs = pick_tile(owp // lanes, max(1, min(4, budget // max(1, n))))
     rr = pick_tile(oh, max(1, budget // (n * vecs)))
     return rr, vecs * lanes
@@ -114,10 +138,12 @@ class _BlockDirectSchedule:
     owp: int
 
     @classmethod
-    def for_target(cls, spec: ConvSpec, n: int, n_block_rows: int, owp: int,
-                   t: "NamedTarget") -> "_BlockDirectSchedule":
+    def for_target(cls, spec: ConvSpec, n: int, n_block_rows: int, owp: int, t: "NamedTarget",
+                   mean_row: float = 0.0) -> "_BlockDirectSchedule":
+        """``mean_row``: nonzero blocks per block row (short rows: a stack tile, see
+        :data:`STACK_TILE_MAX_ROW`)."""
         budget = n_vector_registers(t) * 3 // 4
-        rows, width = _register_tile(n, t.vector_lanes, owp, spec.out_h, budget)
+        rows, width = _register_tile(n, t.vector_lanes, owp, spec.out_h, budget, mean_row < STACK_TILE_MAX_ROW)
         return cls(spec, n, n_block_rows, t.vector_lanes, t.cores, budget, rows, width, owp)
 
     def default_knobs(self) -> dict:
@@ -138,7 +164,7 @@ class _BlockDirectSchedule:
         # per nonzero: for each output row / vector of the tile, one input load, N FMAs
         sch.reorder(bl, oho, rp, ro, owo, ri, el, ohi, owm, il, owl_)
         sch.parallel(sch.fuse(bl, oho, rp))
-        sch.set_scope(blk, 0, "local")
+        sch.set_scope(blk, 0, "global")  # a stack buffer (see STACK_ALLOCA_BYTES), not a workspace
         sch.reverse_compute_at(sch.get_sblock("out"), ri)
         sch.vectorize(owl_)
         unroll(sch, ohi, knobs["unroll"])
@@ -201,7 +227,8 @@ def block_direct_sparse_conv2d(
         layout = f"channel-major padded input copy, vector along flat pixels (row pitch {wx}), {qp} computed"
     else:
         out = _block_direct_compute(spec, bufs, n, bsr.n_block_rows, (hx, owp, wx), maxlen)
-        sched = _BlockDirectSchedule.for_target(spec, n, bsr.n_block_rows, owp, t)
+        sched = _BlockDirectSchedule.for_target(spec, n, bsr.n_block_rows, owp, t,
+                                                bsr.nnz_blocks / max(1, bsr.n_block_rows))
         layout = f"channel-major padded input copy, vector along output width, tile {sched.rows}x{n}x{sched.width}"
     name = symbol_name("block_direct_sparse_conv2d" + "_flat" * flat, spec, n, w_off.tobytes(), w_ptr.tobytes())
     return sparse_conv_kernel(
