@@ -23,7 +23,8 @@ from tvmprune.tune.mutators import (  # noqa: E402
 )
 from tvmprune.tune.tasks import design_trace, postprocess, space_generator  # noqa: E402
 
-from test_kernels import _reference, _run, _weight  # noqa: E402
+from conv_reference import torch_conv  # noqa: E402
+from test_kernels import _run, _weight  # noqa: E402
 
 X86 = get_target("x86")
 SPEC = ConvSpec(1, 9, 10, 16, 20, 3, 3, (1, 1), (1, 1, 1, 1), bias=True, activation="relu")
@@ -64,7 +65,7 @@ def test_mutated_spatial_trace_differs_in_one_categorical_and_matches_torch():
     assert len(found) >= 4  # pixel tile rows / cols and two unroll knobs at least
     rng = np.random.default_rng(2)
     x = rng.standard_normal(SPEC.in_shape).astype(np.float32)
-    ref = _reference(SPEC, x, w, b, None)
+    ref = torch_conv(SPEC, w, b, x, None)
     changed = set()
     for seed in range(4):
         new = mutate_categorical(trace, seed)

@@ -20,7 +20,8 @@ from tvmprune.target import get_target  # noqa: E402
 from tvmprune.tune.space_points import count_points, sample_point  # noqa: E402
 from tvmprune.tune.tasks import ReplaySafeSchedule, postprocess  # noqa: E402
 
-from test_kernels import _reference, _run, _weight  # noqa: E402
+from conv_reference import torch_conv  # noqa: E402
+from test_kernels import _run, _weight  # noqa: E402
 
 X86 = get_target("x86")
 AVX512 = get_target("x86-avx512")
@@ -56,7 +57,7 @@ def _point_matches_torch(kind: str, spec: ConvSpec, density: float, n: int, seed
     x = rng.standard_normal(spec.in_shape).astype(np.float32)
     res = rng.standard_normal(spec.out_shape).astype(np.float32) if spec.residual else None
     got = _run(inst, func, [x, *inst.consts] + ([res] if res is not None else []), spec.out_shape)
-    np.testing.assert_allclose(got, _reference(spec, x, w, b, res), atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(got, torch_conv(spec, w, b, x, res), atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("kind", list(FAMILIES))
