@@ -471,10 +471,11 @@ def test_next_internal_target_follows_the_line_through_dense():
     from tvmprune.prune.gator.closed_loop import next_internal_target
 
     # predicted 0.5 measured 0.59: measured = 1 - 0.82 (1 - predicted); 0.5 measured needs 1 - 0.5 / 0.82
-    assert next_internal_target(0.5, 0.5, 0.5, 0.59, 0.25) == pytest.approx(1 - 0.5 / 0.82)
-    assert next_internal_target(0.5, 0.5, 0.5, 0.52, 0.25) <= 0.5 - 0.02  # at least the miss lower
-    assert next_internal_target(0.5, 0.5, 0.5, 0.99, 0.25) == 0.25  # never under the floor
-    assert next_internal_target(0.5, 0.5, 1.0, 1.0, 0.25) == pytest.approx(0.0 + 0.25)
+    assert next_internal_target(0.5, 0.5, 0.59, 0.25, max_step=0.2) == pytest.approx(1 - 0.5 / 0.82)
+    assert next_internal_target(0.5, 0.5, 0.59, 0.25) == pytest.approx(0.4)  # at most 0.1 lower a round
+    assert next_internal_target(0.5, 0.5, 0.52, 0.25) <= 0.5 - 0.02  # at least the miss lower
+    assert next_internal_target(0.5, 0.5, 0.99, 0.45) == 0.45  # never under the floor
+    assert next_internal_target(0.5, 1.0, 1.0, 0.25) == pytest.approx(0.9)
 
 
 def _closed_loop_setup():
@@ -549,3 +550,25 @@ def test_gator_prune_latency_on_a_host_target_measures_each_round(one_thread, tm
     assert cfg["gator_rounds"][1]["predicted_ratio"] <= cfg["gator_rounds"][0]["predicted_ratio"]
     assert cfg["gator_reached"] and cfg["gator_cost_ratio"] <= 0.5
     assert parse_gator_options(0.5, ["rounds0"]).rounds == 0
+
+
+def test_round_to_target_reopens_when_rounding_lands_well_under():
+    from tvmprune.prune.gator.enforce import round_to_target
+
+    m, g, edges = _setup("digits_resnet", DIGIT)
+    cm = _flops_cost(m, g, edges, DIGIT)
+    gates = ChannelGates(edges)
+    with torch.no_grad():  # every edge rounds down to 8 / 16 (open 8k + 2)
+        for i, e in enumerate(edges):
+            gates.logits[i][min(e.size, 8 * max(1, e.size // 16) + 2):] = -1.0
+    gates.close_settled()
+    target = cm.ratio_of_counts(gates.open_counts())
+    steps = round_to_target(gates, cm, target, 8)
+    assert steps and all(s["closed"] < 0 for s in steps)  # reopened, a quantum at a time
+    final = cm.ratio_of_counts(gates.open_counts())
+    assert final <= target and all(n % 8 == 0 for n in gates.open_counts())
+    for i in range(len(edges)):  # one more step anywhere would go over
+        counts = gates.open_counts()
+        if counts[i] + 8 <= edges[i].size:
+            counts[i] += 8
+            assert cm.ratio_of_counts(counts) > target

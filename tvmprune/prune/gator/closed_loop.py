@@ -7,7 +7,7 @@ trains the gates to an internal target, rounds them so the shipped model's predi
 meets it (:func:`.enforce.round_to_target`), slices, and (when a measurement is given)
 compiles and times the slice side by side with the dense model.  A miss lowers the
 internal target along the line through dense ``(1, 1)`` and this round's (predicted,
-measured) point, and training continues from the same gates; at most ``rounds`` more rounds.
+measured) point (one round lowers it by at most 0.1), and training continues from the same gates; at most ``rounds`` more rounds.
 """
 
 from __future__ import annotations
@@ -45,20 +45,21 @@ class ShippedGates:
         return all(r.reached for r in self.reports)
 
 
-def next_internal_target(ratio: float, internal: float, predicted: float, measured: float,
-                         floor: float) -> float:
+def next_internal_target(ratio: float, predicted: float, measured: float, floor: float,
+                         max_step: float = 0.1) -> float:
     """The predicted cost to aim at next so that the measured one lands on ``ratio``.
 
     Measured ratio is taken as linear in the predicted one through dense ``(1, 1)`` and this
-    round's ``(predicted, measured)``; the answer is at least ``(measured - ratio)`` below
-    ``internal`` when that line says less, and never under ``floor``.
+    round's ``(predicted, measured)``.  The answer is at least the miss ``measured - ratio``
+    below ``predicted``, at most ``max_step`` below it (one noisy timing must not collapse the
+    gates), and never under ``floor``.
     """
+    miss = measured - ratio
+    aim = predicted - miss
     if measured < 1.0 and predicted < 1.0:
         slope = (1.0 - measured) / (1.0 - predicted)
-        aim = 1.0 - (1.0 - ratio) / slope
-    else:  # no measurable gain: step down by the miss
-        aim = internal - (measured - ratio)
-    return max(floor, min(aim, internal - (measured - ratio)))
+        aim = min(aim, 1.0 - (1.0 - ratio) / slope)
+    return max(floor, predicted - max_step, aim)
 
 
 def _ship(model: nn.Module, graph: DependencyGraph, gates: ChannelGates, cost: CostModel, target: float,
@@ -75,19 +76,19 @@ def gate_rounds(model: nn.Module, graph: DependencyGraph, gates: ChannelGates, c
 
     ``cfg.ratio`` is the requested ratio; a round's measured ratio above ``cfg.ratio + tolerance``
     lowers the internal target (:func:`next_internal_target`, not under ``floor``, default half the
-    ratio) and trains on, at most ``rounds`` times.  ``model`` and ``gates`` change in place.
+    ratio) and trains on, at most ``rounds`` times; each round's lambda starts again at
+    ``cfg.lambda0`` (the last round's, grown large, closed most gates in a few steps).
+    ``model`` and ``gates`` change in place.
     """
     ratio, internal = cfg.ratio, cfg.ratio
-    floor = 0.5 * ratio if floor is None else floor
+    floor = 0.6 * ratio if floor is None else floor
     reports: list[GateTrainReport] = []
     log: list[dict] = []
-    lam = cfg.lambda0
     for r in range(rounds + 1):
-        report = train_gates(model, gates, cost, loader, replace(cfg, ratio=internal, lambda0=lam))
+        report = train_gates(model, gates, cost, loader, replace(cfg, ratio=internal))
         for t in report.trajectory:
             t["round"] = r
         reports.append(report)
-        lam = max(cfg.lambda0, report.final_lambda)
         small, keep, dead, closing = _ship(model, graph, gates, cost, internal, quantum)
         predicted = cost.ratio_of_counts(gates.open_counts())
         measured = float(measure(small)) if measure is not None else None
@@ -96,7 +97,7 @@ def gate_rounds(model: nn.Module, graph: DependencyGraph, gates: ChannelGates, c
                     "closed_after_rounding": sum(c["closed"] for c in closing), "open_channels": sum(gates.open_counts())})
         if measured is None or measured <= ratio + tolerance or r == rounds or internal <= floor:
             break
-        internal = next_internal_target(ratio, internal, predicted, measured, floor)
+        internal = next_internal_target(ratio, predicted, measured, floor)
     return ShippedGates(small, keep, dead, reports, log)
 
 
@@ -105,7 +106,8 @@ def measured_ratio_fn(dense: nn.Module, input_shape: tuple[int, ...], target: An
     """A :data:`MeasureFn`: compile the candidate for ``target`` as ``compare`` would (shipped schedules
     where they apply) and time it in interleaved rounds with ``dense`` (compiled once, on first use).
 
-    The ratio is of the two medians.  ``target`` must run on this machine.
+    The ratio is of the two 25th percentiles (load from other processes only adds time, so the
+    lower quartile is the steadier figure on a shared machine).  ``target`` must run on this machine.
     """
     from ...compiler import compile_model
     from ...measure.runners import TvmRunner, time_interleaved
@@ -126,6 +128,6 @@ def measured_ratio_fn(dense: nn.Module, input_shape: tuple[int, ...], target: An
             d, c = time_interleaved([cache["dense"], cand], repeat, rounds)
         finally:
             cand.close()
-        return c["median_ms"] / d["median_ms"]
+        return c["p25_ms"] / d["p25_ms"]
 
     return measure
