@@ -32,7 +32,8 @@ from .closed_loop import MeasureFn, ShippedGates, gate_rounds, measured_ratio_fn
 from .slicing import gate_keep_indices, slice_by_gates
 from .train import GateTrainConfig
 
-__all__ = ["GatorOptions", "gator_prune", "gate_keep_indices", "parse_gator_options", "rebuild_gator", "check_ratio", "COSTS"]
+__all__ = ["GatorOptions", "gator_prune", "gate_keep_indices", "parse_gator_options", "rebuild_gator", "check_ratio",
+           "COSTS"]
 
 
 class MissingDataError(PruneConfigError):

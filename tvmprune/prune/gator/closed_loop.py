@@ -7,7 +7,8 @@ trains the gates to an internal target, rounds them so the shipped model's predi
 meets it (:func:`.enforce.round_to_target`), slices, and (when a measurement is given)
 compiles and times the slice side by side with the dense model.  A miss lowers the
 internal target along the line through dense ``(1, 1)`` and this round's (predicted,
-measured) point (one round lowers it by at most 0.1), and training continues from the same gates; at most ``rounds`` more rounds.
+measured) point (one round lowers it by at most 0.1), and training continues from the
+same gates; at most ``rounds`` more rounds.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def gate_rounds(model: nn.Module, graph: DependencyGraph, gates: ChannelGates, c
     """Train, round to the target, slice; with ``measure``, repeat against the measured ratio.
 
     ``cfg.ratio`` is the requested ratio; a round's measured ratio above ``cfg.ratio + tolerance``
-    lowers the internal target (:func:`next_internal_target`, not under ``floor``, default half the
+    lowers the internal target (:func:`next_internal_target`, not under ``floor``, default 0.6 x the
     ratio) and trains on, at most ``rounds`` times; each round's lambda starts again at
     ``cfg.lambda0`` (the last round's, grown large, closed most gates in a few steps).
     ``model`` and ``gates`` change in place.
@@ -94,7 +95,8 @@ def gate_rounds(model: nn.Module, graph: DependencyGraph, gates: ChannelGates, c
         measured = float(measure(small)) if measure is not None else None
         log.append({"round": r, "internal_target": internal, "trained_ratio": report.final_ratio,
                     "predicted_ratio": predicted, "measured_ratio": measured,
-                    "closed_after_rounding": sum(c["closed"] for c in closing), "open_channels": sum(gates.open_counts())})
+                    "closed_after_rounding": sum(c["closed"] for c in closing),  # < 0: reopened
+                    "open_channels": sum(gates.open_counts())})
         if measured is None or measured <= ratio + tolerance or r == rounds or internal <= floor:
             break
         internal = next_internal_target(ratio, predicted, measured, floor)
