@@ -441,9 +441,12 @@ def test_round_to_target_closes_lowest_logits_until_the_rounded_cost_meets_it():
     for i, e in enumerate(edges):
         n, was = gates.open_counts()[i], rounded.open_mask(i)
         assert n % 8 == 0 and (n >= 8 or e.removable)
-        assert bool(was[gates.open_mask(i)].all())  # only channels closed, none opened
-        ranked = torch.argsort(torch.where(was, logits[i], torch.tensor(-9.0)), descending=True)
-        assert set(torch.nonzero(gates.open_mask(i)).reshape(-1).tolist()) == set(ranked[:n].tolist())
+        if n <= int(was.sum()):  # closed: the survivors are the highest-logit open ones
+            ranked = torch.argsort(torch.where(was, logits[i], torch.tensor(-9.0)), descending=True)
+            assert set(torch.nonzero(gates.open_mask(i)).reshape(-1).tolist()) == set(ranked[:n].tolist())
+        else:  # reopened after a large closing step elsewhere: nothing that was open closed
+            assert bool(gates.open_mask(i)[was].all())
+    assert sum(gates.open_counts()) < sum(rounded.open_counts())
 
 
 def test_round_to_target_keeps_grouped_edges_even():

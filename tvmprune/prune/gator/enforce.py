@@ -7,9 +7,9 @@ and can push the cost back above it (0.5 -> ~0.66 on a tiny net).  :func:`round_
 rounds, then closes more channels until the predicted cost of the rounded gates is at most
 the target: one step at a time (a quantum of channels on one edge, or ``step`` channels in
 every group of a grouped edge), the step that saves the most cost per unit of logit closed,
-and within an edge the lowest-logit open channels.  Where rounding went well *under* the
-target (a removable edge with a few channels left closes, counts round down), steps of the
-highest-logit closed channels reopen while the cost stays at most the target, cheapest first:
+and within an edge the lowest-logit open channels.  Where rounding (or a large closing
+step) went well *under* the target (a removable edge with a few channels left closes, counts
+round down), steps of the highest-logit closed channels reopen while the cost stays at most the target, cheapest first:
 the shipped model spends what it was allowed.  The sliced model is fine-tuned afterwards.
 """
 
@@ -134,9 +134,7 @@ def round_to_target(gates: ChannelGates, cost: CostModel, target: float, quantum
         theta[close] = torch.minimum(theta[close], torch.zeros_like(theta[close]))
         steps.append({"edge": gates.edges[i].name, "closed": int(close.sum()),
                       "cost_ratio": cost.ratio_of_counts(gates.open_counts())})
-    if not steps:
-        steps += _reopen(gates, cost, target, quantum)
-    return steps
+    return steps + _reopen(gates, cost, target, quantum)  # a closing step may have gone well under
 
 
 def _reopen(gates: ChannelGates, cost: CostModel, target: float, quantum: int) -> list[dict]:
