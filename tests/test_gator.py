@@ -446,7 +446,6 @@ def test_round_to_target_closes_lowest_logits_until_the_rounded_cost_meets_it():
             assert set(torch.nonzero(gates.open_mask(i)).reshape(-1).tolist()) == set(ranked[:n].tolist())
         else:  # reopened after a large closing step elsewhere: nothing that was open closed
             assert bool(gates.open_mask(i)[was].all())
-    assert sum(gates.open_counts()) < sum(rounded.open_counts())
 
 
 def test_round_to_target_keeps_grouped_edges_even():
