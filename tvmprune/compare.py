@@ -420,6 +420,10 @@ def _prune_and_evaluate(job: _Job, model: Any, pat: Any, ds: Any, example: Any, 
         res = prune_model(model, pat, example, data=ds.train if ds is not None else None, target=job.target,
                           progress=progress_enabled())
         pruned, masks = res.model, res.masks
+        for r in res.config.get("gator_rounds") or []:  # gator@ +latency: each round's predicted / measured cost
+            meas = f", measured {r['measured_ratio']:.3f} of dense" if r["measured_ratio"] is not None else ""
+            job.say(f"{tag}: gate round {r['round']}: aimed at {r['internal_target']:.3f}, "
+                    f"predicted {r['predicted_ratio']:.3f}{meas}")
     acc_before = None
     if ds is not None:
         if pat.kind != "dense" and args.finetune_epochs > 0:

@@ -28,10 +28,12 @@ from ..graph import DependencyGraph, build_graph
 from .cost import COSTS, CostModel, flops_cost, layer_geometries, memory_cost
 from .gates import INIT_KEEP_PROB, ChannelGates, attach_gates
 from .hyper_edges import HyperEdge, find_hyper_edges, ungated_reasons
-from .slicing import slice_by_gates
-from .train import GateTrainConfig, train_gates
+from .closed_loop import MeasureFn, ShippedGates, gate_rounds, measured_ratio_fn
+from .slicing import gate_keep_indices, slice_by_gates
+from .train import GateTrainConfig
 
-__all__ = ["GatorOptions", "gator_prune", "parse_gator_options", "rebuild_gator", "check_ratio", "COSTS"]
+__all__ = ["GatorOptions", "gator_prune", "gate_keep_indices", "parse_gator_options", "rebuild_gator", "check_ratio",
+           "COSTS"]
 
 
 class MissingDataError(PruneConfigError):
@@ -51,6 +53,8 @@ class GatorOptions:
     lambda0: float = 1.0
     lambda_growth: float = 1.02
     seed: int = 0
+    rounds: int = 2  # closed-loop rounds against the measured latency (+latency with a host target)
+    tolerance: float = 0.02  # measured ratio accepted up to ratio + tolerance
 
     @property
     def label(self) -> str:
@@ -59,6 +63,8 @@ class GatorOptions:
             s += f"+epochs{self.max_epochs}"
         if self.finetune_epochs != GatorOptions.finetune_epochs:
             s += f"+finetune{self.finetune_epochs}"
+        if self.rounds != GatorOptions.rounds:
+            s += f"+rounds{self.rounds}"
         return s
 
 
@@ -75,20 +81,23 @@ def check_ratio(ratio: Any) -> float:
 
 def parse_gator_options(ratio: Any, options: Iterable[str] = ()) -> GatorOptions:
     """Options after the ratio (pattern ``+`` tokens): a cost name, ``epochsN`` (at most N gate
-    epochs), ``finetuneN`` (N fine-tuning epochs of the sliced model)."""
+    epochs), ``finetuneN`` (N fine-tuning epochs of the sliced model), ``roundsN`` (at most N more
+    rounds of gate training when the compiled latency misses the ratio; 0: no measurement)."""
     o = GatorOptions(check_ratio(ratio))
     for opt in options:
         text = str(opt).strip().lower()
-        m = re.fullmatch(r"(epochs|finetune)(\d+)", text)
+        m = re.fullmatch(r"(epochs|finetune|rounds)(\d+)", text)
         if text in COSTS:
             o = replace(o, cost=text)
         elif m and m.group(1) == "epochs":
             o = replace(o, max_epochs=int(m.group(2)))
+        elif m and m.group(1) == "rounds":
+            o = replace(o, rounds=int(m.group(2)))
         elif m:
             o = replace(o, finetune_epochs=int(m.group(2)))
         else:
             raise PruneConfigError(f"unknown gator option {opt!r}: the cost is one of {', '.join(COSTS)} "
-                                   "(e.g. gator@0.5+flops); other options: +epochsN, +finetuneN")
+                                   "(e.g. gator@0.5+flops); other options: +epochsN, +finetuneN, +roundsN")
     return o
 
 
@@ -164,7 +173,12 @@ def gator_prune(model: nn.Module, ratio: float, cost: str = "latency", example_i
 
 def apply_gator(model: nn.Module, graph: DependencyGraph, opts: GatorOptions, example_input: torch.Tensor,
                 loader: Iterable, target: Any, progress: bool) -> "PruneResult":
-    """Gate, train, slice and fine-tune ``model`` (a private copy, changed in place); see :func:`gator_prune`."""
+    """Gate, train, slice and fine-tune ``model`` (a private copy, changed in place); see :func:`gator_prune`.
+
+    The shipped (rounded, sliced) model's predicted cost is at most the ratio (:mod:`.enforce`); with
+    ``+latency`` and a ``target`` that runs here, it is also compiled and timed against dense, and
+    a measured miss trains on to a lower internal target (:mod:`.closed_loop`, ``opts.rounds``).
+    """
     from ..result import LayerReport, PruneResult
 
     mods = dict(model.named_modules())
@@ -175,40 +189,40 @@ def apply_gator(model: nn.Module, graph: DependencyGraph, opts: GatorOptions, ex
                                "(every group is frozen or feeds no layer)")
     cm = _cost_model(model, graph, edges, opts.cost, example_input, target, progress)
     gates = ChannelGates(edges, INIT_KEEP_PROB)
-    report = train_gates(model, gates, cm, loader, GateTrainConfig(opts.ratio, opts.max_epochs, opts.lr, opts.gate_lr,
-                                                                    opts.lambda0, opts.lambda_growth, opts.seed,
-                                                                    progress))
+    cfg = GateTrainConfig(opts.ratio, opts.max_epochs, opts.lr, opts.gate_lr, opts.lambda0, opts.lambda_growth,
+                          opts.seed, progress)
     quantum = channel_quantum(opts.cost, target)
-    gates.quantize(quantum)
-    gates.even_strata(quantum)  # grouped convs: the same number of channels in each group
-    keep, dead = gate_keep_indices(gates)
-    small = slice_by_gates(model, graph, keep, dead)
+    measure = _measurement(model, opts, example_input, target)
+    shipped = gate_rounds(model, graph, gates, cm, loader, cfg, quantum, measure, opts.rounds, opts.tolerance)
+    small = shipped.model
     if opts.finetune_epochs:
         from ...dataset import train
 
         train(small, loader, opts.finetune_epochs, lr=opts.lr, seed=opts.seed)
-    config = _config(opts, graph, edges, gates, keep, dead, cm, report)
+    config = _config(opts, graph, edges, gates, shipped.keep, shipped.dead, cm, shipped)
     config["gator_channel_quantum"] = quantum
-    layers = _layer_reports(original, small, graph, edges, keep, dead, LayerReport)
+    layers = _layer_reports(original, small, graph, edges, shipped.keep, shipped.dead, LayerReport)
     return PruneResult(small.eval(), layers, config, {}, graph)
 
 
-def gate_keep_indices(gates: ChannelGates) -> tuple[dict[int, torch.Tensor], set[int]]:
-    """(kept channel indices per partially closed group id, ids of fully closed groups)."""
-    keep: dict[int, torch.Tensor] = {}
-    dead: set[int] = set()
-    for i, e in enumerate(gates.edges):
-        mask = gates.open_mask(i)
-        if bool(mask.all()):
-            continue
-        if not bool(mask.any()):
-            dead.add(e.gid)
-        keep[e.gid] = torch.nonzero(mask).reshape(-1)
-    return keep, dead
+def _measurement(model: nn.Module, opts: GatorOptions, example_input: torch.Tensor, target: Any) -> MeasureFn | None:
+    """The compiled-latency measurement of the closed loop, or None (not ``+latency``, no target given,
+    a target that cannot run here, or ``+rounds0``)."""
+    if opts.cost != "latency" or target is None or opts.rounds <= 0:
+        return None
+    from ...target import get_target
+
+    t = get_target(target)
+    if not t.runs_on_host:
+        return None
+    return measured_ratio_fn(model, tuple(example_input.shape), t)
 
 
-def _config(opts, graph, edges, gates, keep, dead, cm, report) -> dict:
+def _config(opts, graph, edges, gates, keep, dead, cm, shipped: ShippedGates) -> dict:
     counts = gates.open_counts()
+    last = shipped.reports[-1]
+    trajectory = [t for r in shipped.reports for t in r.trajectory]
+    trajectory += [dict(r, kind="shipped", cost_ratio=r["predicted_ratio"]) for r in shipped.rounds]
     return {
         "pattern": opts.label, "kind": "gator", "rate": opts.ratio, "cost": opts.cost,
         "n": 1, "rearrange": False, "global": False,
@@ -220,8 +234,11 @@ def _config(opts, graph, edges, gates, keep, dead, cm, report) -> dict:
                          "removable": e.removable, "why_not_removable": e.why_not_removable}
                         for e, c in zip(edges, counts)],
         "gator_cost_ratio": cm.ratio_of_counts(counts), "gator_cost_dense": cm.dense,
-        "gator_reached": report.reached, "gator_steps": report.steps, "gator_epochs": round(report.epochs, 2),
-        "gator_lambda": report.final_lambda, "gator_trajectory": report.trajectory,
+        "gator_reached": cm.ratio_of_counts(counts) <= opts.ratio,
+        "gator_steps": sum(r.steps for r in shipped.reports),
+        "gator_epochs": round(sum(r.epochs for r in shipped.reports), 2),
+        "gator_lambda": last.final_lambda, "gator_trajectory": trajectory, "gator_rounds": shipped.rounds,
+        "gator_measured_ratio": shipped.rounds[-1]["measured_ratio"],
         "finetune_epochs": opts.finetune_epochs,
     }
 

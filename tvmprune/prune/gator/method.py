@@ -30,6 +30,9 @@ class GatorMethod(PruningMethod):
         Option("epochsN", "train the gates at most N epochs (default 40)", regex=r"epochs\d+", group="epochs"),
         Option("finetuneN", "fine-tune the sliced model N epochs (default 8)", regex=r"finetune\d+",
                group="finetune"),
+        Option("roundsN", "+latency on a target that runs here: at most N more gate-training rounds while the "
+               "compiled model's measured latency misses RATIO (default 2; 0 = no measurement)", regex=r"rounds\d+",
+               group="rounds"),
     )
     default_rate = 0.5
     needs_data = True

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import operator
+from typing import TYPE_CHECKING
 
 import torch
 from torch import fx, nn
@@ -21,7 +22,10 @@ from torch import fx, nn
 from ...errors import PruneConfigError
 from ..graph import DependencyGraph, _PASS_FUNCS, _PASS_METHODS
 
-__all__ = ["removal_check", "slice_by_gates", "DEAD_CONSTANT_PREFIX"]
+if TYPE_CHECKING:
+    from .gates import ChannelGates
+
+__all__ = ["removal_check", "slice_by_gates", "gate_keep_indices", "DEAD_CONSTANT_PREFIX"]
 
 DEAD_CONSTANT_PREFIX = "gator_constant_"
 _CONST_MODULES = (nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.Sigmoid, nn.Tanh, nn.SiLU, nn.GELU,
@@ -161,3 +165,17 @@ def slice_by_gates(model: nn.Module, graph: DependencyGraph, keep: dict[int, tor
         return _remove_dead(small, consumers)
     except _NotRemovable as e:
         raise PruneConfigError(f"closed channel groups cannot be removed: {e}") from None
+
+
+def gate_keep_indices(gates: ChannelGates) -> tuple[dict[int, torch.Tensor], set[int]]:
+    """(kept channel indices per partially closed group id, ids of fully closed groups)."""
+    keep: dict[int, torch.Tensor] = {}
+    dead: set[int] = set()
+    for i, e in enumerate(gates.edges):
+        mask = gates.open_mask(i)
+        if bool(mask.all()):
+            continue
+        if not bool(mask.any()):
+            dead.add(e.gid)
+        keep[e.gid] = torch.nonzero(mask).reshape(-1)
+    return keep, dead
