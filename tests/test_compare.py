@@ -321,3 +321,32 @@ def test_tune_and_compare_through_emulated_armv7_board(tmp_path, capsys):
     assert rep["emulated"] and rep["measured_on"].endswith("(emulated)")
     assert [r["pattern"] for r in rep["results"]] == ["dense", "1x4@0.75"]
     assert all(r["latency_median_ms"] > 0 for r in rep["results"])
+
+
+def test_compare_adds_no_fine_tune_to_a_method_that_fine_tunes_itself(monkeypatch):
+    """gator@ trains gates and fine-tunes the sliced model itself: compare's --finetune-epochs pass is
+    skipped for it (a second SGD pass on the thin model hurt its accuracy), kept for filter@."""
+    import argparse
+    import types
+
+    import tvmprune.compare as compare_mod
+    import tvmprune.dataset as dataset_mod
+    import tvmprune.prune as prune_mod
+    from tvmprune.prune.pattern import parse_pattern
+
+    calls = []
+    fake = types.SimpleNamespace(model=torch.nn.Linear(2, 2), masks={}, config={}, plan=None)
+    monkeypatch.setattr(prune_mod, "prune_model", lambda *a, **k: fake)
+    monkeypatch.setattr(prune_mod, "finetune", lambda *a, **k: calls.append(k["epochs"]))
+    monkeypatch.setattr(dataset_mod, "evaluate", lambda model, data: 0.5)
+    job = types.SimpleNamespace(args=argparse.Namespace(finetune_epochs=3, finetune_lr=0.01), target=None,
+                                said=[])
+    job.say = job.said.append
+    ds = types.SimpleNamespace(train="train", val="val")
+    for text, expect_calls in (("gator@0.5", []), ("filter@0.5", [3])):
+        calls.clear()
+        row = {}
+        compare_mod._prune_and_evaluate(job, torch.nn.Linear(2, 2), parse_pattern(text), ds, None, text, row)
+        assert calls == expect_calls, text
+        assert row["finetune_epochs"] == (3 if expect_calls else 0) and row["accuracy"] == 0.5
+    assert any("fine-tuned by the method itself" in s for s in job.said)

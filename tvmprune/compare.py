@@ -411,6 +411,7 @@ def _prune_and_evaluate(job: _Job, model: Any, pat: Any, ds: Any, example: Any, 
     """Prune (and fine-tune, evaluate) one pattern into ``row``; returns the pruned model."""
     from .dataset import evaluate
     from .prune import finetune, prune_model
+    from .prune.registry import get_method
 
     args = job.args
     if pat.kind == "dense":
@@ -425,8 +426,12 @@ def _prune_and_evaluate(job: _Job, model: Any, pat: Any, ds: Any, example: Any, 
             job.say(f"{tag}: gate round {r['round']}: aimed at {r['internal_target']:.3f}, "
                     f"predicted {r['predicted_ratio']:.3f}{meas}")
     acc_before = None
+    tunes = ds is not None and pat.kind != "dense" and args.finetune_epochs > 0
+    if tunes and get_method(pat.kind).fine_tunes:  # a second fine-tune on top of the method's own can only hurt it
+        job.say(f"{tag}: fine-tuned by the method itself; --finetune-epochs not applied to it")
+        tunes = False
     if ds is not None:
-        if pat.kind != "dense" and args.finetune_epochs > 0:
+        if tunes:
             acc_before = evaluate(pruned, ds.val)
             job.say(f"{tag}: fine-tuning {args.finetune_epochs} epoch(s) (accuracy before: {acc_before:.4f})")
             if getattr(res, "plan", None) is not None:  # +guided: GSL's training-time form
@@ -442,7 +447,7 @@ def _prune_and_evaluate(job: _Job, model: Any, pat: Any, ds: Any, example: Any, 
     else:
         row["accuracy"] = None
     row["accuracy_before_finetune"] = acc_before
-    row["finetune_epochs"] = args.finetune_epochs if (ds is not None and pat.kind != "dense") else 0
+    row["finetune_epochs"] = args.finetune_epochs if tunes else 0
     return pruned
 
 

@@ -66,6 +66,8 @@ class PruningMethod:
         sparse: prunes by zeroing weights of the original architecture (sparse kernels
             apply; reports show sparsity); False for dense and for physically smaller models.
         aliases: extra bare names the CLI accepts for ``--pattern`` (``block`` for 1xN).
+        fine_tunes: the method trains and fine-tunes its result itself (gator: gates, then the
+            sliced model); ``compare`` adds no fine-tuning of its own on top.
     """
 
     kind: str = ""
@@ -79,6 +81,7 @@ class PruningMethod:
     needs_target: bool = False
     sparse: bool = True
     aliases: tuple[str, ...] = ()
+    fine_tunes: bool = False
 
     # --- pattern strings ---------------------------------------------------------------------
     def head_regex(self) -> str:

@@ -37,6 +37,7 @@ class GatorMethod(PruningMethod):
     default_rate = 0.5
     needs_data = True
     sparse = False
+    fine_tunes = True
 
     def validate(self, pattern: PrunePattern) -> None:
         check_ratio(pattern.rate)
