@@ -84,7 +84,7 @@ class TorchRunner:
 
 
 def time_interleaved(runners: Sequence[Runner], repeat: int, rounds: int | None = None,
-                     settle_s: float = 0.5) -> list[dict[str, float]]:
+                     settle_s: float | None = None) -> list[dict[str, float]]:
     """``repeat`` samples per runner taken in ``rounds`` interleaved rounds (default: blocks of 4).
 
     In each round every runner takes its share of samples as one block, after one discarded run
@@ -92,8 +92,12 @@ def time_interleaved(runners: Sequence[Runner], repeat: int, rounds: int | None 
     DeepSparse) would otherwise steal the cores from the next runner's first samples. 50 ms was
     not enough with all three peers in the run: resnet50 1x4@0.8 read 15.4 ms median (p25 11.4)
     next to them and 11.2 ms with any one of them; with 0.5 s every engine reads its solo time.
+    Default ``settle_s``: 0.5 s when another engine (PyTorch, a peer) is among the runners, 50 ms
+    when all are tvmprune modules.
     Returns one :func:`.model.summarize_ms` dict per runner (plus ``p25_ms``), in ``runners`` order.
     """
+    if settle_s is None:
+        settle_s = 0.05 if all(isinstance(r, TvmRunner) for r in runners) else 0.5
     rounds = max(1, min(rounds or -(-repeat // 4), repeat))
     samples: list[list[float]] = [[] for _ in runners]
     for i in range(rounds):
