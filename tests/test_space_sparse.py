@@ -207,3 +207,23 @@ def test_resnet18_1x4_at_64_compiles_equal_to_torch_with_flat_spatial():
     assert np.abs(out - ref).max() <= 1e-3 * np.abs(ref).max()
     kernels = [p.kernel for p in cm.plans if getattr(p, "kernel", None) is not None and p.fmt == "1xN-spatial"]
     assert any(k.info.get("flat_pixels") for k in kernels)
+
+
+def test_csr_output_block_never_crosses_its_channel_chunk():
+    """The CSR conv writes its accumulators per block of ``cblock`` channels from inside a parallel
+    task that owns one chunk of the output channels; a block wider than (or not dividing) the chunk
+    wrote the neighbouring task's channels from stale accumulators: a race that showed only under
+    load. Every sampled point's output block must tile its chunk exactly."""
+    spec, density, _ = SMALL[0]
+    w = _weight(spec, density, 1, 0)
+    inst = FAMILIES["csr"](spec, w, np.zeros(spec.cout, np.float32), 1, X86)
+    seen = set()
+    for seed in range(40):
+        sch = tvm.s_tir.Schedule(inst.func, seed=seed + 1)
+        inst.schedule_space(sch)
+        tiles = [[int(v) for v in d] for i, d in sch.trace.decisions.items() if i.kind.name == "SamplePerfectTile"]
+        split = next(t for t in tiles if len(t) == 3)  # output channels: [parallel chunks, outer, inner]
+        blocks = [t for t in tiles if len(t) == 2]  # inner -> [blocks, cblock]
+        assert len(blocks) == 1 and blocks[0][0] * blocks[0][1] == split[2], (seed, split, blocks)
+        seen.add((split[2], blocks[0][1]))
+    assert len(seen) >= 3  # the check saw several different chunk / block combinations

@@ -141,7 +141,12 @@ class _CsrConvSchedule:
         owv, owl_ = sch.split(owl, [None, lanes])  # structure independent of the samples
         owo, owm = sch.split(owv, [None, factor(sch, knobs["vecs"], min(4, self.owp // lanes))])
         cp, co, ci = row_split(sch, col, knobs["split"])
-        cb, cv = sch.split(ci, [None, factor(sch, knobs["cblock"], lanes)])
+        # cblock must divide the chunk: the output stage, computed at cb, would otherwise write the
+        # predicated-off channels of an imperfect split, i.e. the next task's (a race, seen under load)
+        if knobs["cblock"] is None:
+            cb, cv = sch.split(ci, sch.sample_perfect_tile(ci, n=2, max_innermost_factor=lanes))
+        else:
+            cb, cv = sch.split(ci, [None, knobs["cblock"]])
         sch.reorder(bl, oho, cp, co, owo, cb, cv, el, ohi, owm, owl_)
         sch.parallel(sch.fuse(bl, oho, cp))
         sch.set_scope(blk, 0, "local")
