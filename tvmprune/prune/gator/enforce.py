@@ -76,39 +76,38 @@ def opening_step(gates: ChannelGates, i: int, quantum: int) -> torch.Tensor | No
     return (opening & shut).reshape(-1)
 
 
-def _cheapest_reopening(gates: ChannelGates, cost: CostModel, target: float,
-                        quantum: int) -> tuple[int, torch.Tensor] | None:
+def _step_candidates(gates: ChannelGates, cost: CostModel, quantum: int, opening: bool):
+    """Each edge's next opening (or closing) step: ``(edge index, channel mask, cost ratio after it)``."""
     counts = gates.open_counts()
-    best: tuple[float, int, torch.Tensor] | None = None
+    step_fn, sign = (opening_step, 1) if opening else (closing_step, -1)
     for i in range(len(gates.edges)):
-        opening = opening_step(gates, i, quantum)
-        if opening is None:
+        mask = step_fn(gates, i, quantum)
+        if mask is None:
             continue
         after = list(counts)
-        after[i] += int(opening.sum())
-        c = cost.ratio_of_counts(after)
-        if c <= target and (best is None or c < best[0]):
-            best = (c, i, opening)
-    return None if best is None else (best[1], best[2])
+        after[i] += sign * int(mask.sum())
+        yield i, mask, cost.ratio_of_counts(after)
+
+
+def _cheapest_reopening(gates: ChannelGates, cost: CostModel, target: float,
+                        quantum: int) -> tuple[int, torch.Tensor] | None:
+    fits = [(c, i, m) for i, m, c in _step_candidates(gates, cost, quantum, opening=True) if c <= target]
+    if not fits:
+        return None
+    _, i, mask = min(fits, key=lambda f: (f[0], f[1]))
+    return i, mask
 
 
 def _best_step(gates: ChannelGates, cost: CostModel, quantum: int) -> tuple[int, torch.Tensor] | None:
-    counts = gates.open_counts()
-    now = cost.ratio_of_counts(counts)
+    now = cost.ratio_of_counts(gates.open_counts())
     best: tuple[float, int, torch.Tensor] | None = None
-    for i in range(len(gates.edges)):
-        close = closing_step(gates, i, quantum)
-        if close is None:
-            continue
-        after = list(counts)
-        after[i] -= int(close.sum())
-        saved = now - cost.ratio_of_counts(after)
+    for i, close, after in _step_candidates(gates, cost, quantum, opening=False):
+        saved = now - after
         if saved <= 0:
             continue
         lost = float(gates.logits[i].detach()[close].clamp(min=0).sum()) + 1e-3 * int(close.sum())
-        score = saved / lost
-        if best is None or score > best[0]:
-            best = (score, i, close)
+        if best is None or saved / lost > best[0]:
+            best = (saved / lost, i, close)
     return None if best is None else (best[1], best[2])
 
 
