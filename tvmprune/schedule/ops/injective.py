@@ -33,25 +33,21 @@ def innermost_select_offsets(sch: Any, block: Any) -> list[int] | None:
     if not stmt.iter_vars:
         return None
     inner = stmt.iter_vars[-1].var
-    found: dict[str, Any] = {"reads": False, "consts": []}
-
-    def on_var(v: Any) -> None:
-        if v.same_as(inner):
-            found["reads"] = True
+    offsets: list[int] | None = None
 
     def on_call(call: Any) -> None:
+        nonlocal offsets
         if not str(getattr(call.op, "name", "")).endswith("if_then_else"):
             return
-        cond = call.args[0]
-        before = found["reads"]
-        found["reads"] = False
-        tvm_ffi.structural_walk(cond, [(tirx.Var, on_var)])
-        if found["reads"]:
-            tvm_ffi.structural_walk(cond, [(tirx.IntImm, lambda c: found["consts"].append(int(c.value)))])
-        found["reads"] = found["reads"] or before
+        names: list[Any] = []
+        consts: list[int] = []
+        tvm_ffi.structural_walk(call.args[0], [(tirx.Var, names.append),
+                                               (tirx.IntImm, lambda c: consts.append(int(c.value)))])
+        if any(v.same_as(inner) for v in names):
+            offsets = (offsets or []) + consts
 
     tvm_ffi.structural_walk(stmt.body, [(Call, on_call)])
-    return found["consts"] if found["reads"] else None
+    return offsets
 
 
 def _schedule_innermost_select(sch: Any, loops: list[Any], offsets: list[int], ctx: ScheduleContext) -> bool:
