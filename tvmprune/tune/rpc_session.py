@@ -48,6 +48,17 @@ class BoardAddress:
     session_timeout: float = 600.0  # the server drops a session older than this
 
 
+def log_line(text: str) -> None:
+    """Append ``HH:MM:SS text`` to this worker's log (its stderr, ``logs/rpc.log``) in one write.
+
+    Several workers append to the same file; ``print`` writes the text and its newline separately,
+    so two workers' lines could interleave mid-line. One ``os.write`` of a short line to an
+    ``O_APPEND`` file lands whole.
+    """
+    sys.stderr.flush()
+    os.write(sys.stderr.fileno(), f"{time.strftime('%H:%M:%S')} {text}\n".encode())
+
+
 def _short(e: BaseException) -> str:
     lines = [ln for ln in str(e).strip().splitlines() if ln.strip()]
     return (lines[-1] if lines else type(e).__name__)[:300]
@@ -141,8 +152,7 @@ def measure_artifacts(addr: BoardAddress, report: Report, artifacts: list[str], 
         raise BoardError(UPLOAD, _short(e)) from None
     out: list[list[float]] = [[] for _ in artifacts]
     # one line per measurement in the worker's log (logs/rpc.log): which board served it
-    print(f"{time.strftime('%H:%M:%S')} measure {len(artifacts)} kernel(s) on board "
-          f"{getattr(sess, 'tvmprune_board', '?')}", file=sys.stderr, flush=True)
+    log_line(f"measure {len(artifacts)} kernel(s) on board {getattr(sess, 'tvmprune_board', '?')}")
     try:
         for _ in range(rounds):
             for i, m in enumerate(mods):

@@ -27,7 +27,7 @@ import time
 import weakref
 from typing import Any, Callable
 
-from .rpc_session import BoardError
+from .rpc_session import BoardError, log_line
 
 #: seconds a fresh worker may take to import TVM (a loaded 2-core machine is slow)
 START_BUDGET_S = 180.0
@@ -219,7 +219,7 @@ def main() -> None:
         try:
             send(("ok", jobs[job](report=lambda stage, budget: send(("stage", stage, budget)), **kwargs)))
         except BoardError as e:
-            print(f"{time.strftime('%H:%M:%S')} {job}: {e}", file=sys.stderr, flush=True)
+            log_line(f"{job}: {e}")
             send(("error", e.stage, e.message))
         except Exception as e:  # noqa: BLE001 - reported to the parent
             import traceback
