@@ -12,7 +12,7 @@ sides (issue 19).
 model's parameters (what the uniform rate keeps of a layer pruned on both sides), using the
 *smallest* channel rate that meets it.  Layer-wise, that rate is again one uniform rate for
 every channel group (and every channel-shuffle producer), just higher than ``RATE`` where
-layers that cannot shrink on both sides hold many parameters (squeezenet1_0: 0.37 for
+layers that cannot shrink on both sides hold many parameters (squeezenet1_0: 0.38 for
 ``filter@0.3+params``); with ``+global`` it is the global rate of one normalised-L1
 ranking over all channels (Li et al. 2016 / Torch-Pruning global pruning), whose
 parameter count decides how many channels go.  This is the parameter-target convention
