@@ -2,7 +2,8 @@
 
 For every model: tvmprune's ``prune_model(model, "filter@RATE")`` on random weights, the
 fraction of parameters kept (of all, and of those the eval forward uses), how many conv / linear layers lost channels, and whether the
-output shape is unchanged.  When ``torch_pruning`` is importable (``pip install
+output shape is unchanged; then ``filter@RATE+params`` (the rate as a parameter budget, (1-RATE)^2 kept,
+:mod:`tvmprune.prune.param_budget`): its kept fraction, the uniform channel rate it chose, and its output shape check.  When ``torch_pruning`` is importable (``pip install
 torch-pruning``; it is *not* a tvmprune dependency) the same per-layer L1 rate is applied with
 its ``MetaPruner`` and its kept fraction is printed beside ours (with its output shape when that changed).
 
@@ -23,7 +24,7 @@ from tvmprune.prune import prune_model
 
 ZOO = ["resnet18", "resnet50", "mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0",
        "regnet_x_400mf", "regnet_y_400mf", "resnext50_32x4d", "densenet121", "convnext_tiny",
-       "shufflenet_v2_x1_0", "vgg16", "squeezenet1_0", "googlenet"]
+       "shufflenet_v2_x1_0", "vgg16", "squeezenet1_0", "googlenet", "mnasnet1_0"]
 
 
 def n_params(model: nn.Module) -> int:
@@ -37,14 +38,15 @@ def n_used_params(model: nn.Module, x: torch.Tensor) -> int:
     return sum(p.numel() for p in m.parameters() if p.grad is not None)
 
 
-def tvmprune_row(model: nn.Module, x: torch.Tensor, rate: float) -> dict:
+def tvmprune_row(model: nn.Module, x: torch.Tensor, rate: float, options: str = "") -> dict:
     t0 = time.perf_counter()
-    res = prune_model(model, f"filter@{rate:g}", x)
+    res = prune_model(model, f"filter@{rate:g}{options}", x)
     with torch.no_grad():
         shape_ok = tuple(res.model.eval()(x).shape) == tuple(model.eval()(x).shape)
     pruned = sum(1 for r in res.layers if r.skipped_reason is None)
     return {"kept": n_params(res.model) / n_params(model), "layers": f"{pruned}/{len(res.layers)}",
             "kept_used": n_used_params(res.model, x) / n_used_params(model, x),
+            "channel_rate": res.config.get("channel_rate", rate),
             "shape_ok": shape_ok, "seconds": time.perf_counter() - t0}
 
 
@@ -78,14 +80,17 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(ZOO))
     args = ap.parse_args()
     x = torch.randn(1, 3, args.size, args.size, generator=torch.Generator().manual_seed(0))
-    print("| model | params | kept (tvmprune) | kept of used params | layers pruned | shape ok | kept (Torch-Pruning) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| model | params | kept (tvmprune) | kept of used params | layers pruned | shape ok | kept (Torch-Pruning) "
+          "| kept (+params) | channel rate (+params) | shape ok (+params) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for spec in args.models.split(","):
         model = load_model(spec).eval()
         row = tvmprune_row(model, x, args.rate)
         tp_s = torch_pruning_kept(model, x, args.rate)
+        var = tvmprune_row(model, x, args.rate, "+params")
         print(f"| {spec} | {n_params(model) / 1e6:.2f}M | {row['kept']:.3f} | {row['kept_used']:.3f} | {row['layers']} | "
-              f"{'yes' if row['shape_ok'] else 'NO'} | {tp_s} |", flush=True)
+              f"{'yes' if row['shape_ok'] else 'NO'} | {tp_s} | {var['kept']:.3f} | {var['channel_rate']:.3f} | "
+              f"{'yes' if var['shape_ok'] else 'NO'} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -252,6 +252,7 @@ def test_channel_shuffle_region_stays_dense_when_output_reads_the_trunk():
 # model output) and the stem's 3 inputs (the model input) stay. A layer pruned on both sides keeps
 # 0.49 of its weights, the classifier 0.70: where it holds much of the model (mobilenet_v2: 36%,
 # mnasnet1_0: 29%, squeezenet1_0: 41% of the parameters) the whole cannot get under ~0.56.
+# filter@0.3+params (the rate as a parameter budget) gets them to 0.49: tests/test_filter_params.py.
 
 
 def _expected_keep(n: int, rate: float) -> set[int]:

@@ -25,7 +25,7 @@ X16 = torch.zeros(1, 3, 16, 16)
 
 
 @pytest.mark.parametrize("text", ["dense", "unstructured@0.8", "unstructured@0.9+global", "1x8@0.8",
-                                  "1x4@0.5+norearrange+global", "1x32@0", "filter@0.5", "filter@0.3+global",
+                                  "1x4@0.5+norearrange+global", "1x32@0", "filter@0.5", "filter@0.3+global", "filter@0.3+global+params",
                                   "1x16@0.123456789", "unstructured@1e-05"])
 def test_label_round_trips(text):
     p = parse_pattern(text)

@@ -21,6 +21,10 @@ pruned per *channel group* of the dependency graph (:mod:`tvmprune.prune.graph`)
 one channel is kept.  Global mode (``+global``) ranks channels of all groups by their
 filter L1 divided by the fan-in (mean |w|, so layers of different sizes are comparable)
 and removes ``round(rate * total)`` of them, at most ``max_layer_rate`` (0.95) of any group.
+``+params`` (:mod:`.param_budget`) reads the rate as a parameter budget instead: keep at most
+``(1 - rate)**2`` of the parameters (what the rate keeps of a layer pruned on both sides), at the
+smallest layer-wise (or global) channel rate that does -- for models whose classifier, fixed at
+1000 outputs, holds much of the parameters.
 
 Two outputs: :func:`filter_prune` builds a physically smaller dense model (new weight
 tensors, ``in_channels`` / ``out_channels`` / ``num_features`` updated) and
@@ -44,6 +48,7 @@ from ..errors import PruneConfigError
 from .context import LoadContext, PruneContext
 from .criteria import FilterL1
 from .graph import DependencyGraph, build_graph
+from .param_budget import PARAMS, kept_param_fraction, params_budget, rate_for_budget
 from .pattern import PrunePattern
 from .registry import GLOBAL, PruningMethod
 from .result import PruneResult, layer_reports
@@ -257,10 +262,27 @@ def _filter_skip_reason(graph: DependencyGraph, name: str, touched: set[str], sk
     return "no filter removed"
 
 
+def _budget_rate(model: nn.Module, graph: DependencyGraph, pattern: PrunePattern, ctx: PruneContext,
+                 keep_at: Callable[[float], dict[int, torch.Tensor]]) -> tuple[float, dict]:
+    """``+params``: the smallest channel rate keeping at most ``(1 - rate)**2`` of the parameters, and its
+    config entries (:mod:`.param_budget`).
+
+    Raises:
+        PruneConfigError: per-layer rates from a modifier (they fix the rates themselves), or a budget that
+            no rate up to ``max_layer_rate`` meets.
+    """
+    if ctx.layer_rates:
+        raise PruneConfigError(f"{pattern.label}: +params chooses the rate itself; it cannot take per-layer rates")
+    kept_of = kept_param_fraction(model, graph)
+    budget = params_budget(pattern.rate)
+    rate, kept = rate_for_budget(lambda r: kept_of(keep_at(r)), budget, ctx.max_layer_rate, pattern.label)
+    return rate, {"params_budget": budget, "channel_rate": rate, "params_kept": kept}
+
+
 class FilterMethod(PruningMethod):
     kind = "filter"
     syntax = "filter@RATE"
-    options = (GLOBAL,)
+    options = (GLOBAL, PARAMS)
     default_rate = 0.5
     sparse = False
 
@@ -268,9 +290,17 @@ class FilterMethod(PruningMethod):
               ctx: PruneContext) -> PruneResult:
         mods = dict(model.named_modules())
         numel = {n: mods[n].weight.numel() for n in graph.layers}
-        keep = filter_keep_indices(model, graph, pattern.rate, pattern.global_, skip_coupled=ctx.skip_coupled,
-                                   max_layer_rate=ctx.max_layer_rate, layer_rates=ctx.layer_rates)
-        config = {"filter_keep": kept_channels_config(graph, keep), "skip_coupled": ctx.skip_coupled}
+
+        def keep_at(rate: float) -> dict[int, torch.Tensor]:
+            return filter_keep_indices(model, graph, rate, pattern.global_, skip_coupled=ctx.skip_coupled,
+                                       max_layer_rate=ctx.max_layer_rate, layer_rates=ctx.layer_rates)
+
+        rate, budget_config = pattern.rate, {}
+        if pattern.has(PARAMS.name):
+            rate, budget_config = _budget_rate(model, graph, pattern, ctx, keep_at)
+        keep = keep_at(rate)
+        config = {"filter_keep": kept_channels_config(graph, keep), "skip_coupled": ctx.skip_coupled,
+                  **budget_config}
         graph.apply_channel_index(model, keep)
         mods = dict(model.named_modules())
         touched = {mem.module for g in keep for mem in graph.groups[g].members}
