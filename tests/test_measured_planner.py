@@ -10,6 +10,7 @@ import torch
 from tvmprune.compiler import compile_model
 from tvmprune.kernels.format import Format
 from tvmprune.plan import measured
+from tvmprune.target import get_target
 from tvmprune.plan.planners import PLANNERS
 from tvmprune.prune import prune_model
 
@@ -31,8 +32,10 @@ def test_measured_plan_keeps_fastest_and_caches(tmp_path, monkeypatch):
     assert timed, "no pruned layer was measured"
     for p in timed:
         assert Format.DENSE in p.measured_ms and len(p.measured_ms) >= 2
-        assert p.fmt == min(p.measured_ms, key=p.measured_ms.get)
-        assert p.reason.startswith("measured fastest:")
+        best = min((f for f in p.measured_ms if f != Format.DENSE), key=p.measured_ms.get)
+        keep_sparse = p.measured_ms[best] <= measured.MEASURED_MARGIN * p.measured_ms[Format.DENSE]
+        assert p.fmt == (best if keep_sparse else Format.DENSE)
+        assert p.reason.startswith("measured:") and p.basis.startswith("measured here")
         assert p.to_json()["measured_ms"][str(p.fmt)] == round(p.measured_ms[p.fmt], 4)
     files = list((tmp_path / "kernel_times").rglob("*.json"))
     assert len(files) == sum(len(p.measured_ms) for p in timed)
@@ -59,4 +62,68 @@ def test_measured_planner_predicts_for_targets_it_cannot_run(tmp_path, monkeypat
     planned = plan(lower(res.model, (1, 3, 16, 16)), "aarch64", PLANNERS["measured"])
     pruned = [p for p in planned.plans if p.info.density < 1.0 and p.info.groups == 1]
     assert pruned and all("cannot be timed on this machine" in p.reason and not p.measured_ms for p in pruned)
+    assert all(p.basis.startswith("predicted (") and "margin" in p.basis for p in pruned)
     assert not (tmp_path / "kernel_times").exists()
+
+
+def _lowered(pattern: str):
+    from tvmprune.lower.lower import lower
+
+    res = prune_model(_net(), pattern, torch.zeros(1, 3, 16, 16))
+    return lower(res.model, (1, 3, 16, 16))
+
+
+def test_auto_keeps_dense_where_sparse_is_not_faster_by_the_margin():
+    """Decision logic with a fake timer: the sparse kernel of one layer is timed 0.95 x dense (inside
+    the margin: dense), the others 0.5 x (sparse); layers predicted dense are not timed at all."""
+    from tvmprune.plan.plan import plan
+
+    lowered = _lowered("1x8@0.8")
+    pred_sparse = [m.info.name for m in lowered.layers if not m.unsupported and m.info.groups == 1
+                   and m.info.density < 1 and min(measured.predict_ms(m.info, get_target("x86")).items(),
+                                                  key=lambda kv: kv[1])[0] != Format.DENSE]
+    assert len(pred_sparse) >= 2, "the roofline should predict sparse for the pruned 3x3 / 1x1 layers"
+    slow_layer = pred_sparse[0]
+    calls: list[tuple[str, str, bool]] = []
+
+    def fake_timer(inst, func, info, target):
+        calls.append((info.name, str(inst.format), func is not None))
+        if inst.format == Format.DENSE:
+            return 1.0
+        return 0.95 if info.name == slow_layer else 0.5
+
+    seen = []
+
+    def source(kernel, target):  # the build's schedule source: the planner times with what it gives
+        seen.append(kernel.name)
+        return kernel.scheduled() if kernel.format == Format.DENSE else None
+
+    planned = plan(lowered, "x86", measured.honest_planner(always=False, timer=fake_timer), schedule_source=source)
+    by_name = {p.info.name: p for p in planned.plans}
+    assert by_name[slow_layer].fmt == Format.DENSE
+    assert "not 1.11x faster" in by_name[slow_layer].reason
+    for name in pred_sparse[1:]:
+        assert by_name[name].fmt != Format.DENSE and by_name[name].measured_ms[Format.DENSE] == 1.0
+    assert {c[0] for c in calls} == set(pred_sparse)  # predicted-dense layers: nothing timed
+    assert all(c[2] == (c[1] == "dense") for c in calls)  # the tuned func went to the timer
+    assert len(seen) == len(calls)
+    assert all(by_name[n].basis.startswith("measured here") for n in pred_sparse)
+
+
+def test_decide_margin():
+    info = measured.LayerInfo(0, "l", "linear", np.ones((8, 8), np.float32))
+    assert measured.decide(info, {Format.DENSE: 1.0, Format.CSR: 0.75}, 0.7)[0] == Format.DENSE
+    assert measured.decide(info, {Format.DENSE: 1.0, Format.CSR: 0.65}, 0.7)[0] == Format.CSR
+    assert measured.decide(info, {Format.DENSE: 1.0}, 0.7)[0] == Format.DENSE
+
+
+def test_measured_planner_picks_dense_where_sparse_loses(tmp_path, monkeypatch):
+    """Real measurement: at density 0.9 (1x8@0.1) no sparse kernel beats dense by the margin."""
+    from tvmprune.plan.plan import plan
+
+    monkeypatch.setenv("TVMPRUNE_CACHE_DIR", str(tmp_path))
+    planned = plan(_lowered("1x8@0.1"), "x86", PLANNERS["measured"])
+    timed = [p for p in planned.plans if p.measured_ms]
+    assert timed
+    assert all(p.fmt == Format.DENSE and len(p.measured_ms) >= 2 for p in timed), \
+        [(p.info.name, p.measured_ms) for p in timed]

@@ -62,10 +62,12 @@ def _add_compile(sub: Any) -> Callable[[argparse.Namespace], int]:
     _add_model_args(p)
     p.add_argument("-o", "--output", required=True, help="output directory (model.so + meta.json)")
     p.add_argument("--explain", action="store_true", help="print per layer: shape, density, format, predicted time")
-    p.add_argument("--formats", choices=["auto", "measured", "dense", "sparse"], default="auto",
-                   help="auto: the performance model picks dense or sparse per layer (default); measured: dense and "
-                        "the best predicted sparse kernels of each pruned layer timed here, the fastest kept (cached "
-                        "per target); dense: keep every layer dense; sparse: a sparse kernel for every layer that has zeros")
+    p.add_argument("--formats", choices=["auto", "measured", "predicted", "dense", "sparse"], default="auto",
+                   help="auto (default): the performance model proposes, and a sparse kernel is kept only where it is "
+                        "timed faster than the dense one here (with the schedules the build applies; cached per "
+                        "target); cross-compiled targets: the prediction with a conservative margin; measured: the "
+                        "same timing for every pruned layer; predicted: the performance model alone; dense: keep every "
+                        "layer dense; sparse: a sparse kernel for every layer that has zeros")
     p.add_argument("--tuning-log", default=None, help="tuning database directory written by `tvmprune tune`")
     p.add_argument("--no-shipped-schedules", action="store_true",
                    help="do not fall back to the pre-tuned schedules shipped in schedules/<target>/")

@@ -49,7 +49,7 @@ def compile_model(
         model_spec, pattern, extra_meta: recorded in ``meta.json``.
         log: progress messages (e.g. ``print``).
     """
-    planned = plan(lower(model, input_shape, log=log), target, planner)
+    planned = plan(lower(model, input_shape, log=log), target, planner, schedule_source=schedule_source)
     scheduled = schedule(planned, schedule_source)
     if log:
         log(f"lowered {len(planned.plans)} conv/linear layers to kernels ({scheduled.tuned} tuned schedules)")

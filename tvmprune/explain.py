@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from .reports.tables import format_table
+from .kernels.format import Format
 from .plan.layer import LayerPlan
 from .target import NamedTarget
 
 
 def explain_rows(plans: list[LayerPlan], measured_ms: dict[str, float] | None = None) -> list[dict[str, Any]]:
-    """One dict per layer: name, shape, density, format, reason, predicted ms per format, measured ms."""
+    """One dict per layer: name, shape, density, format, reason, predicted ms per format, measured ms
+    (of the chosen kernel, and of dense where a sparse one was chosen), and the basis of the decision."""
     rows = []
     for p in plans:
         j = p.to_json()
@@ -24,6 +26,8 @@ def explain_rows(plans: list[LayerPlan], measured_ms: dict[str, float] | None = 
             "pred_sparse": min((v for k, v in pred.items() if k != "dense"), default=None),
             "measured": ((measured_ms or {}).get(p.kernel.name) if p.kernel else None)
             or p.measured_ms.get(p.fmt),
+            "measured_dense": p.measured_ms.get(Format.DENSE) if p.fmt != Format.DENSE else None,
+            "basis": p.basis,
             "reason": j["reason"],
         })
     return rows
@@ -39,7 +43,7 @@ def explain_table(plans: list[LayerPlan], target: NamedTarget, measured_ms: dict
     return head + "\n" + format_table(rows, [
         ("layer", "layer"), ("shape", "shape"), ("density", "density"), ("format", "format"),
         ("pred_dense", "pred dense ms"), ("pred_sparse", "pred sparse ms"), ("measured", "measured ms"),
-        ("reason", "why"),
+        ("measured_dense", "meas dense ms"), ("basis", "basis"), ("reason", "why"),
     ])
 
 

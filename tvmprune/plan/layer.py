@@ -114,7 +114,8 @@ class LayerPlan:
     ``fmt``: a :class:`Format` (``Format.RELAX``: left as a Relax op); ``n``: block size of
     the 1xN formats; ``predicted_ms``: per-format predictions of the perf model;
     ``measured_ms``: per-format kernel times where the ``measured`` planner timed them;
-    ``kernel``: the kernel built for it (set by the plan stage).
+    ``kernel``: the kernel built for it (set by the plan stage); ``basis``: what the decision
+    rests on (measured on this machine, the roofline prediction with its parameters, the shape).
     """
 
     info: LayerInfo
@@ -124,6 +125,7 @@ class LayerPlan:
     predicted_ms: dict[Format, float] = field(default_factory=dict)
     kernel: KernelInstance | None = None
     measured_ms: dict[Format, float] = field(default_factory=dict)  # the measured planner's kernel times
+    basis: str = ""  # what decided: "measured here (...)", "predicted (...)", "shape"; "" for fixed planners
 
     def __post_init__(self) -> None:
         self.fmt = Format(self.fmt)
@@ -144,6 +146,7 @@ class LayerPlan:
             "reason": self.reason,
             "predicted_ms": {str(k): round(v, 4) for k, v in self.predicted_ms.items()},
             "measured_ms": {str(k): round(v, 4) for k, v in self.measured_ms.items()},
+            "basis": self.basis,
             "kernel": self.kernel.name if self.kernel else None,
         }
 

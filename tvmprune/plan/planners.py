@@ -1,6 +1,9 @@
 """Planners: pick each layer's format from the kernel family registry.
 
-* ``auto`` (:func:`choose_format`): the format with the smallest roofline prediction;
+* ``auto`` (:func:`.measured.auto_format`): the roofline model proposes, and a predicted sparse
+  format is kept only where it is measured faster than dense on this machine (with the build's
+  schedules); cross-compiled targets: the prediction with a conservative margin;
+* ``predicted`` (:func:`choose_format`): the format with the smallest roofline prediction;
 * ``dense`` (:func:`dense_only`): every layer dense (the dense baseline);
 * ``sparse`` (:func:`sparse_where_pruned`): a sparse kernel wherever the weight has zeros;
 * ``measured`` (:func:`.measured.measured_format`): dense and the best predicted sparse kernels of
@@ -84,11 +87,19 @@ def sparse_where_pruned(info: LayerInfo, target: NamedTarget) -> LayerPlan:
     return LayerPlan(info, Format.CSR, reason="forced sparse (unstructured)", predicted_ms=pred)
 
 
-def _measured(info: LayerInfo, target: NamedTarget) -> LayerPlan:
+def _measured(info: LayerInfo, target: NamedTarget, schedule_source=None) -> LayerPlan:
     from .measured import measured_format  # imports this module
 
-    return measured_format(info, target)
+    return measured_format(info, target, schedule_source=schedule_source)
 
 
-PLANNERS: dict[str, Planner] = {"auto": choose_format, "dense": dense_only, "sparse": sparse_where_pruned,
-                                "measured": _measured}
+def _auto(info: LayerInfo, target: NamedTarget, schedule_source=None) -> LayerPlan:
+    from .measured import auto_format  # imports this module
+
+    return auto_format(info, target, schedule_source=schedule_source)
+
+
+_measured.uses_schedule_source = _auto.uses_schedule_source = True  # type: ignore[attr-defined]
+
+PLANNERS: dict[str, Planner] = {"auto": _auto, "predicted": choose_format, "dense": dense_only,
+                                "sparse": sparse_where_pruned, "measured": _measured}

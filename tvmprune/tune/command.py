@@ -58,8 +58,8 @@ def add_tune_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
                    help="the RPC board is emulated (qemu): times are marked as meaningless")
     p.add_argument("--trials-per-iter", type=int, default=16, help="candidates built and measured per batch")
     p.add_argument("--population", type=int, default=64, help="evolutionary search population size")
-    p.add_argument("--formats", choices=["auto", "dense", "sparse"], default="auto",
-                   help="layer formats, as in `compile` (tune what you will compile): auto (default), dense, sparse")
+    p.add_argument("--formats", choices=["auto", "predicted", "dense", "sparse"], default="auto",
+                   help="layer formats, as in `compile` (tune what you will compile): auto (default), predicted, dense, sparse")
     p.add_argument("--dense", action="store_true", help=argparse.SUPPRESS)  # old spelling of --formats dense
     p.add_argument("--no-e2e", action="store_true", help="skip compiling and timing the whole model default vs tuned")
     p.add_argument("--sparse-only", action="store_true",
