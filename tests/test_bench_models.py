@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench_models.py"
 
 
@@ -26,6 +28,7 @@ def _run(tmp_path, *extra, env_extra=None):
     return proc.stdout, json.loads(out.read_text())
 
 
+@pytest.mark.slow  # a subprocess compiling and timing two models: ~45 s
 def test_bench_models_records_and_numerics(tmp_path):
     # the only peer asked for is one this interpreter cannot have: the run says it is missing
     stdout, data = _run(tmp_path, "--patterns", "1x8@0.8,unstructured@0.8", "--peers", "deepsparse",

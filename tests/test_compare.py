@@ -202,6 +202,7 @@ def test_digits_cnn_shapes():
     assert all(c.out_channels % 16 == 0 for c in convs)  # 1x4 / 1x8 / 1x16 blocks tile every layer
 
 
+@pytest.mark.slow  # starts a tracker and a board server: ~40 s
 def test_times_over_rpc_with_local_tracker(tmp_path):
     """--tracker/--key: export, upload, load and time on an RPC server (here: this machine)."""
     import time

@@ -73,7 +73,7 @@ def test_pt2_compiles_equal_to_pytorch_with_1x8_kernels(pruned_files):
 def test_onnx_compile_cli_explains_sparse_formats_and_equals_pytorch(pruned_files, tmp_path):
     out = tmp_path / "out"
     p = subprocess.run([sys.executable, "-m", "tvmprune.cli", "compile", "--model", pruned_files["onnx"], "-o",
-                        str(out), "--explain"], capture_output=True, text=True)
+                        str(out), "--explain", "--formats", "predicted"], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert "per-layer plan" in p.stdout and "1x8" in p.stdout
     meta = json.loads((out / "meta.json").read_text())

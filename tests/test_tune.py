@@ -404,6 +404,7 @@ def rpc_board():
         p.wait()
 
 
+@pytest.mark.slow  # a tracker, a server and a tuning round over RPC: ~60 s; RPC faults: test_rpc_faults.py
 def test_tune_over_rpc_tracker(rpc_board, tmp_path):
     info = check_tracker(rpc_board, timeout=60)  # a --no-fork server re-registers after the last session
     assert info["servers"] == 1
