@@ -132,3 +132,56 @@ def test_linear_output_block_keeps_both_cores_busy():
     assert pick_vectors(1000, 16, 2) == 8      # 8 blocks of 128 (2.4% padding)
     assert pick_vectors(128, 16, 2) == 4       # 2 blocks of 64
     assert pick_vectors(10, 16, 2) == 1
+
+
+def _nest(spec: ConvSpec, target=X86):
+    from tvmprune.kernels.conv_loop_nest import default_nest
+
+    return default_nest(spec, pick_register_tile(spec.out_w, spec.cout, target), target)
+
+
+def test_default_nest_order_follows_the_larger_traffic():
+    """Rows outermost (a task walks every channel block) where the input map is re-read more than the
+    weights: densenet121's 1x1 128->128 @56 and 512->256 @28; channel blocks outermost for a weight
+    that dwarfs the input (1024->128 @14, resnet50's 3x3 64@56, 2048->512 @7)."""
+    def c_seq(cin, cout, k, hw):
+        spec = ConvSpec(1, hw, hw, cin, cout, k, k, (1, 1), (k // 2,) * 4, bias=True, activation="relu")
+        n = _nest(spec)
+        assert np.prod(n.vectors) == pick_register_tile(hw, cout, X86).padded_channels(cout) // X86.vector_lanes
+        return n.vectors[1]
+
+    assert c_seq(128, 128, 1, 56) == 4 and c_seq(512, 256, 1, 28) == 8
+    assert c_seq(1024, 128, 1, 14) == 1 and c_seq(64, 64, 3, 56) == 1 and c_seq(2048, 512, 1, 7) == 1
+
+
+def test_default_nest_keeps_two_rows_in_registers_for_kxk_convs_only():
+    def y_reg(cin, cout, k, hw, stride=1):
+        spec = ConvSpec(1, hw, hw, cin, cout, k, k, (stride, stride), (k // 2,) * 4)
+        n = _nest(spec)
+        assert np.prod(n.rows) == spec.out_h
+        return n.rows[2]
+
+    assert y_reg(128, 32, 3, 56) == 2 and y_reg(64, 128, 3, 56, stride=2) == 2
+    assert y_reg(128, 32, 1, 56) == 1 and y_reg(128, 32, 3, 7) == 1  # 1x1; odd rows
+    assert y_reg(128, 32, 3, 14) == 1  # 7 row pairs: too few tasks for 2 cores
+    assert y_reg(3, 64, 7, 224, stride=2) == 1  # the stem's short, unrolled reduction
+    avx2 = ConvSpec(1, 56, 56, 64, 64, 3, 3, (1, 1), (1, 1, 1, 1))
+    tile = pick_register_tile(avx2.out_w, avx2.cout, AVX2)
+    assert _nest(avx2, AVX2).rows[2] * tile.pixels * tile.vectors + tile.vectors + 1 <= 16  # registers fit
+
+
+@pytest.mark.parametrize("cin,cout,k,hw,act", [
+    (48, 40, 3, 10, "relu"),   # two rows per tile, Cout padded to 2 blocks, width padded to the tile
+    (16, 96, 1, 20, "relu"),   # rows outermost over 3 channel blocks (small L2), width padded
+    (24, 64, 3, 12, None),     # two rows, two full blocks, no epilogue
+])
+def test_dense_conv_default_row_and_block_order_match_torch(cin, cout, k, hw, act):
+    """The default points that put two output rows in registers and / or walk every channel block per
+    task compute the same conv as PyTorch (a target with a 16 KiB L2 makes tiny maps 'large')."""
+    import dataclasses
+
+    small_l2 = dataclasses.replace(X86, extra={**X86.extra, "l2_bytes": 16 * 1024})
+    spec = ConvSpec(1, hw, hw, cin, cout, k, k, (1, 1), (k // 2,) * 4, bias=act is not None, activation=act)
+    n = _nest(spec, small_l2)
+    assert (n.rows[2], n.vectors[1]) != (1, 1)  # the case exercises a new factor
+    _check_conv(spec, seed=cin + cout, target=small_l2)

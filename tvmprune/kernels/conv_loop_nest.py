@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .register_tile import RegisterTile, max_pixels
+from .target_params import l2_bytes, n_vector_registers
 
 if TYPE_CHECKING:
     from ..target import NamedTarget
@@ -60,19 +61,67 @@ class ConvNest:
     unroll: Any = 0
 
 
+def _rows_in_registers(spec: "ConvSpec", tile: RegisterTile, t: "NamedTarget") -> int:
+    """Output rows of the default register tile: 2 for a KxK conv (KH > 1) with an even row count
+    whose doubled tile still fits the register file with its weight vectors and one broadcast
+    (AVX-512's 2 x 7 pixels x 2 vectors = 28 accumulators), else 1. Both rows use each weight
+    vector, so the packed weight block (9 x Cin x CB floats: more than L1 holds) streams from L2
+    once per two rows. Measured (1 thread, CPU time, AVX-512): 0.90-0.93x the time on
+    densenet121's 128->32 3x3 at 56 / 28 and resnet50's 64->64 at 56, 0.98-1.00x at 28 / 14;
+    1x1 convs (1.10x at 64->256 @56) and the unrolled short reductions (the 7x7 stem: 1.07x) lose
+    with it, so they keep one row; so does a conv left with fewer than 4 parallel tasks per core."""
+    blocks = tile.padded_channels(spec.cout) // tile.channel_block
+    if spec.kh == 1 or spec.kh * spec.kw * spec.cin <= _SHORT_REDUCTION or spec.out_h % 2:
+        return 1
+    if spec.batch * blocks * (spec.out_h // 2) < 4 * t.cores:
+        return 1
+    fits = 2 * tile.pixels * tile.vectors + tile.vectors + 1 <= n_vector_registers(t)
+    return 2 if fits and 2 <= _MAX_REG_ROWS else 1
+
+
+def _channel_blocks_per_task(spec: "ConvSpec", tile: RegisterTile, t: "NamedTarget") -> int:
+    """How many channel blocks one parallel task walks (``c_seq``): all of them when re-reading the
+    input once per block costs more than re-reading the weights once per output row, else 1.
+
+    Channel blocks outermost (``c_seq = 1``) keep one weight block in cache over all rows but
+    stream the input map once per block; rows outermost (``c_seq = blocks``) read each input row
+    once for every block and stream the whole weight once per row. Traffic counted past L2: the
+    input's ``blocks x`` when it exceeds half of L2, the weight's ``OH x`` (halved when the weight
+    fits half of L2, it then comes from L2). Measured (1 thread, CPU time, AVX-512): rows
+    outermost takes 0.73x / 0.88-0.94x / 0.89x the time on densenet121's 1x1 128->128 @56 /
+    256->128 @56 / 480->128 @28, 0.89x on 512->256 @28, 0.93x on resnet50's 64->256 @56; the rule
+    keeps blocks outermost where that wins (1.02-1.33x with rows outermost: 1024->128 @14, resnet50
+    3x3 64@56 / 256@14 / 512@7, 2048->512 @7)."""
+    blocks = tile.padded_channels(spec.cout) // tile.channel_block
+    ph, pw = spec.in_h + spec.padding[0] + spec.padding[2], spec.in_w + spec.padding[1] + spec.padding[3]
+    in_bytes = 4 * spec.batch * ph * pw * spec.cin
+    w_bytes = 4 * spec.kh * spec.kw * spec.cin * blocks * tile.channel_block
+    l2 = l2_bytes(t)
+    w_cost = spec.out_h * w_bytes * (0.5 if w_bytes <= l2 // 2 else 1.0)
+    if blocks == 1 or in_bytes <= l2 // 2 or blocks * in_bytes <= w_cost:
+        return 1
+    # the parallel loop keeps at least 4 tasks per core: split the blocks across tasks if the rows do not
+    par = next(d for d in range(1, blocks + 1) if blocks % d == 0 and (d * spec.batch * spec.out_h >= 4 * t.cores
+                                                                       or d == blocks))
+    return blocks // par
+
+
 def default_nest(spec: "ConvSpec", tile: RegisterTile, t: "NamedTarget") -> ConvNest:
     """The heuristic point: the register tile of :func:`.register_tile.pick_register_tile`
-    (from the target's lanes and registers) as ``1 x pixels x vectors``, one parallel task per
-    (image, channel block, output row) and the whole reduction per tile; a short reduction
+    (from the target's lanes and registers) as ``rows x pixels x vectors`` (two rows for KxK
+    convs, :func:`_rows_in_registers`), one parallel task per (image, channel block(s), output
+    row(s)) and the whole reduction per tile; a task walks every channel block of its rows when
+    the input map is the larger traffic (:func:`_channel_blocks_per_task`); a short reduction
     (<= :data:`_SHORT_REDUCTION` taps x channels: small-Cin 1x1 expansions, the stem) is
     auto-unrolled, which removes its loop overhead (measured 1 thread, AVX-512: efficientnet_b0
     16->96 @112 0.57x, 24->144 @56 0.80x, resnet50 64->256 @56 0.91x the time; long reductions
-    gain nothing). (Rows per task and K blocks, chosen from the cores and the L1 size, lost to
-    this on the measured layers.)"""
+    gain nothing). (K blocks, chosen from the L1 size, lost to this on the measured layers.)"""
     owp = tile.padded_pixels(spec.out_w)
     blocks = tile.padded_channels(spec.cout) // tile.channel_block
-    return ConvNest(rows=(spec.out_h, 1, 1), pixels=(owp // tile.pixels, tile.pixels),
-                    vectors=(blocks, 1, tile.vectors), k=(1, spec.cin),
+    y_reg = _rows_in_registers(spec, tile, t)
+    c_seq = _channel_blocks_per_task(spec, tile, t)
+    return ConvNest(rows=(spec.out_h // y_reg, 1, y_reg), pixels=(owp // tile.pixels, tile.pixels),
+                    vectors=(blocks // c_seq, c_seq, tile.vectors), k=(1, spec.cin),
                     unroll=_SHORT_UNROLL if spec.kh * spec.kw * spec.cin <= _SHORT_REDUCTION else 0)
 
 

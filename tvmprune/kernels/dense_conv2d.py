@@ -10,6 +10,8 @@ Layouts: data NHWC ``[B, H, W, Cin]``; weight packed at compile time (it is a co
 zero-padded to ``Cout_p``; output NHWC. Loop nest::
 
     parallel for (b, cb, oh):                  # channel block outermost: its weights stay in L2
+                                               # (or rows outermost, every cb per task, where the
+                                               # input map is the larger traffic: conv_loop_nest)
       for ow_o in OW_p / T:                    # T output pixels per tile
         acc[T, CB] = 0                         # T x vectors registers
         for kh, kw, ci:                        # weight block streams contiguously
