@@ -321,7 +321,7 @@ def _cm_schedule(spec: ConvSpec, n: int, t: Any) -> Callable[[Any], None]:
             ol = sch.get_loops(sch.get_sblock("out"))
             sch.vectorize(ol[-1])
         _cm_schedule_basis(sch, task, spec, t)
-        schedule_channel_major_input(sch, spec.cin, lanes)
+        schedule_channel_major_input(sch, spec.cin, lanes, tiles=True)
         shrink_sparse_loops(sch)
 
     return schedule_default
