@@ -11,8 +11,10 @@ every input channel, carrying the layer's stride and padding); the 1x1 conv over
 ``Cin*K²`` basis channels is sparse with exactly the coefficients' nonzeros, so the sparse
 part does the same multiply-adds as a spatially sparse (SP) conv of the same density. Both
 run in one PrimFunc: the basis conv is computed inside each parallel task for that task's
-output rows only (it stays in cache), then the sparse part reads it. The sparse part has the
-compute of the existing sparse kernels, in one of two layouts:
+output rows only (it stays in cache), then the sparse part reads it -- or, where several
+tasks would share its rows (output-channel chunks of a row-starved layer, the flat layout),
+once for the image in its own parallel loop over input channels. The sparse part has the
+compute of the existing sparse kernels, in one of three layouts:
 
 * ``n < lanes`` -- CSR (``n == 1``) and 1xN blocks narrower than a vector, as
   :mod:`.direct_sparse_conv2d` / :mod:`.block_direct_conv2d`: channel-major basis output
@@ -29,7 +31,14 @@ compute of the existing sparse kernels, in one of two layouts:
   output ``bn [B, OH, OW, K²*Cin]`` (channel ``k = j*Cin + cin``, one output row per task),
   vector over the N output channels of a block, one broadcast basis value per nonzero block.
 
-Both layouts share the kernel skeleton (arguments, epilogue, identity) and the schedule of
+* flat pixels (stride 1, narrow outputs where :func:`.channel_major.prefers_flat_pixels`, e.g.
+  7x7 on 16 lanes; CSR and narrow 1xN): channel-major as above, but output pixel ``(oh, ow)`` at
+  flat position ``q = oh*Wx + ow`` of ``bt [B, Cin*K², Qp]`` (7x7: 64 computed pixels, not 112);
+  the basis conv is computed once, parallel over input channels, before the sparse part
+  (parallel over output-channel chunks, ``N x V`` flat vectors per tile), the NHWC epilogue is
+  its own pass.
+
+All layouts share the kernel skeleton (arguments, epilogue, identity) and the schedule of
 the sparse accumulation and of the basis conv's register accumulation.
 """
 
