@@ -105,3 +105,36 @@ def test_folded_coefficients_follow_bn_scaling_and_reject_other_weights():
     assert np.count_nonzero(c) == np.count_nonzero(f.coefficients)
     other = np.random.default_rng(1).standard_normal(w.shape).astype(np.float32)
     assert folded_coefficients(LayerInfo(0, "conv1", "conv2d", other, spec=spec), f) is None
+
+
+def test_measured_planner_falls_back_to_dense_filters_where_interspace_is_timed_slower():
+    """Issue #16, item 3: a layer whose interspace kernel is timed slower than the dense conv on
+    ``c * B`` gets the dense filters (and the compiled model still equals PyTorch); one timed
+    faster keeps the interspace form. Fake timer: conv1's interspace kernel 1.5 x dense, others 0.5 x."""
+    from tvmprune.kernels.format import Format
+    from tvmprune.lower.lower import lower
+    from tvmprune.plan import measured
+    from tvmprune.plan.plan import plan
+
+    model = _trained_like_ip_model()
+    ip_names = set(interspace_layers(model))
+    timed: list[tuple[str, str]] = []
+
+    def fake_timer(inst, func, info, target):
+        timed.append((info.name, str(inst.format)))
+        if inst.format == Format.DENSE:
+            return 1.0
+        if inst.format == Format.INTERSPACE:
+            return 1.5 if info.name == "conv1" else 0.5
+        return 3.0  # CSR on the reconstructed (dense) c * B
+
+    planned = plan(lower(model, SHAPE), "x86", measured.honest_planner(always=True, timer=fake_timer))
+    by_name = {p.info.name: p for p in planned.plans}
+    assert {n for n, _ in timed} >= ip_names
+    assert by_name["conv1"].fmt == Format.DENSE and "not 1.11x faster" in by_name["conv1"].reason
+    for n in ip_names - {"conv1"}:
+        assert by_name[n].fmt == Format.INTERSPACE and by_name[n].measured_ms[Format.INTERSPACE] == 0.5
+    x, ref = _reference(model)
+    from tvmprune.build.build import build
+    from tvmprune.schedule.schedule import schedule
+    np.testing.assert_allclose(build(schedule(planned)).run(x), ref, rtol=1e-4, atol=1e-5)

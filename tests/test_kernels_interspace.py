@@ -83,3 +83,44 @@ def test_wrong_coefficient_shape_is_rejected():
     spec = ConvSpec(1, 8, 8, 8, 8, 3, 3, padding=(1, 1, 1, 1))
     with pytest.raises(ValueError, match="coefficients shape"):
         interspace_conv2d(spec, np.zeros((8, 8, 3, 3), np.float32), np.zeros((9, 3, 3), np.float32), None, TARGET)
+
+
+FLAT_CASES = [  # (cin, cout, h, w, n, bias, activation, residual): stride-1 3x3 outputs narrow enough for the flat grid
+    (16, 32, 7, 7, 1, True, "relu", True),
+    (32, 16, 7, 7, 4, False, None, False),
+    (16, 24, 5, 6, 1, False, "relu", False),
+]
+
+
+@pytest.mark.parametrize("cin,cout,h,w,n,bias,act,res", FLAT_CASES)
+def test_flat_pixel_layout_equals_reconstructed_conv(cin, cout, h, w, n, bias, act, res):
+    """7x7-style outputs take the flat-pixel layout (basis conv computed once, split over cores)."""
+    rng = np.random.default_rng(cin + cout + h + n)
+    spec = ConvSpec(1, h, w, cin, cout, 3, 3, padding=(1, 1, 1, 1), bias=bias, activation=act, residual=res)
+    keep = np.repeat(rng.random((-(-cout // n), cin, 9)) < 0.2, n, axis=0)[:cout]
+    coef = (rng.standard_normal((cout, cin, 9)) * keep).astype(np.float32)
+    basis = rng.standard_normal((9, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(cout).astype(np.float32) if bias else None
+    x = rng.standard_normal(spec.in_shape).astype(np.float32)
+    r = rng.standard_normal(spec.out_shape).astype(np.float32) if res else None
+    inst = interspace_conv2d(spec, coef, basis, b, TARGET, n=n)
+    if TARGET.vector_lanes >= 8:
+        assert inst.info["layout"].startswith("flat-pixel")
+    got = _run(inst, x, r)
+    ref = _reference(x, coef, basis, b, spec, r)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * float(np.abs(ref).max()))
+
+
+def test_row_layout_with_channel_chunks_equals_reconstructed_conv():
+    """Few output rows for the cores: several channel chunks per row tile share one basis conv computed up front."""
+    rng = np.random.default_rng(3)
+    spec = ConvSpec(1, 2, 32, 16, 32, 3, 3, stride=(2, 2), padding=(1, 1, 1, 1), bias=True, activation="relu")
+    coef = (rng.standard_normal((32, 16, 9)) * (rng.random((32, 16, 9)) < 0.2)).astype(np.float32)
+    basis = rng.standard_normal((9, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(32).astype(np.float32)
+    x = rng.standard_normal(spec.in_shape).astype(np.float32)
+    inst = interspace_conv2d(spec, coef, basis, b, TARGET)
+    if TARGET.cores > 1:  # one output row, so the channel chunks make the tasks
+        assert "computed once" in inst.info["layout"]
+    got = _run(inst, x)
+    np.testing.assert_allclose(got, _reference(x, coef, basis, b, spec, None), rtol=1e-4, atol=1e-3)

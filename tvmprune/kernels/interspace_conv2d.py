@@ -11,8 +11,10 @@ every input channel, carrying the layer's stride and padding); the 1x1 conv over
 ``Cin*K²`` basis channels is sparse with exactly the coefficients' nonzeros, so the sparse
 part does the same multiply-adds as a spatially sparse (SP) conv of the same density. Both
 run in one PrimFunc: the basis conv is computed inside each parallel task for that task's
-output rows only (it stays in cache), then the sparse part reads it. The sparse part has the
-compute of the existing sparse kernels, in one of two layouts:
+output rows only (it stays in cache), then the sparse part reads it -- or, where several
+tasks would share its rows (output-channel chunks of a row-starved layer, the flat layout),
+once for the image in its own parallel loop over input channels. The sparse part has the
+compute of the existing sparse kernels, in one of three layouts:
 
 * ``n < lanes`` -- CSR (``n == 1``) and 1xN blocks narrower than a vector, as
   :mod:`.direct_sparse_conv2d` / :mod:`.block_direct_conv2d`: channel-major basis output
@@ -29,7 +31,14 @@ compute of the existing sparse kernels, in one of two layouts:
   output ``bn [B, OH, OW, K²*Cin]`` (channel ``k = j*Cin + cin``, one output row per task),
   vector over the N output channels of a block, one broadcast basis value per nonzero block.
 
-Both layouts share the kernel skeleton (arguments, epilogue, identity) and the schedule of
+* flat pixels (stride 1, narrow outputs where :func:`.channel_major.prefers_flat_pixels`, e.g.
+  7x7 on 16 lanes; CSR and narrow 1xN): channel-major as above, but output pixel ``(oh, ow)`` at
+  flat position ``q = oh*Wx + ow`` of ``bt [B, Cin*K², Qp]`` (7x7: 64 computed pixels, not 112);
+  the basis conv is computed once, parallel over input channels, before the sparse part
+  (parallel over output-channel chunks, ``N x V`` flat vectors per tile), the NHWC epilogue is
+  its own pass.
+
+All layouts share the kernel skeleton (arguments, epilogue, identity) and the schedule of
 the sparse accumulation and of the basis conv's register accumulation.
 """
 
@@ -42,7 +51,8 @@ import numpy as np
 
 from ..errors import UnsupportedLayerError
 from .base import ConvSpec, KernelInstance, conv_epilogue
-from .channel_major import channel_major_geometry, channel_major_input, schedule_channel_major_input
+from .channel_major import (channel_major_geometry, channel_major_input, computed_pixels, flat_geometry,
+                             prefers_flat_pixels, schedule_channel_major_input)
 from .family import KernelFamily
 from .format import Format, LayerOp
 from .formats import kernel_arrays, matrix_to_bsr
@@ -138,6 +148,14 @@ def _row_sum(ptr: Any, row: Any, e: Any, value: Callable[[Any], Any]) -> Any:
     return te.sum(tirx.if_then_else(e < ptr[row + 1] - start, value(start + e), tirx.const(0.0, "float32")), axis=e)
 
 
+def _layout(spec: ConvSpec, n: int, lanes: int) -> "_Layout":
+    """NHWC for 1xN blocks a vector wide; else channel-major, on the flat-pixel grid where it
+    computes far fewer pixels (:func:`.channel_major.prefers_flat_pixels`: 7x7 on 16 lanes)."""
+    if n >= lanes:
+        return _NHWC_VECTOR_N
+    return _FLAT if prefers_flat_pixels(spec, lanes) else _CHANNEL_MAJOR
+
+
 def interspace_conv2d(spec: ConvSpec, coefficients: np.ndarray, basis: np.ndarray, bias: np.ndarray | None,
                       target: Any, n: int = 1) -> KernelInstance:
     """Basis conv + sparse 1x1 conv in one kernel, format ``interspace`` (``info["n"]``: 1 CSR, else 1xN).
@@ -162,7 +180,7 @@ def interspace_conv2d(spec: ConvSpec, coefficients: np.ndarray, basis: np.ndarra
     if spec.bias and bias is None:
         raise ValueError("spec.bias is set but no bias array was given")
     n = max(1, int(n))
-    layout = _NHWC_VECTOR_N if n >= t.vector_lanes else _CHANNEL_MAJOR
+    layout = _layout(spec, n, t.vector_lanes)
     mat = layout.sparse(coefficients, n)
     arrays = list(kernel_arrays(mat.data, mat.indices, mat.indptr))
     bias_np = bias_array(spec.bias, bias, spec.cout)
@@ -292,14 +310,23 @@ def _basis_x_vectors(vectors: int, k2: int, t: Any) -> int:
     return pick_tile(vectors, max(1, (n_vector_registers(t) - 4) // k2))
 
 
-def _cm_schedule_basis(sch: Any, task: Any, spec: ConvSpec, t: Any) -> None:
-    """The basis conv of a task's rows: per input channel, row and width vector, the K² filters unrolled."""
+def _cm_schedule_basis(sch: Any, task: Any | None, spec: ConvSpec, t: Any) -> None:
+    """The basis conv of a task's rows (``task`` given) or of the whole image in its own parallel
+    loop over (batch, input channels) (``task`` None): per input channel, row and width vector,
+    the K² filters unrolled. Works for the row form ``[B, Cin*K², OH, OWp]`` and the flat form
+    ``[B, Cin*K², Qp]`` alike (the loops between the channel and the width one are the rows)."""
     k2, lanes = spec.kh * spec.kw, t.vector_lanes
-    bc, inner = _basis_loops_in_task(sch, task)
+    if task is None:
+        bc = sch.get_sblock("basis_conv")
+        bl, *inner = sch.get_loops(bc)
+    else:
+        bc, inner = _basis_loops_in_task(sch, task)
     k, x = inner[0], inner[-1]
     ci, j = sch.split(k, [None, k2])
     xo, xm, xi = sch.split(x, [None, _basis_x_vectors(int(sch.get(x).extent) // lanes, k2, t), lanes])
     sch.reorder(ci, *inner[1:-1], xo, j, xm, xi)  # inner[1:-1]: the R output rows (absent when R == 1)
+    if task is None:
+        sch.parallel(sch.fuse(bl, ci))
     sch.unroll(j)
     sch.unroll(xm)
     sch.vectorize(xi)
@@ -320,8 +347,10 @@ def _cm_schedule(spec: ConvSpec, n: int, t: Any) -> Callable[[Any], None]:
         if spec.cout % n == 0:  # epilogue: a block of contiguous output channels of a pixel per vector store
             ol = sch.get_loops(sch.get_sblock("out"))
             sch.vectorize(ol[-1])
-        _cm_schedule_basis(sch, task, spec, t)
-        schedule_channel_major_input(sch, spec.cin, lanes)
+        # several channel chunks per row tile would each compute the rows' basis conv: compute it
+        # once, split over the cores, before the sparse part (7x7: 2 MB, in L2/L3)
+        _cm_schedule_basis(sch, task if chunks == 1 else None, spec, t)
+        schedule_channel_major_input(sch, spec.cin, lanes, tiles=True)
         shrink_sparse_loops(sch)
 
     return schedule_default
@@ -330,11 +359,83 @@ def _cm_schedule(spec: ConvSpec, n: int, t: Any) -> Callable[[Any], None]:
 def _cm_describe(spec: ConvSpec, n: int, t: Any) -> str:
     rr, vecs, chunks = _cm_tiles(spec, n, t)
     part = "CSR" if n == 1 else f"1x{n} BSR"
-    return (f"channel-major basis conv fused per {rr} output rows x {chunks} channel chunks, {part} 1x1 "
+    where = f"fused per {rr} output rows" if chunks == 1 else "computed once (parallel over input channels)"
+    return (f"channel-major basis conv {where}, {rr} output rows x {chunks} channel chunks per task, {part} 1x1 "
             f"(vector along width), tile {rr}x{n}x{vecs * t.vector_lanes}")
 
 
 _CHANNEL_MAJOR = _Layout("(cin, basis filter)", _cm_sparse, _cm_compute, _cm_schedule, _cm_describe)
+
+
+# ----------------------------------------------------------------------------------------
+# flat pixels: channel-major, vectors of output pixels spanning rows (stride 1, narrow outputs)
+# ----------------------------------------------------------------------------------------
+
+
+def _fl_compute(spec: ConvSpec, data, bas, w, idx, ptr, e, n: int, lanes: int) -> tuple[Any, Callable]:
+    """``xt [B, Cin, Hx, Wx]`` -> ``basis_conv [B, Cin*K², Qp]`` -> ``acc [B, Cout/N, N, Qp]``, output pixel
+    ``(oh, ow)`` at flat position ``q = oh*Wx + ow`` (:func:`.channel_major.flat_geometry`)."""
+    from tvm import te
+
+    k2 = spec.kh * spec.kw
+    hx, qp, wx = flat_geometry(spec, lanes)
+    xt = channel_major_input(data, spec, hx, wx)
+    # the last axis is indexed past Wx on purpose: row kh, column q + kw of the plane = flat q + kh*Wx + kw
+    bt = te.compute((spec.batch, spec.cin * k2, qp),
+                    lambda b, k, q: _basis_sum(spec, bas, k % k2, lambda kh, kw: xt[b, k // k2, kh, q + kw]),
+                    name="basis_conv")
+    acc = te.compute((spec.batch, -(-spec.cout // n), n, qp),
+                     lambda b, r, i, q: _row_sum(ptr, r, e, lambda p: w[p, i] * bt[b, idx[p], q]), name="acc")
+    return acc, lambda b, oh, ow, c: acc[b, c // n, c % n, oh * wx + ow]
+
+
+def _fl_tiles(spec: ConvSpec, n: int, t: Any) -> tuple[int, int]:
+    """(flat vectors per tile V, output-channel block chunks): N * V accumulators, V the largest
+    divisor of the flat vectors within the register budget (7x7 on 16 lanes: all 4), and about
+    4 chunks per core."""
+    qp = flat_geometry(spec, t.vector_lanes)[1]
+    budget = n_vector_registers(t) * 3 // 4
+    vecs = pick_tile(qp // t.vector_lanes, max(1, budget // n))
+    return vecs, pick_tile(-(-spec.cout // n), max(1, -(-4 * t.cores // spec.batch)))
+
+
+def _fl_schedule(spec: ConvSpec, n: int, t: Any) -> Callable[[Any], None]:
+    vecs, chunks = _fl_tiles(spec, n, t)
+    lanes = t.vector_lanes
+
+    def schedule_default(sch: Any) -> None:
+        blk = sch.get_sblock("acc")
+        bl, rl, il, ql, el = sch.get_loops(blk)
+        qo, qm, qi = sch.split(ql, [None, vecs, lanes])
+        rp, ri = sch.split(rl, [chunks, None])
+        sch.reorder(bl, rp, qo, ri, el, qm, il, qi)
+        sch.parallel(sch.fuse(bl, rp))
+        local = sch.cache_write(blk, 0, "local")  # registers -> acc, then the NHWC epilogue as its own pass
+        sch.reverse_compute_at(local, ri)
+        sch.vectorize(sch.get_loops(local)[-1])
+        sch.vectorize(qi)
+        sch.unroll(qm)
+        sch.unroll(il)
+        sch.annotate(el, SPARSE_ROW_ANN, 1)
+        sch.decompose_reduction(blk, el)
+        ol = sch.get_loops(sch.get_sblock("out"))
+        sch.parallel(sch.fuse(ol[0], ol[1]))
+        _cm_schedule_basis(sch, None, spec, t)
+        schedule_channel_major_input(sch, spec.cin, lanes, tiles=True)
+        shrink_sparse_loops(sch)
+
+    return schedule_default
+
+
+def _fl_describe(spec: ConvSpec, n: int, t: Any) -> str:
+    vecs, chunks = _fl_tiles(spec, n, t)
+    part = "CSR" if n == 1 else f"1x{n} BSR"
+    qp = flat_geometry(spec, t.vector_lanes)[1]
+    return (f"flat-pixel channel-major basis conv over {qp} pixels, computed once (parallel over input channels), "
+            f"{part} 1x1 in {chunks} channel chunks, tile {n}x{vecs * t.vector_lanes}")
+
+
+_FLAT = _Layout("(cin, basis filter)", _cm_sparse, _fl_compute, _fl_schedule, _fl_describe)
 
 
 # ----------------------------------------------------------------------------------------
@@ -414,7 +515,8 @@ def predict_interspace_ms(spec: ConvSpec, density: float, n: int, target: "Named
                           prm: "PerfParams | None" = None) -> float:
     """Roofline milliseconds of :func:`interspace_conv2d`: basis conv + sparse 1x1, bounded by traffic.
 
-    * basis conv: ``2 * B*OH*OWp * Cin * K⁴`` FLOPs (output width in whole vectors) at
+    * basis conv: ``2 * B*P * Cin * K⁴`` FLOPs, ``P`` the computed pixels per channel (whole vectors
+      per output row, ``OH*OWp``, or the flat grid's ``Qp``, :func:`.channel_major.computed_pixels`), at
       ``BASIS_CONV_EFFICIENCY`` x the dense kernels' throughput (its reduction is only K² long);
     * sparse 1x1 over ``Cin*K²`` basis channels at the coefficient ``density``: the 1xN term
       (N output channels per vector, ``alpha_1xn``) or the CSR term of the direct sparse conv
@@ -429,14 +531,17 @@ def predict_interspace_ms(spec: ConvSpec, density: float, n: int, target: "Named
     bw = target.mem_bandwidth_gbs * 1e9
     lanes, k2 = target.vector_lanes, spec.kh * spec.kw
     owp = -(-spec.out_w // lanes) * lanes
-    t_basis = 2 * spec.batch * spec.out_h * owp * spec.cin * k2 * k2 / (peak * BASIS_CONV_EFFICIENCY)
+    flat = n < lanes and prefers_flat_pixels(spec, lanes)
+    computed = computed_pixels(spec, lanes, flat)  # per channel: OH*OWp, or the flat grid's Qp
+    t_basis = 2 * spec.batch * computed * spec.cin * k2 * k2 / (peak * BASIS_CONV_EFFICIENCY)
     sparse_flops = 2 * density * spec.batch * spec.out_h * spec.out_w * spec.cout * spec.cin * k2
     if n > 1:
         t_sparse = prm.alpha_1xn * sparse_flops / (peak * min(1.0, n / lanes))
     else:
         nnz_per_row = max(density * spec.cin * k2, 1e-3)
-        overhead = 1.0 + NONZERO_OVERHEAD_FMAS / (owp // lanes) + ROW_OVERHEAD_FMAS / nnz_per_row
-        t_sparse = prm.alpha_csr_3x3 * sparse_flops * (owp / spec.out_w) * overhead / peak
+        vectors = computed // lanes if flat else owp // lanes  # FMAs per nonzero (per output row)
+        overhead = 1.0 + NONZERO_OVERHEAD_FMAS / vectors + ROW_OVERHEAD_FMAS / nnz_per_row
+        t_sparse = prm.alpha_csr_3x3 * sparse_flops * (computed / (spec.out_h * spec.out_w)) * overhead / peak
     in_bytes = 4 * spec.batch * spec.in_h * spec.in_w * spec.cin
     out_bytes = 4 * spec.batch * spec.out_h * spec.out_w * spec.cout
     w_bytes = 4 * spec.cout * spec.cin * k2 * density * (1 + 1 / max(n, 1))
