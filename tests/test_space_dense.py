@@ -78,7 +78,7 @@ def test_sampled_linear_points_match_torch(out_f, in_f, batch, act):
 
 @pytest.mark.parametrize("spec", [
     ConvSpec(1, 28, 28, 128, 128, 3, 3, (1, 1), (1, 1, 1, 1), bias=True, activation="relu"),
-    ConvSpec(1, 14, 14, 256, 1024, 1, 1, bias=True),
+    pytest.param(ConvSpec(1, 14, 14, 256, 1024, 1, 1, bias=True), marks=pytest.mark.slow),
 ], ids=["3x3_128-128@28", "1x1_256-1024@14"])
 def test_big_conv_spaces_hold_a_thousand_points(spec):
     kernel = dense_conv2d(spec, np.zeros(spec.weight_shape, "float32"), np.zeros(spec.cout, "float32"), X86)

@@ -202,6 +202,7 @@ def test_corrupt_lines_are_skipped_with_a_warning(dense_log, tmp_path):
     _check_numerics(task, w, b, d)
 
 
+@pytest.mark.slow  # ~20 s of tuning; the dense kernel's tuning round runs by default
 def test_tune_sparse_1xn_kernel(tmp_path):
     task, w, b = _sparse_task(1)
     rep = tune_tasks([task], X86, tmp_path, 8, trials_per_iter=8, population=32, log=lambda s: None)
@@ -237,6 +238,7 @@ _KILL_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # a tuning subprocess killed mid-run: ~35 s
 def test_killed_tune_leaves_a_readable_database(tmp_path):
     script = tmp_path / "kill_me.py"
     script.write_text(_KILL_SCRIPT.format(repo=str(REPO)))
