@@ -78,6 +78,7 @@ def test_user_model_file_compile_and_bench(tmp_path):
     assert "median ms" in p.stdout and "tvm" in p.stdout
 
 
+@pytest.mark.slow  # three CLI subprocesses and ONNX Runtime: ~35 s; bench --vs-torch runs by default
 def test_bench_vs_engines_same_weights(tmp_path):
     from tvmprune.measure.peers import PeerEngine, find_engine
 

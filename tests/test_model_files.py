@@ -57,6 +57,7 @@ def test_model_file_lowers_to_layers_with_1x8_plans(pruned_files, kind):
     assert sum(f in (Format.BSR, Format.BSR_SPATIAL) for f in fmts) >= len(fmts) - 3
 
 
+@pytest.mark.slow  # ~25 s; a model file compiled equal to PyTorch by default: the ONNX CLI test
 def test_pt2_compiles_equal_to_pytorch_with_1x8_kernels(pruned_files):
     req = resolve_model(pruned_files["pt2"])
     cm = compile_model(req.model, req.input_shape, "x86", model_spec=req.spec, pattern=req.pattern)

@@ -177,6 +177,7 @@ def test_resume_does_no_duplicate_work(dense_log):
     assert any("skipped" in ln for ln in lines)
 
 
+@pytest.mark.slow  # re-reads a tuning database through a fresh tuning round: ~15 s
 def test_corrupt_lines_are_skipped_with_a_warning(dense_log, tmp_path):
     d0, task, w, b, _, _ = dense_log
     d = tmp_path / "corrupt"
