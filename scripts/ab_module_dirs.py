@@ -77,19 +77,6 @@ def profile_groups(vm: Any, x: Any, runs: int, clock: Callable[[], float]) -> tu
     return dict(groups), dict(n_calls)
 
 
-def cpu_time_rounds(calls: list[Callable[[], Any]], rounds: int, per_round: int = 3) -> list[list[float]]:
-    """Thread CPU ms per run of each call, ``per_round`` runs per call and round, interleaved."""
-    out: list[list[float]] = [[] for _ in calls]
-    for _ in range(rounds):
-        for i, c in enumerate(calls):
-            c()
-            t0 = time.thread_time()
-            for _ in range(per_round):
-                c()
-            out[i].append((time.thread_time() - t0) / per_round * 1e3)
-    return out
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("dirs", nargs="+", help="module directories (model.so + meta.json)")
@@ -104,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     import tvm
 
     from tvmprune.build.module_dir import load_compiled
-    from tvmprune.measure.runners import TvmRunner, random_input, time_interleaved
+    from tvmprune.measure.runners import TvmRunner, cpu_time_rounds, random_input, time_interleaved
 
     mods = [load_compiled(d) for d in args.dirs]
     shape = mods[0].input_shape

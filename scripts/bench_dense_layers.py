@@ -205,16 +205,9 @@ def tvm_kernel(name: str, target: "object") -> tuple["object", tuple[int, ...], 
 
 def cpu_time_ms(calls: list, flops: int, rounds: int) -> list[float]:
     """Per callable: minimum over ``rounds`` interleaved rounds of the mean thread CPU time of one call."""
-    n = max(3, int(3e8 / max(flops, 1)))
-    best = [float("inf")] * len(calls)
-    for _ in range(rounds):
-        for i, call in enumerate(calls):
-            call()
-            t0 = time.thread_time()
-            for _ in range(n):
-                call()
-            best[i] = min(best[i], (time.thread_time() - t0) / n * 1e3)
-    return best
+    from tvmprune.measure.runners import cpu_time_rounds
+
+    return [min(s) for s in cpu_time_rounds(calls, rounds, per_round=max(3, int(3e8 / max(flops, 1))))]
 
 
 def bench_layer(name: str, target: "object", repeat: int, rounds: int, cpu_time: bool) -> dict[str, float]:

@@ -116,6 +116,21 @@ def time_interleaved(runners: Sequence[Runner], repeat: int, rounds: int | None 
     return out
 
 
+def cpu_time_rounds(calls: Sequence[Any], rounds: int, per_round: int = 3) -> list[list[float]]:
+    """Per callable, one sample per interleaved round: the mean thread CPU ms of ``per_round`` calls
+    after one discarded call. Thread CPU time counts only this thread's work (run with one TVM
+    thread), so other processes' load disturbs it little."""
+    out: list[list[float]] = [[] for _ in calls]
+    for _ in range(rounds):
+        for i, call in enumerate(calls):
+            call()
+            t0 = time.thread_time()
+            for _ in range(per_round):
+                call()
+            out[i].append((time.thread_time() - t0) / per_round * 1e3)
+    return out
+
+
 def max_rel_err(out: np.ndarray, ref: np.ndarray) -> float:
     """max |out - ref| / max |ref|; infinite when the shapes differ."""
     if out.shape != ref.shape:
