@@ -118,12 +118,18 @@ def test_decide_margin():
 
 
 def test_measured_planner_picks_dense_where_sparse_loses(tmp_path, monkeypatch):
-    """Real measurement: at density 0.9 (1x8@0.1) no sparse kernel beats dense by the margin."""
+    """Real measurement at density 0.9 (1x8@0.1): every timed layer gets what its measured times
+    decide, and the layers whose sparse kernels all measured slower than dense (the linear head, at
+    least) get dense. Which conv wins at 0.9 on a 16x16 input is the machine's call, not asserted."""
     from tvmprune.plan.plan import plan
 
     monkeypatch.setenv("TVMPRUNE_CACHE_DIR", str(tmp_path))
     planned = plan(_lowered("1x8@0.1"), "x86", PLANNERS["measured"])
     timed = [p for p in planned.plans if p.measured_ms]
-    assert timed
-    assert all(p.fmt == Format.DENSE and len(p.measured_ms) >= 2 for p in timed), \
-        [(p.info.name, p.measured_ms) for p in timed]
+    assert timed and all(len(p.measured_ms) >= 2 for p in timed)
+    for p in timed:
+        assert p.fmt == measured.decide(p.info, p.measured_ms, measured.MEASURED_MARGIN)[0]
+    losing = [p for p in timed if all(ms > p.measured_ms[Format.DENSE] for f, ms in p.measured_ms.items()
+                                      if f != Format.DENSE)]
+    assert losing, [(p.info.name, p.measured_ms) for p in timed]
+    assert all(p.fmt == Format.DENSE and "sparse not" in p.reason for p in losing)
