@@ -133,3 +133,18 @@ def test_measured_planner_picks_dense_where_sparse_loses(tmp_path, monkeypatch):
                                       if f != Format.DENSE)]
     assert losing, [(p.info.name, p.measured_ms) for p in timed]
     assert all(p.fmt == Format.DENSE and "sparse not" in p.reason for p in losing)
+
+
+def test_cache_key_tells_tuned_schedules_apart():
+    """A tuned PrimFunc (a shipped or tuned record) keys the cache by its structure: the same
+    function twice gives one key, another schedule or the default schedule another."""
+    from tvmprune.kernels.registry import family
+
+    info = _lowered("1x8@0.8").layers[2].info
+    inst = family(Format.BSR, info.op).build(info, info.block_n, get_target("x86"))
+    tgt = get_target("x86")
+    scheduled = inst.scheduled()
+    key = measured._cache_key(inst, scheduled, tgt)
+    assert key == measured._cache_key(inst, inst.scheduled(), tgt)
+    assert key != measured._cache_key(inst, None, tgt)
+    assert key != measured._cache_key(inst, inst.func, tgt)  # the unscheduled function

@@ -29,6 +29,7 @@ from typing import Any, Callable
 from ..cache_dir import cache_dir, target_key
 from ..kernels.base import KernelInstance
 from ..kernels.format import Format
+from ..kernels.identity import structural_hash
 from ..kernels.registry import family
 from ..target import NamedTarget
 from .layer import LayerInfo, LayerPlan, Planner
@@ -54,10 +55,8 @@ def kernel_times_dir(target: NamedTarget) -> Path:
 
 
 def _cache_key(inst: KernelInstance, func: Any, target: NamedTarget) -> str:
-    import tvm
-
     tgt = json.dumps(target.to_json(), sort_keys=True, default=str)
-    sched = tvm.ir.structural_hash(func) if func is not None else "default"
+    sched = structural_hash(func) if func is not None else "default"
     return hashlib.sha1(f"{inst.workload_key}|{sched}|{tgt}".encode()).hexdigest()[:20]
 
 
