@@ -91,11 +91,12 @@ def _tune_arm(kernel: Any, desc: str, arm: str, seed: int, trials: int, target: 
 
 def _retime(kernel: Any, dirs: list[Path], target: Any, rounds: int = 5) -> list[float]:
     """Default schedule + each directory's best record, timed side by side (ms)."""
+    from tvmprune.kernels.identity import structural_hash
     from tvmprune.tune import db as dbm
     from tvmprune.tune.apply import apply_record
     from tvmprune.tune.measure import time_side_by_side
 
-    shash = dbm.shash_of(dbm.module_of(kernel.func))
+    shash = structural_hash(dbm.module_of(kernel.func))
     funcs = [kernel.scheduled()]
     for d in dirs:
         c = dbm.read_log(d, validate=False)

@@ -141,10 +141,9 @@ def test_cache_key_tells_tuned_schedules_apart():
     from tvmprune.kernels.registry import family
 
     info = _lowered("1x8@0.8").layers[2].info
-    inst = family(Format.BSR, info.op).build(info, info.block_n, get_target("x86"))
     tgt = get_target("x86")
-    scheduled = inst.scheduled()
-    key = measured._cache_key(inst, scheduled, tgt)
+    inst = family(Format.BSR, info.op).build(info, info.block_n, tgt)
+    key = measured._cache_key(inst, inst.scheduled(), tgt)
     assert key == measured._cache_key(inst, inst.scheduled(), tgt)
     assert key != measured._cache_key(inst, None, tgt)
     assert key != measured._cache_key(inst, inst.func, tgt)  # the unscheduled function

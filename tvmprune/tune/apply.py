@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..kernels.base import KernelInstance
+from ..kernels.identity import structural_hash
 from ..target import NamedTarget, get_target
 from . import db as dbm
 from .tasks import postprocess
@@ -180,7 +181,7 @@ def schedule_source_for(
     stats = {"exact": 0, "similar": 0, "default": 0}
 
     def source(kernel: KernelInstance, t: NamedTarget) -> Any:
-        shash = dbm.shash_of(dbm.module_of(kernel.func))
+        shash = structural_hash(dbm.module_of(kernel.func))
         for src in sources:
             try:
                 hit = src.lookup(kernel, shash)

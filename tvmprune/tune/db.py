@@ -37,13 +37,6 @@ def module_of(func: Any) -> Any:
     return tvm.IRModule({"main": func})
 
 
-def shash_of(mod: Any) -> str:
-    """MetaSchedule's workload hash string (``structural`` module equality)."""
-    import tvm_ffi
-
-    return str(tvm_ffi.structural_hash(mod) & 0xFFFFFFFFFFFFFFFF)
-
-
 def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs) if xs else float("inf")
 

@@ -149,9 +149,9 @@ class TuneTask:
         return module_of(self.kernel.func)
 
     def shash(self) -> str:
-        from .db import shash_of
+        from ..kernels.identity import structural_hash
 
-        return shash_of(self.module())
+        return structural_hash(self.module())
 
 
 def describe(plan: Any) -> str:
